@@ -1,0 +1,238 @@
+"""Load a validated city pack into the database, in place.
+
+Rows are matched by code. New rows are created, changed rows updated, rows that left the pack
+deactivated (tickets and history still point at them). An attribute set to the value it already
+has is not an update, so loading the same pack twice writes nothing. The caller owns the
+transaction: a failure anywhere leaves nothing half-loaded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from jiesu.auth.passwords import hash_password
+from jiesu.citypack.parse import CategoryRow, Pack, UnitRow
+from jiesu.org.models import Unit, User
+from jiesu.taxonomy.models import (
+    CalendarOverride,
+    Category,
+    CitySetting,
+    DispatchRule,
+    RequestType,
+)
+
+
+class PackInvalid(ValueError):
+    def __init__(self, pack: Pack) -> None:
+        self.errors = pack.errors
+        super().__init__("\n".join(str(e) for e in pack.errors))
+
+
+def _assign(obj: Any, values: dict[str, Any], stats: Counter[str], label: str) -> None:
+    changed = False
+    for key, value in values.items():
+        if getattr(obj, key) != value:
+            setattr(obj, key, value)
+            changed = True
+    if changed:
+        stats[f"{label}.updated"] += 1
+
+
+def load_pack(pack: Pack, *, db_session: Session) -> Counter[str]:
+    """Load `pack`; returns counts like {'units.created': 343, 'categories.updated': 2}."""
+    if not pack.ok:
+        raise PackInvalid(pack)
+    stats: Counter[str] = Counter()
+    units = _load_units(pack.units, db_session, stats)
+    categories = _load_categories(pack, db_session, stats)
+    _load_request_types(pack, db_session, stats)
+    _load_dispatch(pack, units, categories, db_session, stats)
+    _load_users(pack, units, db_session, stats)
+    _load_calendar(pack, db_session, stats)
+    _load_settings(pack, db_session, stats)
+    db_session.flush()
+    return stats
+
+
+def _depth(code: str, parents: dict[str, str | None]) -> int:
+    depth = 0
+    while (code := parents.get(code) or "") and depth < 100:
+        depth += 1
+    return depth
+
+
+def _load_units(rows: list[UnitRow], s: Session, stats: Counter[str]) -> dict[str, Unit]:
+    existing = {u.code: u for u in s.scalars(select(Unit))}
+    parents = {r.code: r.parent for r in rows}
+    for level_rows in _by_depth(rows, parents):
+        for row in level_rows:
+            unit = existing.get(row.code)
+            parent = existing[row.parent] if row.parent else None
+            values = {
+                "name": row.name,
+                "short_name": row.short_name,
+                "kind": row.kind,
+                "function": row.function,
+                "aliases": row.aliases,
+                "parent_id": parent.id if parent else None,
+                "active": True,
+            }
+            if unit is None:
+                unit = Unit(code=row.code, path="", **values)
+                s.add(unit)
+                existing[row.code] = unit
+                stats["units.created"] += 1
+            else:
+                _assign(unit, values, stats, "units")
+        s.flush()  # ids for the next level's parent_id and for the paths
+        for row in level_rows:
+            unit = existing[row.code]
+            parent_path = existing[row.parent].path if row.parent else "/"
+            path = f"{parent_path}{unit.id}/"
+            if unit.path != path:
+                unit.path = path
+    in_pack = set(parents)
+    for code, unit in existing.items():
+        if code not in in_pack and unit.active:
+            unit.active = False
+            stats["units.deactivated"] += 1
+    return existing
+
+
+def _by_depth(rows: list[Any], parents: dict[str, str | None]) -> list[list[Any]]:
+    levels: dict[int, list[Any]] = {}
+    for row in rows:
+        levels.setdefault(_depth(row.code, parents), []).append(row)
+    return [levels[d] for d in sorted(levels)]
+
+
+def _load_categories(pack: Pack, s: Session, stats: Counter[str]) -> dict[str, Category]:
+    existing = {c.code: c for c in s.scalars(select(Category))}
+    rows: list[CategoryRow] = pack.categories
+    parents = {r.code: r.parent for r in rows}
+    default_tier = pack.settings["default_tier"]
+    for level, level_rows in enumerate(_by_depth(rows, parents), 1):
+        for row in level_rows:
+            parent = existing[row.parent] if row.parent else None
+            values = {
+                "name": row.name,
+                "parent_id": parent.id if parent else None,
+                "level": level,
+                "full_name": f"{parent.full_name} › {row.name}" if parent else row.name,
+                "tier": row.tier,
+                "effective_tier": row.tier or (parent.effective_tier if parent else default_tier),
+                "seven_haves": row.seven_haves,
+                "five_qualities": row.five_qualities,
+                "keywords": row.keywords,
+                "active": True,
+            }
+            cat = existing.get(row.code)
+            if cat is None:
+                cat = Category(code=row.code, **values)
+                s.add(cat)
+                existing[row.code] = cat
+                stats["categories.created"] += 1
+            else:
+                _assign(cat, values, stats, "categories")
+        s.flush()
+    for code, cat in existing.items():
+        if code not in parents and cat.active:
+            cat.active = False
+            stats["categories.deactivated"] += 1
+    return existing
+
+
+def _load_request_types(pack: Pack, s: Session, stats: Counter[str]) -> None:
+    existing = {t.code: t for t in s.scalars(select(RequestType))}
+    wanted: dict[str, str] = pack.settings["request_types"]
+    for code, name in wanted.items():
+        if code in existing:
+            _assign(existing[code], {"name": name, "active": True}, stats, "request_types")
+        else:
+            s.add(RequestType(code=code, name=name, active=True))
+            stats["request_types.created"] += 1
+    for code, rt in existing.items():
+        if code not in wanted and rt.active:
+            rt.active = False
+            stats["request_types.deactivated"] += 1
+
+
+def _load_dispatch(
+    pack: Pack,
+    units: dict[str, Unit],
+    categories: dict[str, Category],
+    s: Session,
+    stats: Counter[str],
+) -> None:
+    existing = {(r.category_id, r.district_id): r for r in s.scalars(select(DispatchRule))}
+    seen = set()
+    for row in pack.dispatch:
+        key = (categories[row.category].id, units[row.district].id if row.district else None)
+        seen.add(key)
+        values = {
+            "route": row.route,
+            "function": row.function,
+            "unit_id": units[row.unit].id if row.unit else None,
+            "note": row.note,
+            "active": True,
+        }
+        if key in existing:
+            _assign(existing[key], values, stats, "dispatch_rules")
+        else:
+            s.add(DispatchRule(category_id=key[0], district_id=key[1], **values))
+            stats["dispatch_rules.created"] += 1
+    for key, rule in existing.items():
+        if key not in seen and rule.active:
+            rule.active = False
+            stats["dispatch_rules.deactivated"] += 1
+
+
+def _load_users(pack: Pack, units: dict[str, Unit], s: Session, stats: Counter[str]) -> None:
+    # Users the admin created in the console are not in the pack: never deactivate by absence.
+    # A pack's password is an initial password only: reloading never resets a changed one.
+    existing = {u.username: u for u in s.scalars(select(User))}
+    for row in pack.users:
+        values = {"name": row.name, "role": row.role, "unit_id": units[row.unit].id}
+        user = existing.get(row.username)
+        if user is None:
+            s.add(
+                User(
+                    username=row.username,
+                    password_hash=hash_password(row.password) if row.password else None,
+                    active=True,
+                    **values,
+                )
+            )
+            stats["users.created"] += 1
+        else:
+            _assign(user, values, stats, "users")
+
+
+def _load_calendar(pack: Pack, s: Session, stats: Counter[str]) -> None:
+    existing = {c.day: c for c in s.scalars(select(CalendarOverride))}
+    wanted = {row.day: row for row in pack.calendar}
+    for day, row in wanted.items():
+        current = existing.get(day)
+        if current is None:
+            s.add(CalendarOverride(day=day, kind=row.kind, note=row.note, source="pack"))
+            stats["calendar.created"] += 1
+        elif current.source == "pack":  # an admin's own override wins over the pack
+            _assign(current, {"kind": row.kind, "note": row.note}, stats, "calendar")
+    for day, current in existing.items():
+        if day not in wanted and current.source == "pack":
+            s.delete(current)
+            stats["calendar.deleted"] += 1
+
+
+def _load_settings(pack: Pack, s: Session, stats: Counter[str]) -> None:
+    current = s.get(CitySetting, "pack")
+    if current is None:
+        s.add(CitySetting(key="pack", value=pack.settings))
+        stats["settings.created"] += 1
+    elif current.value != pack.settings:
+        current.value = pack.settings
+        stats["settings.updated"] += 1

@@ -1,0 +1,230 @@
+"""The `jiesu` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jiesu.settings import REPO_ROOT, get_settings
+
+app = typer.Typer(
+    help="jiesu 接诉即办 — a platform for a city's 12345 citizen service hotline.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+db_app = typer.Typer(help="Database schema: create and migrate (Alembic).", no_args_is_help=True)
+pack_app = typer.Typer(
+    help="City packs: check and load a city's organisation, taxonomy and rules.",
+    no_args_is_help=True,
+)
+demo_app = typer.Typer(help="The Beijing demo city and its history.", no_args_is_help=True)
+user_app = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(pack_app, name="citypack")
+app.add_typer(demo_app, name="demo")
+app.add_typer(user_app, name="user")
+
+out = Console()
+err = Console(stderr=True)
+DEMO_PACK = REPO_ROOT / "citypacks" / "beijing"
+
+
+def _db():  # type: ignore[no-untyped-def]
+    from jiesu.db.engine import Database
+
+    return Database(get_settings().database_url)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (keep it below 32768).")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Reload on code changes (development).")] = False,
+) -> None:
+    """Run the web server (API, console, portal)."""
+    import uvicorn
+
+    uvicorn.run(
+        "jiesu.web.asgi:app", host=host, port=port, workers=workers, reload=reload,
+        log_level="info", proxy_headers=True,
+    )  # fmt: skip
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Create the database or bring it up to REVISION."""
+    from jiesu.db.migrate import upgrade
+
+    upgrade(get_settings().database_url, revision)
+    out.print(f"[green]database at {revision}[/]: {_safe_url()}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, e.g. base.")],
+) -> None:
+    """Step the schema back to REVISION (base drops everything)."""
+    from jiesu.db.migrate import downgrade
+
+    downgrade(get_settings().database_url, revision)
+    out.print(f"[yellow]database at {revision}[/]")
+
+
+def _safe_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(get_settings().database_url).render_as_string(hide_password=True)
+
+
+def _read_or_exit(directory: Path):  # type: ignore[no-untyped-def]
+    from jiesu.citypack.parse import read_pack
+
+    pack = read_pack(directory)
+    if not pack.ok:
+        for e in pack.errors:
+            err.print(f"error {e}", highlight=False, markup=False)
+        err.print(f"{len(pack.errors)} error(s) in {directory}: nothing loaded", style="red")
+        raise typer.Exit(1)
+    return pack
+
+
+@pack_app.command("check")
+def citypack_check(directory: Annotated[Path, typer.Argument(help="The pack folder.")]) -> None:
+    """Validate a city pack; print every error with file, line and reason."""
+    pack = _read_or_exit(directory)
+    out.print(
+        f"[green]ok[/] {directory}: {len(pack.units)} units, {len(pack.categories)} categories, "
+        f"{len(pack.dispatch)} dispatch rules, {len(pack.users)} users"
+    )
+
+
+@pack_app.command("load")
+def citypack_load(directory: Annotated[Path, typer.Argument(help="The pack folder.")]) -> None:
+    """Validate and load a city pack in one transaction (safe to re-run)."""
+    from jiesu.citypack.load import load_pack
+
+    pack = _read_or_exit(directory)
+    with _db().write() as session:
+        stats = load_pack(pack, db_session=session)
+    changes = ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "no changes"
+    out.print(f"[green]loaded[/] {pack.settings['name']} ({directory}): {changes}")
+
+
+@demo_app.command("generate")
+def demo_generate(
+    days: Annotated[int, typer.Option(help="Days of history, ending today.")] = 30,
+    per_day: Annotated[int, typer.Option(help="Tickets per day on average.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same history).")] = 12345,
+    end: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD), default today.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Write realistic tickets with their whole history for the loaded demo city."""
+    from jiesu.demo.generate import generate
+
+    last = date.fromisoformat(end) if end else None
+    db = _db()
+    result = generate(db, days=days, per_day=per_day, seed=seed, end=last, progress=progress)
+    out.print(
+        f"[green]generated[/] {result.tickets:,} tickets, {result.events:,} events in "
+        f"{result.seconds:.1f} s ({result.tickets / max(result.seconds, 1e-9):,.0f} tickets/s)"
+    )
+
+
+@demo_app.command("init")
+def demo_init(
+    days: Annotated[int, typer.Option(help="Days of history generated on first run.")] = 30,
+    per_day: Annotated[int, typer.Option(help="Tickets per day on average.")] = 1000,
+) -> None:
+    """Set up the demo once: migrate, load the Beijing pack, generate history if none yet."""
+    from sqlalchemy import func, select
+
+    from jiesu.citypack.load import load_pack
+    from jiesu.db.migrate import upgrade
+    from jiesu.tickets.models import Ticket
+
+    upgrade(get_settings().database_url)
+    pack = _read_or_exit(DEMO_PACK)
+    db = _db()
+    with db.write() as session:
+        stats = load_pack(pack, db_session=session)
+    if stats:
+        out.print(f"loaded the Beijing demo pack: {sum(stats.values())} changes")
+    with db.read() as session:
+        existing = session.scalar(select(func.count()).select_from(Ticket)) or 0
+    if existing == 0:
+        out.print(f"generating {days} days of demo history (about {days * per_day:,} tickets) …")
+        demo_generate(
+            days=days, per_day=per_day, seed=12345, end=None, progress=sys.stdout.isatty()
+        )
+    else:
+        out.print(f"demo history present: {existing:,} tickets")
+
+
+@demo_app.command("logins")
+def demo_logins() -> None:
+    """Print the demo users and their password."""
+    from jiesu.citypack.parse import read_pack
+    from jiesu.org.models import ROLE_NAMES, Role
+
+    pack = read_pack(DEMO_PACK)
+    table = Table(title="演示账号 demo logins", show_lines=False)
+    for col in ("用户名", "密码", "角色", "单位", "姓名"):
+        table.add_column(col)
+    names = {u.code: u.short_name or u.name for u in pack.units}
+    for u in pack.users:
+        table.add_row(
+            u.username,
+            u.password or "",
+            ROLE_NAMES[Role(u.role)],
+            names.get(u.unit, u.unit),
+            u.name,
+        )
+    out.print(table)
+
+
+@user_app.command("token")
+def user_token(
+    username: Annotated[str, typer.Argument(help="The user the system acts as.")],
+    name: Annotated[
+        str, typer.Option(help="What the token is for, e.g. wechat-gateway.")
+    ] = "system",
+    days: Annotated[int, typer.Option(help="Valid for this many days (0: no expiry).")] = 365,
+) -> None:
+    """Issue an API token for a channel system (printed once; only its hash is stored)."""
+    from sqlalchemy import select
+
+    from jiesu.auth.service import issue_token
+    from jiesu.org.models import User
+
+    with _db().write() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            err.print(f"no user {username}")
+            raise typer.Exit(1)
+        token, expires = issue_token(
+            user,
+            db_session=session,
+            ttl=timedelta(days=days) if days else None,
+            kind="system",
+            name=name,
+        )
+    out.print(token)
+    err.print(f"expires: {expires or 'never'}")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

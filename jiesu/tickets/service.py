@@ -1,0 +1,307 @@
+"""Intake and reading of tickets. Services take `db_session=` and never commit."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from jiesu.access.policy import Principal, mask_name, mask_phone
+from jiesu.db.base import utcnow
+from jiesu.errors import Forbidden, Invalid, NotFound
+from jiesu.org.models import Unit
+from jiesu.settings import city_tz
+from jiesu.taxonomy.models import Category, RequestType
+from jiesu.tickets.models import STATUS_NAMES, Assignment, Event, IdempotencyKey, Status, Ticket
+from jiesu.tickets.numbering import next_number
+from jiesu.tickets.shapes import (
+    AssignmentOut,
+    EventOut,
+    Ref,
+    RequesterOut,
+    TicketCreate,
+    TicketOut,
+)
+
+TITLE_FROM_CONTENT = 30  # characters of the content that make a missing title
+
+
+def request_hash(data: TicketCreate) -> str:
+    return hashlib.sha256(
+        orjson.dumps(data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+
+
+def find_idempotent(
+    key: str, data: TicketCreate, *, actor: Principal, db_session: Session
+) -> Ticket | None:
+    """The ticket an earlier create with this key made, or None. Same key, other body: 422."""
+    row = db_session.scalar(
+        select(IdempotencyKey).where(
+            IdempotencyKey.user_id == actor.user_id, IdempotencyKey.key == key
+        )
+    )
+    if row is None:
+        return None
+    if row.request_hash != request_hash(data):
+        raise Invalid(
+            "同一 Idempotency-Key 已用于另一请求 / Idempotency-Key was used with a different request",
+            field="Idempotency-Key",
+        )
+    return db_session.get(Ticket, row.ticket_id)
+
+
+def create_ticket(
+    data: TicketCreate,
+    *,
+    actor: Principal,
+    db_session: Session,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> Ticket:
+    """Receive (受理) one request: validate references, number it, store it with its first event."""
+    if not actor.can_intake():
+        raise Forbidden("当前角色不能受理诉求 / this role cannot take requests in")
+    now = now or utcnow()
+    category = None
+    if data.category_code:
+        category = db_session.scalar(
+            select(Category).where(Category.code == data.category_code, Category.active)
+        )
+        if category is None:
+            raise Invalid(
+                f"未知的事项分类 {data.category_code} / unknown category", field="category_code"
+            )
+    if data.request_type:
+        rt = db_session.get(RequestType, data.request_type)
+        if rt is None or not rt.active:
+            raise Invalid(
+                f"未知的诉求类型 {data.request_type} / unknown request type", field="request_type"
+            )
+    ticket = Ticket(
+        number=next_number(now.astimezone(city_tz()).date(), db_session=db_session),
+        channel=data.channel.value,
+        request_type=data.request_type,
+        category_id=category.id if category else None,
+        title=data.title or data.content[:TITLE_FROM_CONTENT],
+        content=data.content,
+        requester_name=data.requester.name,
+        requester_phone=data.requester.phone,
+        requester_confidential=data.requester.confidential,
+        address=data.address,
+        lat=data.lat,
+        lng=data.lng,
+        status=Status.received.value,
+        tier=category.effective_tier if category else None,
+        urgent=False,
+        created_by_id=actor.user_id,
+        created_at=now,
+        updated_at=now,
+    )
+    db_session.add(ticket)
+    db_session.flush()
+    db_session.add(
+        Event(
+            ticket_id=ticket.id,
+            seq=1,
+            action="receive",
+            at=now,
+            actor_id=actor.user_id,
+            actor_unit_id=actor.unit_id,
+            state_before=None,
+            state_after=ticket.status,
+            data={"channel": ticket.channel},
+        )
+    )
+    if idempotency_key:
+        db_session.add(
+            IdempotencyKey(
+                user_id=actor.user_id,
+                key=idempotency_key,
+                request_hash=request_hash(data),
+                ticket_id=ticket.id,
+                created_at=now,
+            )
+        )
+    db_session.flush()
+    return ticket
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+
+def visible(stmt: Select[Any], actor: Principal) -> Select[Any]:
+    """Restrict a ticket query to what the actor's unit may see (SPEC §1)."""
+    if actor.is_service_centre:
+        return stmt
+    units_below = select(Unit.id).where(Unit.path.startswith(actor.unit_path))
+    mine = select(Assignment.ticket_id).where(Assignment.unit_id.in_(units_below))
+    return stmt.where(Ticket.id.in_(mine))
+
+
+def get_ticket(ticket_id: int, *, actor: Principal, db_session: Session) -> Ticket:
+    stmt = visible(select(Ticket).where(Ticket.id == ticket_id), actor).options(
+        selectinload(Ticket.assignments).selectinload(Assignment.unit),
+        selectinload(Ticket.events).selectinload(Event.actor),
+        selectinload(Ticket.events).selectinload(Event.actor_unit),
+    )
+    ticket = db_session.scalar(stmt)
+    if ticket is None:
+        # The same answer whether it does not exist or is not yours: ids cannot be probed.
+        raise NotFound(f"工单 {ticket_id} 不存在 / ticket not found")
+    return ticket
+
+
+@dataclass
+class TicketFilter:
+    status: list[str] | None = None
+    unit: str | None = None  # a unit code: tickets it (or a unit below it) has a part in
+    category: str | None = None  # a category code: it and everything below it
+    text: str | None = None
+    created_from: date | None = None  # city-local dates, inclusive
+    created_to: date | None = None
+    phone: str | None = None
+
+
+def _local_midnight_utc(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=city_tz())
+
+
+def list_tickets(
+    f: TicketFilter, *, actor: Principal, db_session: Session, page: int = 1, page_size: int = 20
+) -> tuple[list[Ticket], int]:
+    stmt = visible(select(Ticket), actor)
+    if f.status:
+        unknown = [s for s in f.status if s not in STATUS_NAMES]
+        if unknown:
+            raise Invalid(f"未知的状态 {', '.join(unknown)} / unknown status", field="status")
+        stmt = stmt.where(Ticket.status.in_(f.status))
+    if f.unit:
+        unit = db_session.scalar(select(Unit).where(Unit.code == f.unit))
+        if unit is None:
+            raise Invalid(f"未知的单位 {f.unit} / unknown unit", field="unit")
+        below = select(Unit.id).where(Unit.path.startswith(unit.path))
+        stmt = stmt.where(
+            Ticket.id.in_(select(Assignment.ticket_id).where(Assignment.unit_id.in_(below)))
+        )
+    if f.category:
+        stmt = stmt.where(
+            Ticket.category_id.in_(select(Category.id).where(Category.code.startswith(f.category)))
+        )
+    if f.text:
+        like = f"%{f.text}%"
+        stmt = stmt.where(
+            or_(Ticket.number == f.text, Ticket.title.like(like), Ticket.content.like(like))
+        )
+    if f.created_from:
+        stmt = stmt.where(Ticket.created_at >= _local_midnight_utc(f.created_from))
+    if f.created_to:
+        stmt = stmt.where(Ticket.created_at < _local_midnight_utc(f.created_to + timedelta(days=1)))
+    if f.phone:
+        stmt = stmt.where(Ticket.requester_phone == f.phone)
+    total = db_session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    rows = db_session.scalars(
+        stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .options(
+            selectinload(Ticket.category),
+            selectinload(Ticket.district),
+            selectinload(Ticket.street),
+            selectinload(Ticket.lead_unit),
+        )
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    ).all()
+    return list(rows), total or 0
+
+
+# ---- output --------------------------------------------------------------------------------
+
+
+def _local(t: datetime | None) -> datetime | None:
+    return t.astimezone(city_tz()) if t else None
+
+
+def _ref(obj: Unit | Category | None) -> Ref | None:
+    if obj is None:
+        return None
+    name = obj.name if isinstance(obj, Unit) else obj.full_name
+    return Ref(code=obj.code, name=name)
+
+
+def ticket_out(ticket: Ticket, actor: Principal, *, detail: bool = False) -> TicketOut:
+    shows = actor.sees_identity(
+        confidential=ticket.requester_confidential, lead_unit_id=ticket.lead_unit_id
+    )
+    requester = RequesterOut(
+        name=ticket.requester_name if shows else mask_name(ticket.requester_name),
+        phone=ticket.requester_phone if shows else mask_phone(ticket.requester_phone),
+        confidential=ticket.requester_confidential,
+        masked=not shows,
+    )
+    if ticket.requester_confidential and not shows:
+        requester.name, requester.phone = None, None
+    out = TicketOut(
+        id=ticket.id,
+        number=ticket.number,
+        channel=ticket.channel,
+        request_type=ticket.request_type,
+        category=_ref(ticket.category),
+        title=ticket.title,
+        content=ticket.content,
+        requester=requester,
+        address=ticket.address,
+        lat=ticket.lat,
+        lng=ticket.lng,
+        district=_ref(ticket.district),
+        street=_ref(ticket.street),
+        status=ticket.status,
+        status_name=STATUS_NAMES[ticket.status],
+        tier=ticket.tier,
+        urgent=ticket.urgent,
+        lead_unit=_ref(ticket.lead_unit),
+        round=ticket.round,
+        result=ticket.result,
+        solved=ticket.solved,
+        satisfaction=ticket.satisfaction,
+        created_at=_local(ticket.created_at),  # type: ignore[arg-type]
+        updated_at=_local(ticket.updated_at),  # type: ignore[arg-type]
+        closed_at=_local(ticket.closed_at),
+        due_at=_local(ticket.due_at),
+        version=ticket.version,
+    )
+    if detail:
+        out.assignments = [
+            AssignmentOut(
+                unit=Ref(code=a.unit.code, name=a.unit.name),
+                role=a.role,
+                round=a.round,
+                active=a.active,
+                dispatched_at=_local(a.dispatched_at),  # type: ignore[arg-type]
+                accepted_at=_local(a.accepted_at),
+                contacted_at=_local(a.contacted_at),
+                replied_at=_local(a.replied_at),
+                ended_at=_local(a.ended_at),
+                end_reason=a.end_reason,
+            )
+            for a in ticket.assignments
+        ]
+        out.events = [
+            EventOut(
+                seq=e.seq,
+                action=e.action,
+                at=_local(e.at),  # type: ignore[arg-type]
+                actor=e.actor.name if e.actor else None,
+                actor_unit=_ref(e.actor_unit),
+                state_before=e.state_before,
+                state_after=e.state_after,
+                note=e.note,
+                data=e.data,
+            )
+            for e in ticket.events
+        ]
+    return out

@@ -1,0 +1,152 @@
+"""The API shapes of a ticket: what intake accepts and what readers get back.
+
+Input is strict (unknown fields, wrong types, oversize text and malformed phones are refused with
+the field named); output is built per reader by `ticket_out`, which applies the masking rules.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from jiesu.tickets.models import Channel
+
+MAX_CONTENT = 20_000  # characters; a long letter fits, a pasted file does not
+
+_PHONE_SEPARATORS = re.compile(r"[\s\-()（）]")
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_LANDLINE = re.compile(r"^0\d{9,11}$")  # area code (3-4 digits, leading 0) + 7-8 digits
+_LOCAL = re.compile(r"^[2-9]\d{6,7}$")
+
+
+def normalise_phone(raw: str) -> str:
+    """Digits only; +86/0086 dropped. Raises ValueError for anything that is not a phone."""
+    digits = _PHONE_SEPARATORS.sub("", raw)
+    for prefix in ("+86", "0086"):
+        if digits.startswith(prefix):
+            digits = digits[len(prefix) :]
+    if _MOBILE.match(digits) or _LANDLINE.match(digits) or _LOCAL.match(digits):
+        return digits
+    raise ValueError("电话号码格式不正确 / invalid phone number")
+
+
+Text200 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+
+
+class RequesterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(None, max_length=60)
+    phone: str | None = Field(None, max_length=30)
+    confidential: bool = False
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        return normalise_phone(v) if v else None
+
+
+class TicketCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    channel: Channel
+    content: str = Field(min_length=1, max_length=MAX_CONTENT)
+    title: Text200 | None = None
+    request_type: str | None = Field(None, max_length=20)
+    category_code: str | None = Field(None, max_length=20)
+    address: str | None = Field(None, max_length=300)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lng: float | None = Field(None, ge=-180, le=180)
+    requester: RequesterIn = Field(default_factory=RequesterIn)
+
+    @model_validator(mode="after")
+    def _point(self) -> TicketCreate:
+        if (self.lat is None) != (self.lng is None):
+            raise ValueError("lat 和 lng 须同时提供 / lat and lng go together")
+        return self
+
+
+class Ref(BaseModel):
+    code: str
+    name: str
+
+
+class RequesterOut(BaseModel):
+    name: str | None
+    phone: str | None
+    confidential: bool
+    masked: bool
+
+
+class AssignmentOut(BaseModel):
+    unit: Ref
+    role: str
+    round: int
+    active: bool
+    dispatched_at: datetime
+    accepted_at: datetime | None
+    contacted_at: datetime | None
+    replied_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+class EventOut(BaseModel):
+    seq: int
+    action: str
+    at: datetime
+    actor: str | None
+    actor_unit: Ref | None
+    state_before: str | None
+    state_after: str
+    note: str | None
+    data: dict[str, Any]
+
+
+class TicketOut(BaseModel):
+    id: int
+    number: str
+    channel: str
+    request_type: str | None
+    category: Ref | None
+    title: str
+    content: str
+    requester: RequesterOut
+    address: str | None
+    lat: float | None
+    lng: float | None
+    district: Ref | None
+    street: Ref | None
+    status: str
+    status_name: str
+    tier: str | None
+    urgent: bool
+    lead_unit: Ref | None
+    round: int
+    result: str | None
+    solved: bool | None
+    satisfaction: str | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    due_at: datetime | None
+    version: int
+    assignments: list[AssignmentOut] | None = None
+    events: list[EventOut] | None = None
+
+
+class TicketPage(BaseModel):
+    items: list[TicketOut]
+    total: int
+    page: int
+    page_size: int

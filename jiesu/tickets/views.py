@@ -1,0 +1,101 @@
+"""The ticket endpoints of the REST contract (SPEC §9)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Response
+from sqlalchemy.exc import IntegrityError
+
+from jiesu.errors import Forbidden, Invalid
+from jiesu.tickets.service import (
+    TicketFilter,
+    create_ticket,
+    find_idempotent,
+    get_ticket,
+    list_tickets,
+    ticket_out,
+)
+from jiesu.tickets.shapes import TicketCreate, TicketOut, TicketPage, normalise_phone
+from jiesu.web.deps import DB, CurrentPrincipal, ReadSession
+
+router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=200, description="重试时带同一值，不会重复建单"),
+]
+
+
+@router.post("", status_code=201, response_model=TicketOut, summary="受理诉求，建立工单")
+def create(
+    body: TicketCreate,
+    db: DB,
+    principal: CurrentPrincipal,
+    response: Response,
+    idempotency_key: IdempotencyHeader = None,
+) -> TicketOut:
+    key = idempotency_key.strip() if idempotency_key else None
+    for attempt in range(2):
+        try:
+            with db.write() as session:
+                if key and (
+                    earlier := find_idempotent(key, body, actor=principal, db_session=session)
+                ):
+                    response.headers["Idempotent-Replayed"] = "true"
+                    return ticket_out(earlier, principal)
+                ticket = create_ticket(
+                    body, actor=principal, db_session=session, idempotency_key=key
+                )
+                out = ticket_out(ticket, principal)
+            response.headers["Location"] = f"/api/v1/tickets/{ticket.id}"
+            return out  # only now: the transaction has committed
+        except IntegrityError:
+            # A concurrent request with the same key won the race: answer with its ticket.
+            if not key or attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+@router.get("", response_model=TicketPage, summary="工单列表（按权限过滤）")
+def index(
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    status: Annotated[list[str] | None, Query(description="状态，可多选")] = None,
+    unit: Annotated[str | None, Query(max_length=40, description="单位编码（含下级）")] = None,
+    category: Annotated[str | None, Query(max_length=20, description="分类编码（含下级）")] = None,
+    text: Annotated[str | None, Query(max_length=100, description="编号、标题或内容")] = None,
+    created_from: Annotated[date | None, Query(description="受理日期起（含）")] = None,
+    created_to: Annotated[date | None, Query(description="受理日期止（含）")] = None,
+    phone: Annotated[str | None, Query(max_length=30, description="诉求人电话")] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> TicketPage:
+    if phone:
+        if not principal.is_service_centre:
+            raise Forbidden(
+                "只有热线中心可按电话查询 / only the service centre may search by phone"
+            )
+        try:
+            phone = normalise_phone(phone)
+        except ValueError as exc:
+            raise Invalid(str(exc), field="phone") from exc
+    f = TicketFilter(status, unit, category, text, created_from, created_to, phone)
+    rows, total = list_tickets(
+        f, actor=principal, db_session=session, page=page, page_size=page_size
+    )
+    return TicketPage(
+        items=[ticket_out(t, principal) for t in rows], total=total, page=page, page_size=page_size
+    )
+
+
+@router.get("/{ticket_id}", response_model=TicketOut, summary="工单详情（含派单、时限与时间线）")
+def show(
+    ticket_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    session: ReadSession,
+    principal: CurrentPrincipal,
+) -> TicketOut:
+    return ticket_out(
+        get_ticket(ticket_id, actor=principal, db_session=session), principal, detail=True
+    )

@@ -1,0 +1,1 @@
+"""The web layer: the FastAPI application, its error answers and shared dependencies."""
