@@ -1,0 +1,1 @@
+"""The demo city's history: realistic tickets with their whole lifecycle, written in bulk."""

@@ -1,0 +1,1 @@
+"""Time limits (时限): the official working-day calendar and deadline arithmetic. Pure."""

@@ -1,0 +1,64 @@
+"""The working-day calendar: the State Council holiday schedule, including make-up working days
+(调休上班), from the `chinesecalendar` package, under the city's own overrides.
+
+The package only knows the years it was released for. For a later year the calendar falls back
+to Monday–Friday and records the year in `uncovered_years`, so the admin can be warned to enter
+that year's schedule as overrides; it never raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+
+import chinese_calendar
+
+MAX_DAYS_SEARCHED = 3660  # ten years: a guard against an override table with no working day
+
+
+class WorkCalendar:
+    def __init__(self, overrides: Mapping[date, bool] | None = None) -> None:
+        """`overrides` maps a day to True (a working day) or False (a day off)."""
+        self.overrides = dict(overrides or {})
+        self.uncovered_years: set[int] = set()
+        self._cache: dict[date, bool] = {}
+        self._offsets: dict[tuple[date, int], date] = {}
+
+    def is_workday(self, day: date) -> bool:
+        cached = self._cache.get(day)
+        if cached is not None:
+            return cached
+        if day in self.overrides:
+            result = self.overrides[day]
+        else:
+            try:
+                result = bool(chinese_calendar.is_workday(day))
+            except NotImplementedError:
+                self.uncovered_years.add(day.year)
+                result = day.weekday() < 5
+        self._cache[day] = result
+        return result
+
+    def add_working_days(self, start: datetime, days: int) -> datetime:
+        """The same clock time on the `days`-th working day after `start`'s own day.
+
+        `start` must carry its city-local time zone: working days are local days. A start on a
+        day off counts from that day too (the first working day after it is day 1).
+        """
+        if days < 0:
+            raise ValueError("days must be >= 0")
+        key = (start.date(), days)
+        target = self._offsets.get(key)
+        if target is None:
+            target = self._offsets[key] = self._nth_working_day_after(*key)
+        return datetime.combine(target, start.timetz())
+
+    def _nth_working_day_after(self, day: date, days: int) -> date:
+        counted = 0
+        for _ in range(MAX_DAYS_SEARCHED):
+            if counted == days:
+                return day
+            day += timedelta(days=1)
+            if self.is_workday(day):
+                counted += 1
+        raise ValueError("no working day within ten years: check the calendar overrides")

@@ -1,0 +1,193 @@
+"""The demo history: realistic, consistent with the lifecycle, and safe beside live intake."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from jiesu.citypack.load import load_pack
+from jiesu.citypack.parse import read_pack
+from jiesu.db.engine import Database
+from jiesu.db.migrate import upgrade
+from jiesu.demo.generate import DEFAULT_PACK, generate
+from jiesu.taxonomy.models import Category
+from jiesu.tickets.models import Assignment, Event, Ticket, TicketCounter
+from jiesu.tickets.numbering import next_number
+from tests.conftest import TINY_PACK
+
+NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)  # 14:00 in Beijing
+
+# The transitions of SPEC §3 the demo may use: (action, state before, state after).
+ALLOWED = {
+    ("receive", None, "received"),
+    ("answer", "received", "answered"),
+    ("transfer", "received", "transferred"),
+    ("reject", "received", "rejected"),
+    ("dispatch", "received", "dispatched"),
+    ("dispatch", "pending_dispatch", "dispatched"),
+    ("request_return", "dispatched", "dispatched"),
+    ("review_return", "dispatched", "pending_dispatch"),
+    ("review_return", "dispatched", "dispatched"),
+    ("accept", "dispatched", "accepted"),
+    ("contact", "accepted", "accepted"),
+    ("request_extension", "accepted", "accepted"),
+    ("review_extension", "accepted", "accepted"),
+    ("reply", "accepted", "replied"),
+    ("audit", "replied", "accepted"),
+    ("audit", "replied", "audited"),
+    ("evaluate", "audited", "evaluated"),
+    ("reopen", "evaluated", "dispatched"),
+    ("close", "answered", "closed"),
+    ("close", "transferred", "closed"),
+    ("close", "rejected", "closed"),
+    ("close", "evaluated", "closed"),
+}
+
+
+def _history(
+    db: Database,
+) -> tuple[list[Ticket], dict[int, list[Event]], dict[int, list[Assignment]]]:
+    with db.read() as s:
+        tickets = list(s.scalars(select(Ticket)))
+        events: dict[int, list[Event]] = defaultdict(list)
+        for e in s.scalars(select(Event).order_by(Event.ticket_id, Event.seq)):
+            events[e.ticket_id].append(e)
+        assignments: dict[int, list[Assignment]] = defaultdict(list)
+        for a in s.scalars(select(Assignment).order_by(Assignment.id)):
+            assignments[a.ticket_id].append(a)
+    return tickets, events, assignments
+
+
+def test_every_generated_story_follows_the_lifecycle(db: Database) -> None:
+    result = generate(db, days=4, per_day=300, now=NOW, pack_dir=TINY_PACK)
+    tickets, events, assignments = _history(db)
+    assert result.tickets == len(tickets) > 900
+    assert result.events == sum(len(v) for v in events.values())
+    for t in tickets:
+        evs = events[t.id]
+        assert [e.seq for e in evs] == list(range(1, len(evs) + 1)), t.number
+        assert evs[0].action == "receive" and evs[0].at == t.created_at
+        for before, after in zip(evs, evs[1:], strict=False):
+            assert after.state_before == before.state_after, (t.number, after.action)
+            assert after.at >= before.at, (t.number, after.action)
+        for e in evs:
+            assert (e.action, e.state_before, e.state_after) in ALLOWED, (t.number, e.action)
+            assert e.at <= NOW
+        assert t.status == evs[-1].state_after
+        assert t.version == len(evs)
+        assert (t.closed_at is not None) == (t.status == "closed")
+        dispatched = [e for e in evs if e.action == "dispatch"]
+        assert len([a for a in assignments[t.id] if a.round == 1]) == len(dispatched)
+        active = [a for a in assignments[t.id] if a.active]
+        assert len(active) <= 1
+        if active:
+            assert t.lead_unit_id == active[0].unit_id
+
+
+def test_numbers_are_unique_and_follow_the_days_sequence(db: Database) -> None:
+    generate(db, days=3, per_day=200, now=NOW, pack_dir=TINY_PACK)
+    with db.read() as s:
+        numbers = list(s.scalars(select(Ticket.number)))
+        counters = dict(s.execute(select(TicketCounter.day, TicketCounter.last)).all())
+    assert len(numbers) == len(set(numbers))
+    by_day = Counter(n[:8] for n in numbers)
+    assert set(by_day) == {"20261118", "20261119", "20261120"}
+    for day, count in by_day.items():
+        assert counters[day] == count
+        assert f"{day}{count:05d}" in numbers
+
+
+def test_intake_after_the_demo_continues_the_days_sequence(db: Database) -> None:
+    generate(db, days=1, per_day=100, now=NOW, pack_dir=TINY_PACK)
+    with db.read() as s:
+        today = s.scalar(select(func.count()).select_from(Ticket))
+    with db.write() as s:
+        number = next_number(date(2026, 11, 20), db_session=s)
+    assert number == f"20261120{today + 1:05d}"
+
+
+def test_history_holds_every_outcome_a_centre_sees(db: Database) -> None:
+    generate(db, days=12, per_day=400, now=NOW, pack_dir=TINY_PACK)
+    tickets, events, _ = _history(db)
+    actions = Counter(e.action for evs in events.values() for e in evs)
+    for action in ("answer", "transfer", "reject", "request_return", "request_extension",
+                   "reopen", "evaluate", "close"):  # fmt: skip
+        assert actions[action] > 0, action
+    approved_returns = sum(
+        1
+        for evs in events.values()
+        for e in evs
+        if e.action == "review_return" and e.data["approved"]
+    )
+    assert approved_returns > 0
+    overdue = 0
+    for t in tickets:
+        replies = [e for e in events[t.id] if e.action == "reply"]
+        if replies and t.due_at and replies[-1].at > t.due_at:
+            overdue += 1
+    assert overdue > 0
+    assert Counter(t.satisfaction for t in tickets)["very_dissatisfied"] > 0
+    unreachable = [
+        e
+        for evs in events.values()
+        for e in evs
+        if e.action == "evaluate" and not e.data["reached"]
+    ]
+    assert unreachable
+    open_states = {t.status for t in tickets} - {"closed"}
+    assert {"dispatched", "accepted"} <= open_states  # the latest tickets are still in hand
+    share = Counter(t.request_type for t in tickets)["consult"] / len(tickets)
+    assert 0.5 < share < 0.66  # Beijing: 58.5% consultations
+
+
+def test_same_seed_same_history(tmp_path: Path) -> None:
+    def tell(name: str) -> list[tuple[str, str, str]]:
+        url = f"sqlite:///{tmp_path / name}"
+        upgrade(url)
+        db = Database(url)
+        with db.write() as s:
+            load_pack(read_pack(TINY_PACK), db_session=s)
+        generate(db, days=2, per_day=50, now=NOW, seed=7, pack_dir=TINY_PACK)
+        with db.read() as s:
+            rows = s.execute(select(Ticket.number, Ticket.title, Ticket.status).order_by(Ticket.id))
+            result = [tuple(r) for r in rows]
+        db.dispose()
+        return result  # type: ignore[return-value]
+
+    first = tell("a.sqlite3")
+    assert first == tell("b.sqlite3") and len(first) > 40
+
+
+@pytest.mark.slow
+def test_beijing_history_is_seasonal_and_local(empty_url: str) -> None:
+    """Heating dominates a January day and is rare in July; tickets sit in real streets."""
+    pack = read_pack(DEFAULT_PACK)
+    assert pack.ok, pack.errors
+    db = Database(empty_url)
+    with db.write() as s:
+        load_pack(pack, db_session=s)
+    heating = {c.code for c in pack.categories if "供暖" in c.name or "供热" in c.name}
+    assert heating
+    shares = {}
+    for when in (datetime(2026, 1, 15, 12, tzinfo=UTC), datetime(2026, 7, 15, 12, tzinfo=UTC)):
+        generate(db, days=2, per_day=1500, now=when, pack_dir=DEFAULT_PACK, seed=when.month)
+        with db.read() as s:
+            rows = (
+                s.execute(
+                    select(Ticket.category_id).where(
+                        Ticket.created_at >= when - timedelta(days=2), Ticket.created_at <= when
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            codes = dict(s.execute(select(Category.id, Category.code)).all())
+        shares[when.month] = sum(
+            1 for r in rows if codes[r] in heating or codes[r][:4] in heating
+        ) / len(rows)
+    assert shares[1] > 3 * shares[7]
+    db.dispose()
