@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,7 @@ def test_every_generated_story_follows_the_lifecycle(db: Database) -> None:
         evs = events[t.id]
         assert [e.seq for e in evs] == list(range(1, len(evs) + 1)), t.number
         assert evs[0].action == "receive" and evs[0].at == t.created_at
-        for before, after in zip(evs, evs[1:], strict=False):
+        for before, after in pairwise(evs):
             assert after.state_before == before.state_after, (t.number, after.action)
             assert after.at >= before.at, (t.number, after.action)
         for e in evs:

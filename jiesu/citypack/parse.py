@@ -375,10 +375,14 @@ def _read_units(r: _Reader, settings: dict[str, Any]) -> list[UnitRow]:
     roots = [u for u in rows if u.kind == "city"]
     if len(roots) != 1:
         r.error("units/", None, f"there must be exactly one unit of kind city, found {len(roots)}")
-    for key, kind in (("city_unit", ("city",)), ("service_centre_unit", ("department", "city"))):
+    wanted: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("city_unit", ("city",)),
+        ("service_centre_unit", ("department", "city")),
+    )
+    for key, kinds in wanted:
         code = settings.get(key)
-        if code is not None and (str(code) not in seen or seen[str(code)].kind not in kind):
-            r.error("pack.yaml", None, f"{key} '{code}' is not a {' or '.join(kind)} in units/")
+        if code is not None and (str(code) not in seen or seen[str(code)].kind not in kinds):
+            r.error("pack.yaml", None, f"{key} '{code}' is not a {' or '.join(kinds)} in units/")
     if settings.get("discipline_unit") and str(settings["discipline_unit"]) not in seen:
         r.error("pack.yaml", None, f"discipline_unit '{settings['discipline_unit']}' is unknown")
     return rows

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -121,6 +121,10 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.add_exception_handler(DomainError, _domain_answer)
     for router in (auth_router, org_router, taxonomy_router, tickets_router):
         app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/api/docs")
 
     @app.get("/healthz", tags=["ops"], summary="健康检查")
     def health(request: Request) -> dict[str, str]:
