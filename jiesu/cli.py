@@ -90,9 +90,10 @@ def _read_or_exit(directory: Path):  # type: ignore[no-untyped-def]
 
     pack = read_pack(directory)
     if not pack.ok:
+        # Plain lines, never wrapped: each error must read (and grep) as one file:line: reason.
         for e in pack.errors:
-            err.print(f"error {e}", highlight=False, markup=False)
-        err.print(f"{len(pack.errors)} error(s) in {directory}: nothing loaded", style="red")
+            typer.echo(f"error {e}", err=True)
+        typer.echo(f"{len(pack.errors)} error(s) in {directory}: nothing loaded", err=True)
         raise typer.Exit(1)
     return pack
 
@@ -117,6 +118,17 @@ def citypack_load(directory: Annotated[Path, typer.Argument(help="The pack folde
         stats = load_pack(pack, db_session=session)
     changes = ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "no changes"
     out.print(f"[green]loaded[/] {pack.settings['name']} ({directory}): {changes}")
+    _warn_on_zone(pack.settings.get("timezone"))
+
+
+def _warn_on_zone(zone: str | None) -> None:
+    deployed = get_settings().timezone
+    if zone and zone != deployed:
+        typer.echo(
+            f"warning: the pack's time zone is {zone} but this deployment shows times in "
+            f"{deployed}; set JIESU_TIMEZONE={zone}",
+            err=True,
+        )
 
 
 @demo_app.command("generate")
@@ -156,6 +168,7 @@ def demo_init(
     db = _db()
     with db.write() as session:
         stats = load_pack(pack, db_session=session)
+    _warn_on_zone(pack.settings.get("timezone"))
     if stats:
         out.print(f"loaded the Beijing demo pack: {sum(stats.values())} changes")
     with db.read() as session:

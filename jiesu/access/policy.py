@@ -54,5 +54,7 @@ def mask_name(name: str | None) -> str | None:
     """张** / 欧阳**: the family name stays, the given name is hidden."""
     if not name:
         return name
+    if len(name) == 1:
+        return "*"
     keep = 2 if len(name) >= 4 else 1
     return name[:keep] + "*" * max(len(name) - keep, 1)

@@ -48,25 +48,27 @@ def authenticate(username: str, password: str, *, db_session: Session) -> User:
     user = db_session.scalar(select(User).where(User.username == username))
     # Verify even for an unknown user so that timing does not reveal which usernames exist.
     ok = verify_password(user.password_hash if user else _dummy_hash(), password)
-    if user is None or not ok or not user.active:
+    if user is None or not ok or not user.active or not user.unit.active:
         raise Unauthorized("用户名或密码错误 / wrong username or password")
     return user
 
 
 def principal_for_token(token: str, *, db_session: Session) -> Principal:
     row = db_session.execute(
-        select(ApiToken.expires_at, ApiToken.revoked_at, User, Unit.path, Unit.function)
+        select(
+            ApiToken.expires_at, ApiToken.revoked_at, User, Unit.path, Unit.function, Unit.active
+        )
         .join(User, User.id == ApiToken.user_id)
         .join(Unit, Unit.id == User.unit_id)
         .where(ApiToken.token_hash == _digest(token))
     ).first()
     if row is None:
         raise Unauthorized("登录凭据无效 / invalid token")
-    expires_at, revoked_at, user, unit_path, unit_function = row
+    expires_at, revoked_at, user, unit_path, unit_function, unit_active = row
     if revoked_at is not None or (expires_at is not None and expires_at <= utcnow()):
         raise Unauthorized("登录凭据已失效，请重新登录 / token expired or revoked")
-    if not user.active:
-        raise Unauthorized("账号已停用 / account disabled")
+    if not user.active or not unit_active:
+        raise Unauthorized("账号或所属单位已停用 / account or its unit disabled")
     return Principal(
         user_id=user.id,
         username=user.username,

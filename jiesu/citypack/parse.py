@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -51,6 +53,13 @@ PHASES = ("accept", "contact", "complete")
 DURATION = re.compile(r"^(\d+)(m|h|wh|d|wd)$")
 CODE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 MAX_CATEGORY_LEVEL = 3
+# Column widths in the database: a longer value is an error here, not a failed load later.
+LIMITS = {
+    "unit.code": 40, "unit.name": 100, "unit.short_name": 60, "unit.function": 40,
+    "unit.alias": 60, "category.code": 20, "category.name": 60, "category.keyword": 30,
+    "user.username": 60, "user.name": 60, "user.password": 200, "dispatch.note": 200,
+    "calendar.note": 60, "request_type": 20,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,19 @@ class _Reader:
     def error(self, file: str, line: int | None, reason: str) -> None:
         self.errors.append(PackError(file, line, reason))
 
+    def too_long(self, file: str, line: int, what: str, value: str | None) -> bool:
+        if value is not None and len(value) > LIMITS[what]:
+            self.error(
+                file, line, f"{what} is {len(value)} characters long; at most {LIMITS[what]}"
+            )
+            return True
+        return False
+
+    def any_too_long(self, file: str, line: int, checks: Sequence[tuple[str, str | None]]) -> bool:
+        """Checks every value (each over-long one is reported), True if any was."""
+        found = [self.too_long(file, line, what, value) for what, value in checks]
+        return any(found)
+
     def csv_rows(
         self, rel: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
     ) -> list[tuple[int, dict[str, str | None]]]:
@@ -195,7 +217,15 @@ class _Reader:
             self.error(rel, 1, f"unknown column(s): {', '.join(unknown)}")
         reader.fieldnames = header
         rows = []
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # e.g. a cell beyond the csv module's size limit
+                # The failing line was not counted yet.
+                self.error(rel, reader.line_num + 1, f"unreadable CSV: {exc}")
+                break
             line = reader.line_num
             if not any((v or "").strip() for k, v in row.items() if k is not None):
                 continue
@@ -221,12 +251,63 @@ def read_pack(root: str | Path) -> Pack:
     return Pack(r.root, settings, units, categories, dispatch, users, calendar, r.errors)
 
 
+DEFAULT_REQUEST_TYPES = {
+    "consult": "咨询",
+    "help": "求助",
+    "complain": "投诉",
+    "report": "举报",
+    "suggest": "建议",
+    "praise": "表扬",
+}
+DEFAULT_WEIGHTS = {"default": {"response": 0.10, "resolution": 0.45, "satisfaction": 0.45}}
+DEFAULT_SCORES = dict(zip(SATISFACTION_LEVELS, (1.0, 1.0, 0.8, 0.0, 0.0), strict=True))
+SETTINGS_KEYS = {
+    "code", "name", "timezone", "city_unit", "service_centre_unit", "discipline_unit", "center",
+    "request_types", "tiers", "default_tier", "tier_rules", "whistle_report_limit", "weights",
+    "satisfaction_scores", "small_sample",
+}  # fmt: skip
+RULE_KEYS = {"tier", "category", "request_type", "urgent"}
+
+
+def _yaml_lines(text: str) -> dict[tuple[str, ...], int]:
+    """The 1-based line of every mapping key, by its path: ("tiers", "T2h", "accept") -> 12."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, str(key.value))
+                lines[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value, 1):
+                sub = (*path, f"#{i}")
+                lines[sub] = item.start_mark.line + 1
+                walk(item, sub)
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 def _read_settings(r: _Reader) -> dict[str, Any]:
     f = "pack.yaml"
     try:
-        data = yaml.safe_load((r.root / f).read_text(encoding="utf-8"))
+        text = (r.root / f).read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        lines = _yaml_lines(text)
     except FileNotFoundError:
         r.error(f, None, "file is missing")
+        return {}
+    except UnicodeDecodeError as exc:
+        r.error(f, None, f"not UTF-8 ({exc.reason})")
         return {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -235,77 +316,130 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
     if not isinstance(data, dict):
         r.error(f, 1, "must be a mapping of settings")
         return {}
+
+    def err(path: tuple[str, ...], reason: str) -> None:
+        line = None
+        for n in range(len(path), 0, -1):  # the deepest part of the path the file has
+            if path[:n] in lines:
+                line = lines[path[:n]]
+                break
+        r.error(f, line, reason)
+
+    for key in data:
+        if key not in SETTINGS_KEYS:
+            err((str(key),), f"unknown setting '{key}'")
     for key in ("code", "name", "timezone", "city_unit", "service_centre_unit", "tiers"):
         if key not in data:
             r.error(f, None, f"missing setting '{key}'")
-    tiers = data.get("tiers") or {}
+    zone = data.get("timezone")
+    if zone is not None:
+        try:
+            ZoneInfo(str(zone))
+        except (ZoneInfoNotFoundError, ValueError):
+            err(("timezone",), f"unknown time zone '{zone}' (e.g. Asia/Shanghai)")
+
+    tiers = data.get("tiers")
     if not isinstance(tiers, dict) or not tiers:
-        r.error(f, None, "'tiers' must map tier names to phase limits")
-        tiers = {}
-    for name, limits in tiers.items():
+        err(("tiers",), "'tiers' must map tier names to phase limits")
+        tiers = data["tiers"] = {}
+    for name, limits in list(tiers.items()):
         if not isinstance(limits, dict):
-            r.error(f, None, f"tier {name}: must map phases to durations")
+            err(("tiers", str(name)), f"tier {name}: must map phases to durations")
+            del tiers[name]
             continue
         for phase in PHASES:
             if phase not in limits:
-                r.error(f, None, f"tier {name}: missing phase '{phase}'")
-        for phase, text in limits.items():
+                err(("tiers", str(name)), f"tier {name}: missing phase '{phase}'")
+        for phase, value in limits.items():
             if phase not in PHASES:
-                r.error(f, None, f"tier {name}: unknown phase '{phase}'")
+                err(("tiers", str(name), str(phase)), f"tier {name}: unknown phase '{phase}'")
                 continue
             try:
-                Duration.parse(text)
+                Duration.parse(value)
             except ValueError as exc:
-                r.error(f, None, f"tier {name}.{phase}: {exc}")
+                err(("tiers", str(name), str(phase)), f"tier {name}.{phase}: {exc}")
+    tier_names = {str(t) for t in tiers}
     default_tier = data.setdefault("default_tier", next(iter(tiers), None))
-    if default_tier not in tiers:
-        r.error(f, None, f"default_tier '{default_tier}' is not one of the tiers")
-    for i, rule in enumerate(data.get("tier_rules") or [], 1):
-        if not isinstance(rule, dict) or rule.get("tier") not in tiers:
-            r.error(f, None, f"tier_rules #{i}: needs a 'tier' among {', '.join(tiers)}")
-        elif set(rule) - {"tier", "category", "request_type", "urgent"}:
-            r.error(f, None, f"tier_rules #{i}: unknown keys {sorted(set(rule) - {'tier'})}")
-    request_types = data.setdefault(
-        "request_types",
-        {
-            "consult": "咨询",
-            "help": "求助",
-            "complain": "投诉",
-            "report": "举报",
-            "suggest": "建议",
-            "praise": "表扬",
-        },
-    )
-    if not isinstance(request_types, dict):
-        r.error(f, None, "'request_types' must map codes to names")
-    else:
-        for code in request_types:
-            if not CODE.match(str(code)):
-                r.error(f, None, f"request type code {code!r} is not a plain code")
-    weights = data.setdefault(
-        "weights", {"default": {"response": 0.10, "resolution": 0.45, "satisfaction": 0.45}}
-    )
-    for kind, w in (weights or {}).items():
+    if not isinstance(default_tier, str) or default_tier not in tier_names:
+        err(("default_tier",), f"default_tier {default_tier!r} is not one of the tiers")
+        data["default_tier"] = next(iter(tiers), None)
+
+    request_types = data.setdefault("request_types", dict(DEFAULT_REQUEST_TYPES))
+    if not isinstance(request_types, dict) or not request_types:
+        err(("request_types",), "'request_types' must map codes to names")
+        data["request_types"] = request_types = dict(DEFAULT_REQUEST_TYPES)
+    for code, name in request_types.items():
+        if not isinstance(code, str) or not CODE.match(code) or len(code) > LIMITS["request_type"]:
+            err(("request_types", str(code)), f"request type code {code!r} is not a plain code")
+        if not isinstance(name, str) or not name or len(name) > 20:
+            err(
+                ("request_types", str(code)),
+                f"request type {code}: needs a name of 1-20 characters",
+            )
+
+    rules = data.setdefault("tier_rules", [])
+    if not isinstance(rules, list):
+        err(("tier_rules",), "'tier_rules' must be a list of rules")
+        data["tier_rules"] = rules = []
+    for i, rule in enumerate(rules, 1):
+        where = ("tier_rules", f"#{i}")
+        if not isinstance(rule, dict):
+            err(where, f"tier_rules #{i}: must be a mapping like {{urgent: true, tier: T2h}}")
+            continue
+        if set(rule) - RULE_KEYS:
+            err(where, f"tier_rules #{i}: unknown keys {sorted(map(str, set(rule) - RULE_KEYS))}")
+        if not isinstance(rule.get("tier"), str) or rule["tier"] not in tier_names:
+            err(where, f"tier_rules #{i}: needs a 'tier' among {', '.join(sorted(tier_names))}")
+        if "request_type" in rule and rule["request_type"] not in request_types:
+            err(where, f"tier_rules #{i}: unknown request type {rule['request_type']!r}")
+        if "urgent" in rule and not isinstance(rule["urgent"], bool):
+            err(where, f"tier_rules #{i}: 'urgent' must be true or false")
+        if "category" in rule and not isinstance(rule["category"], str | int):
+            err(where, f"tier_rules #{i}: 'category' must be a category code")
+
+    weights = data.setdefault("weights", dict(DEFAULT_WEIGHTS))
+    if not isinstance(weights, dict) or "default" not in weights:
+        err(("weights",), "'weights' must map unit kinds (and 'default') to three weights")
+        data["weights"] = weights = dict(DEFAULT_WEIGHTS)
+    for kind, w in weights.items():
+        where = ("weights", str(kind))
         if kind != "default" and kind not in UNIT_KINDS:
-            r.error(f, None, f"weights: unknown unit kind '{kind}'")
+            err(where, f"weights: unknown unit kind '{kind}'")
         if not isinstance(w, dict) or set(w) != {"response", "resolution", "satisfaction"}:
-            r.error(f, None, f"weights.{kind}: needs response, resolution and satisfaction")
-        elif abs(sum(float(v) for v in w.values()) - 1.0) > 1e-9:
-            r.error(f, None, f"weights.{kind}: must sum to 1 (they sum to {sum(w.values())})")
-    scores = data.setdefault(
-        "satisfaction_scores",
-        dict(zip(SATISFACTION_LEVELS, (1.0, 1.0, 0.8, 0.0, 0.0), strict=True)),
-    )
+            err(where, f"weights.{kind}: needs response, resolution and satisfaction")
+            continue
+        values = [_number(v) for v in w.values()]
+        if any(v is None or v < 0 for v in values):
+            err(where, f"weights.{kind}: weights must be numbers >= 0")
+        elif abs(sum(v for v in values if v is not None) - 1.0) > 1e-9:
+            err(
+                where,
+                f"weights.{kind}: must sum to 1 (they sum to {sum(v or 0 for v in values):g})",
+            )
+
+    scores = data.setdefault("satisfaction_scores", dict(DEFAULT_SCORES))
     if not isinstance(scores, dict) or set(scores) != set(SATISFACTION_LEVELS):
-        r.error(f, None, f"satisfaction_scores: needs exactly {', '.join(SATISFACTION_LEVELS)}")
-    elif any(not 0 <= float(v) <= 1 for v in scores.values()):
-        r.error(f, None, "satisfaction_scores: every score must be between 0 and 1")
+        err(
+            ("satisfaction_scores",),
+            f"satisfaction_scores: needs exactly {', '.join(SATISFACTION_LEVELS)}",
+        )
+    elif any((v := _number(x)) is None or not 0 <= v <= 1 for x in scores.values()):
+        err(
+            ("satisfaction_scores",),
+            "satisfaction_scores: every score must be a number from 0 to 1",
+        )
+
     data.setdefault("whistle_report_limit", "30m")
     try:
         Duration.parse(data["whistle_report_limit"])
     except ValueError as exc:
-        r.error(f, None, f"whistle_report_limit: {exc}")
-    data.setdefault("small_sample", 30)
+        err(("whistle_report_limit",), f"whistle_report_limit: {exc}")
+    small = data.setdefault("small_sample", 30)
+    if isinstance(small, bool) or not isinstance(small, int) or small < 0:
+        err(("small_sample",), "small_sample must be a whole number >= 0")
+    for key in ("code", "name", "city_unit", "service_centre_unit", "discipline_unit"):
+        if key in data and not isinstance(data[key], str | int):
+            err((key,), f"'{key}' must be a single value")
     return data
 
 
@@ -331,6 +465,11 @@ def _read_units(r: _Reader, settings: dict[str, Any]) -> list[UnitRow]:
             if kind not in UNIT_KINDS:
                 r.error(rel, line, f"unknown kind '{kind}' (one of {', '.join(UNIT_KINDS)})")
                 continue
+            aliases = split_list(_cell(row, "aliases"))
+            checks = [("unit.code", code), ("unit.name", name), ("unit.short_name", _cell(row, "short_name")),
+                      ("unit.function", _cell(row, "function"))] + [("unit.alias", a) for a in aliases]  # fmt: skip
+            if r.any_too_long(rel, line, checks):
+                continue
             if code in seen:
                 first = seen[code]
                 r.error(rel, line, f"duplicate code '{code}' (first at {first.file}:{first.line})")
@@ -344,7 +483,7 @@ def _read_units(r: _Reader, settings: dict[str, Any]) -> list[UnitRow]:
                 _cell(row, "parent"),
                 _cell(row, "short_name"),
                 _cell(row, "function"),
-                split_list(_cell(row, "aliases")),
+                aliases,
             )
             seen[code] = unit
             rows.append(unit)
@@ -383,6 +522,15 @@ def _read_units(r: _Reader, settings: dict[str, Any]) -> list[UnitRow]:
         code = settings.get(key)
         if code is not None and (str(code) not in seen or seen[str(code)].kind not in kinds):
             r.error("pack.yaml", None, f"{key} '{code}' is not a {' or '.join(kinds)} in units/")
+    centre = seen.get(str(settings.get("service_centre_unit")))
+    centres = [u.code for u in rows if u.function == "service_centre"]
+    if centre is not None and centres != [centre.code]:
+        r.error(
+            centre.file,
+            centre.line,
+            f"the service centre '{centre.code}' (pack.yaml service_centre_unit) must be the one "
+            f"unit with function service_centre; units with it: {', '.join(centres) or 'none'}",
+        )
     if settings.get("discipline_unit") and str(settings["discipline_unit"]) not in seen:
         r.error("pack.yaml", None, f"discipline_unit '{settings['discipline_unit']}' is unknown")
     return rows
@@ -404,6 +552,11 @@ def _read_categories(r: _Reader, settings: dict[str, Any]) -> list[CategoryRow]:
         if code in seen:
             r.error(f, line, f"duplicate code '{code}' (first at line {seen[code].line})")
             continue
+        keywords = split_list(_cell(row, "keywords"))
+        checks = [("category.code", code), ("category.name", name)]
+        checks += [("category.keyword", k) for k in keywords]
+        if r.any_too_long(f, line, checks):
+            continue
         tier = _cell(row, "tier")
         if tier is not None and tier not in tiers:
             r.error(f, line, f"bad tier '{tier}' (one of {', '.join(tiers)})")
@@ -417,10 +570,7 @@ def _read_categories(r: _Reader, settings: dict[str, Any]) -> list[CategoryRow]:
         for tag in qualities:
             if tag not in FIVE_QUALITIES:
                 r.error(f, line, f"unknown 五性 tag '{tag}'")
-        cat = CategoryRow(
-            line, code, name, _cell(row, "parent"), tier, haves, qualities,
-            split_list(_cell(row, "keywords")),
-        )  # fmt: skip
+        cat = CategoryRow(line, code, name, _cell(row, "parent"), tier, haves, qualities, keywords)
         seen[code] = cat
         rows.append(cat)
     for cat in rows:
@@ -457,6 +607,7 @@ def _read_dispatch(
             line, category, route, _cell(row, "function"), _cell(row, "unit"),
             _cell(row, "district"), _cell(row, "note"),
         )  # fmt: skip
+        r.too_long(f, line, "dispatch.note", d.note)
         if category not in cats:
             r.error(f, line, f"unknown category '{category}'")
         if route not in ROUTES:
@@ -512,11 +663,15 @@ def _read_users(r: _Reader, units: list[UnitRow]) -> list[UserRow]:
             r.error(f, line, f"duplicate username '{username}' (first at line {seen[username]})")
             continue
         seen[username] = line
+        password = _cell(row, "password")
+        checks = [("user.username", username), ("user.name", name), ("user.password", password)]
+        if r.any_too_long(f, line, checks):
+            continue
         if role not in ROLES:
             r.error(f, line, f"unknown role '{role}' (one of {', '.join(ROLES)})")
         if unit not in codes:
             r.error(f, line, f"unknown unit '{unit}'")
-        rows.append(UserRow(line, username, name, role, unit, _cell(row, "password")))
+        rows.append(UserRow(line, username, name, role, unit, password))
     return rows
 
 
@@ -540,6 +695,8 @@ def _read_calendar(r: _Reader) -> list[CalendarRow]:
             continue
         if day in seen:
             r.error(f, line, f"duplicate date {day} (first at line {seen[day]})")
+            continue
+        if r.too_long(f, line, "calendar.note", _cell(row, "note")):
             continue
         seen[day] = line
         rows.append(CalendarRow(line, day, kind, _cell(row, "note")))

@@ -191,12 +191,17 @@ def list_tickets(
         )
     if f.category:
         stmt = stmt.where(
-            Ticket.category_id.in_(select(Category.id).where(Category.code.startswith(f.category)))
+            Ticket.category_id.in_(
+                select(Category.id).where(Category.code.startswith(f.category, autoescape=True))
+            )
         )
     if f.text:
-        like = f"%{f.text}%"
         stmt = stmt.where(
-            or_(Ticket.number == f.text, Ticket.title.like(like), Ticket.content.like(like))
+            or_(
+                Ticket.number == f.text,
+                Ticket.title.icontains(f.text, autoescape=True),
+                Ticket.content.icontains(f.text, autoescape=True),
+            )
         )
     if f.created_from:
         stmt = stmt.where(Ticket.created_at >= _local_midnight_utc(f.created_from))

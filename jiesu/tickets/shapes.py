@@ -14,6 +14,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
+    StrictBool,
+    StrictStr,
     StringConstraints,
     field_validator,
     model_validator,
@@ -24,6 +27,8 @@ from jiesu.tickets.models import Channel
 MAX_CONTENT = 20_000  # characters; a long letter fits, a pasted file does not
 
 _PHONE_SEPARATORS = re.compile(r"[\s\-()（）]")
+# JSON types are kept as sent: "39.9" is not a number and "yes" is not a boolean.
+StrictFloat = Annotated[float, Strict()]
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{9,11}$")  # area code (3-4 digits, leading 0) + 7-8 digits
 _LOCAL = re.compile(r"^[2-9]\d{6,7}$")
@@ -35,20 +40,22 @@ def normalise_phone(raw: str) -> str:
     for prefix in ("+86", "0086"):
         if digits.startswith(prefix):
             digits = digits[len(prefix) :]
+    if len(digits) == 13 and digits.startswith("86") and _MOBILE.match(digits[2:]):
+        digits = digits[2:]
     if _MOBILE.match(digits) or _LANDLINE.match(digits) or _LOCAL.match(digits):
         return digits
     raise ValueError("电话号码格式不正确 / invalid phone number")
 
 
-Text200 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+Text200 = Annotated[StrictStr, StringConstraints(strip_whitespace=True, max_length=200)]
 
 
 class RequesterIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str | None = Field(None, max_length=60)
-    phone: str | None = Field(None, max_length=30)
-    confidential: bool = False
+    name: StrictStr | None = Field(None, max_length=60)
+    phone: StrictStr | None = Field(None, max_length=30)
+    confidential: StrictBool = False
 
     @field_validator("phone")
     @classmethod
@@ -60,13 +67,13 @@ class TicketCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     channel: Channel
-    content: str = Field(min_length=1, max_length=MAX_CONTENT)
+    content: StrictStr = Field(min_length=1, max_length=MAX_CONTENT)
     title: Text200 | None = None
-    request_type: str | None = Field(None, max_length=20)
-    category_code: str | None = Field(None, max_length=20)
-    address: str | None = Field(None, max_length=300)
-    lat: float | None = Field(None, ge=-90, le=90)
-    lng: float | None = Field(None, ge=-180, le=180)
+    request_type: StrictStr | None = Field(None, max_length=20)
+    category_code: StrictStr | None = Field(None, max_length=20)
+    address: StrictStr | None = Field(None, max_length=300)
+    lat: StrictFloat | None = Field(None, ge=-90, le=90)
+    lng: StrictFloat | None = Field(None, ge=-180, le=180)
     requester: RequesterIn = Field(default_factory=RequesterIn)
 
     @model_validator(mode="after")

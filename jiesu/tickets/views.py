@@ -21,6 +21,7 @@ from jiesu.tickets.shapes import TicketCreate, TicketOut, TicketPage, normalise_
 from jiesu.web.deps import DB, CurrentPrincipal, ReadSession
 
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)  # dates a filter may name
 
 IdempotencyHeader = Annotated[
     str | None,
@@ -44,6 +45,7 @@ def create(
                     earlier := find_idempotent(key, body, actor=principal, db_session=session)
                 ):
                     response.headers["Idempotent-Replayed"] = "true"
+                    response.headers["Location"] = f"/api/v1/tickets/{earlier.id}"
                     return ticket_out(earlier, principal)
                 ticket = create_ticket(
                     body, actor=principal, db_session=session, idempotency_key=key
@@ -81,6 +83,9 @@ def index(
             phone = normalise_phone(phone)
         except ValueError as exc:
             raise Invalid(str(exc), field="phone") from exc
+    for name, day in (("created_from", created_from), ("created_to", created_to)):
+        if day is not None and not EARLIEST <= day <= LATEST:
+            raise Invalid(f"日期须在 {EARLIEST} 至 {LATEST} 之间 / date out of range", field=name)
     f = TicketFilter(status, unit, category, text, created_from, created_to, phone)
     rows, total = list_tickets(
         f, actor=principal, db_session=session, page=page, page_size=page_size

@@ -1,19 +1,21 @@
 """The FastAPI application: routers, error answers, request size limit, health.
 
 Every error leaves as JSON `{"error", "message", "field"?}` with a bilingual message: domain errors
-with their own status, validation errors as 422 naming the field, oversize bodies as 413. No
-request can produce a 500 by being malformed.
+with their own status, validation errors as 422 naming the field, oversize bodies as 413, routing
+errors as 404/405. No request can produce a 500 by being malformed.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jiesu import __version__
@@ -30,8 +32,18 @@ log = logging.getLogger("jiesu.web")
 MAX_BODY_BYTES = 256 * 1024
 
 
-class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, whether or not they declare a length."""
+# A NUL in text: PostgreSQL refuses it (a 500 if it got that far), SQLite would store it.
+_NUL_IN_JSON = re.compile(rb"(?<!\\)\\u0000|\x00")
+_NUL_IN_QUERY = re.compile(rb"%00|\x00")
+
+
+class InputGuard:
+    """Refuses what no endpoint should see, before any endpoint runs.
+
+    - a body over `limit` bytes: 413, whether or not it declares its length (the body is read
+      up to the limit first, then handed on);
+    - a NUL character in the query string or the body: 422.
+    """
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.limit = app, limit
@@ -40,29 +52,50 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _NUL_IN_QUERY.search(scope.get("query_string", b"")):
+            await _nul_answer("query")(scope, receive, send)
+            return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(self.limit)(scope, receive, send)
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        chunks, size, more = [], 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _too_large(self.limit)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if _NUL_IN_JSON.search(body):
+            await _nul_answer("body")(scope, receive, send)
+            return
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(self.limit)(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+def _nul_answer(field: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "invalid",
+            "message": "请求中含有空字符（NUL），无法处理 / the request contains a NUL character",
+            "field": field,
+        },
+        status_code=422,
+    )
 
 
 def _too_large(limit: int) -> JSONResponse:
@@ -75,6 +108,22 @@ def _too_large(limit: int) -> JSONResponse:
     )
 
 
+HTTP_MESSAGES = {
+    404: ("not_found", "没有这个地址 / no such path"),
+    405: ("method_not_allowed", "该地址不支持此请求方法 / method not allowed here"),
+}
+
+
+def _http_answer(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, message = HTTP_MESSAGES.get(exc.status_code, ("http_error", str(exc.detail)))
+    return JSONResponse(
+        {"error": code, "message": message},
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
 def _field_name(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -83,7 +132,11 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 def _validation_answer(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = [
-        {"field": _field_name(tuple(e["loc"])), "message": e["msg"], "type": e["type"]}
+        {
+            "field": "body" if e["type"] == "json_invalid" else _field_name(tuple(e["loc"])),
+            "message": e["msg"],
+            "type": e["type"],
+        }
         for e in exc.errors()
     ]
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
@@ -119,6 +172,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.state.db = db or Database(get_settings().database_url)
     app.add_exception_handler(RequestValidationError, _validation_answer)
     app.add_exception_handler(DomainError, _domain_answer)
+    app.add_exception_handler(StarletteHTTPException, _http_answer)
     for router in (auth_router, org_router, taxonomy_router, tickets_router):
         app.include_router(router)
 
@@ -133,5 +187,5 @@ def create_app(db: Database | None = None) -> FastAPI:
             session.execute(text("SELECT 1"))
         return {"status": "ok", "database": database.dialect, "version": __version__}
 
-    app.add_middleware(BodyLimit)
+    app.add_middleware(InputGuard)
     return app
