@@ -6,7 +6,7 @@ PER_DAY tickets a day (tickets with their assignments and events). The figure is
 RUNS runs; as a baseline measured in the same run, the same stories are also told without
 writing (`story only`), so the write path's share shows.
 
-    .venv/bin/python bench/demo_generate.py [--days 10] [--per-day 5000] [--runs 3]
+    .venv/bin/python bench/demo_generate.py [--days 20] [--per-day 5000] [--runs 3] [--workers N]
 """
 
 from __future__ import annotations
@@ -77,10 +77,11 @@ def story_only(db: Database, days: int, per_day: int, now: datetime) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--days", type=int, default=20)
     ap.add_argument("--per-day", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--workers", type=int, default=None, help="story processes (default: auto)")
     args = ap.parse_args()
     pack = read_pack(DEFAULT_PACK)
     if not pack.ok:
@@ -103,7 +104,9 @@ def main() -> int:
                     with db.write() as s:
                         load_pack(pack, db_session=s)
                     baseline.append(story_only(db, args.days, args.per_day, now))
-                    r = generate(db, days=args.days, per_day=args.per_day, now=now)
+                    r = generate(
+                        db, days=args.days, per_day=args.per_day, now=now, workers=args.workers
+                    )
                     rates.append(r.tickets / r.seconds)
                     events.append(r.events / r.seconds)
                     db.dispose()

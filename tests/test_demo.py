@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -192,3 +193,28 @@ def test_beijing_history_is_seasonal_and_local(empty_url: str) -> None:
         ) / len(rows)
     assert shares[1] > 3 * shares[7]
     db.dispose()
+
+
+def test_stories_told_in_a_worker_process_are_the_same_as_inline(tmp_path: Path) -> None:
+    def history(name: str, workers: int) -> list[tuple[Any, ...]]:
+        url = f"sqlite:///{tmp_path / name}"
+        upgrade(url)
+        db = Database(url)
+        with db.write() as s:
+            load_pack(read_pack(TINY_PACK), db_session=s)
+        generate(db, days=3, per_day=60, now=NOW, seed=11, pack_dir=TINY_PACK, workers=workers)
+        with db.read() as s:
+            rows = [
+                tuple(r)
+                for r in s.execute(
+                    select(Event.ticket_id, Event.seq, Event.action, Event.at, Event.data).order_by(
+                        Event.id
+                    )
+                )
+            ]
+        db.dispose()
+        return rows
+
+    inline = history("inline.sqlite3", workers=0)
+    assert len(inline) > 300
+    assert history("worker.sqlite3", workers=1) == inline

@@ -9,11 +9,15 @@ sequence (and the counters are moved past them), so later intake never collides.
 
 from __future__ import annotations
 
+import os
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from multiprocessing import get_context
 from operator import itemgetter
 from pathlib import Path
 from queue import Queue
@@ -25,19 +29,19 @@ from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from jiesu.citypack.parse import Duration
-from jiesu.db.base import UTCDateTime, utcnow
+from jiesu.db.base import utcnow
 from jiesu.db.engine import WRITE, Database
-from jiesu.demo.story import CategoryChoice, Context, Place, Storyteller, daily_count
+from jiesu.demo.story import CategoryChoice, Context, Place, Stamp, Storyteller, daily_count
 from jiesu.demo.texts import TextBank
 from jiesu.org.models import Unit, User
 from jiesu.settings import REPO_ROOT, city_tz
 from jiesu.taxonomy.models import CalendarOverride, Category, CitySetting, DispatchRule
 from jiesu.taxonomy.routing import Catalogue, Rule, UnitInfo
 from jiesu.tickets.models import Assignment, Event, Ticket, TicketCounter
-from jiesu.tickets.numbering import format_number
 from jiesu.timelimits.calendar import WorkCalendar
 
 DEFAULT_PACK = REPO_ROOT / "citypacks" / "beijing"
+INLINE_BELOW = 20_000  # tickets: fewer are told inline (starting a worker costs about a second)
 # Rough resident weights of Beijing's districts, so Chaoyang gets more tickets than Yanqing.
 DISTRICT_WEIGHT = {
     "110101": 7, "110102": 11, "110105": 34, "110106": 20, "110107": 6, "110108": 31,
@@ -145,135 +149,247 @@ def load_context(db: Database, pack_dir: Path) -> Context:
     )
 
 
+def sqlite_stamp(t: datetime) -> str:
+    """How SQLAlchemy's SQLite DateTime stores a time: naive UTC text, "2026-11-20 06:00:00.5"."""
+    if t.tzinfo is UTC:  # the stories' times: drop the "+00:00"
+        return t.isoformat(" ")[:-6]
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+
+
 class _Writer:
-    """Bulk inserts for one connection: executemany on SQLite, COPY on PostgreSQL."""
+    """Bulk inserts for one connection: executemany on SQLite, COPY on PostgreSQL.
+
+    Rows come as dicts or as sequences in the table's column order, with times already stamped
+    for this database (`sqlite_stamp` on SQLite, aware datetimes on PostgreSQL), so writing is
+    the driver's work alone, done in C with the GIL released while the database works.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
+        self.raw: Any = conn.connection.driver_connection
 
     def write(self, table: Table, rows: list[Any]) -> None:
-        """Write rows given as dicts, or as sequences in the table's column order."""
         if not rows:
             return
         columns = [c.name for c in table.columns]
         if isinstance(rows[0], dict):
             row_of = itemgetter(*columns)
-            values: list[Any] = [row_of(r) for r in rows]
-        else:
-            values = rows
+            rows = [row_of(r) for r in rows]
         if self.pg:
-            raw = self.conn.connection.driver_connection
             sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-            with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
-                for row in values:
+            with self.raw.cursor() as cur, cur.copy(sql) as copy:
+                for row in rows:
                     copy.write_row(row)
             return
-        # SQLite keeps naive UTC text; only the datetime columns need converting.
-        times = [i for i, c in enumerate(table.columns) if isinstance(c.type, UTCDateTime)]
-        for n, row in enumerate(values):
-            row = list(row)
-            for i in times:
-                if row[i] is not None:
-                    row[i] = row[i].astimezone(UTC).replace(tzinfo=None).isoformat(" ")
-            values[n] = tuple(row)
         marks = ", ".join("?" * len(columns))
-        self.conn.exec_driver_sql(
-            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", values
+        self.raw.executemany(
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", rows
         )
+
+
+@dataclass
+class DayStories:
+    """One day's tickets with their assignments and events, ids local to the day (0, 1, …)."""
+
+    key: str  # YYYYMMDD
+    last: int  # the day's last ticket sequence number
+    tickets: list[dict[str, Any]]
+    assignments: list[dict[str, Any]]
+    events: list[list[Any]]
+
+
+def tell_day(teller: Storyteller, day: date, count: int, first_seq: int, seed: int) -> DayStories:
+    """Tell `count` stories received on `day` (those before `now`), numbered after `first_seq`.
+
+    Each day has its own seed, so a day's stories do not depend on which process tells them or
+    in which order: inline and in worker processes the history is the same.
+    """
+    teller.rng.seed(seed)
+    key, seq = f"{day:%Y%m%d}", first_seq
+    out = DayStories(key, first_seq, [], [], [])
+    for local_id, created in enumerate(sorted(teller.created_at(day) for _ in range(count))):
+        if created > teller.now:
+            break
+        seq += 1
+        story = teller.tell(local_id, f"{key}{seq:05d}", day, created)
+        out.tickets.append(story.ticket)
+        out.assignments.extend(story.assignments)
+        out.events.extend(story.events)
+    out.last = seq
+    return out
+
+
+_worker_teller: Storyteller | None = None
+
+
+def _start_worker(ctx: Context, now: datetime, stamp: Stamp | None) -> None:
+    global _worker_teller
+    _worker_teller = Storyteller(ctx, random.Random(), now, stamp)
+
+
+def _tell_in_worker(task: tuple[date, int, int, int]) -> DayStories:
+    assert _worker_teller is not None, "worker not started"
+    return tell_day(_worker_teller, *task)
+
+
+class _Tellers:
+    """Tells the days' stories inline, or in worker processes while this process writes."""
+
+    def __init__(self, ctx: Context, now: datetime, stamp: Stamp | None, workers: int) -> None:
+        self.ctx, self.now, self.stamp, self.workers = ctx, now, stamp, workers
+        self.pool: Any = None
+
+    def __enter__(self) -> _Tellers:
+        if self.workers:
+            # spawn, not fork: the parent holds database connections and maybe a progress thread.
+            self.pool = get_context("spawn").Pool(
+                self.workers, initializer=_start_worker, initargs=(self.ctx, self.now, self.stamp)
+            )
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+    def tell(self, tasks: list[tuple[date, int, int, int]]) -> Iterator[DayStories]:
+        """The days in order. Workers run at most `2 * workers` days ahead of the writer."""
+        if self.pool is None:
+            teller = Storyteller(self.ctx, random.Random(), self.now, self.stamp)
+            for task in tasks:
+                yield tell_day(teller, *task)
+            return
+        window: deque[Any] = deque()
+        pending = iter(tasks)
+        for task in pending:
+            window.append(self.pool.apply_async(_tell_in_worker, (task,)))
+            if len(window) >= 2 * self.workers:
+                break
+        while window:
+            result = window.popleft().get()
+            task = next(pending, None)
+            if task is not None:
+                window.append(self.pool.apply_async(_tell_in_worker, (task,)))
+            yield result
 
 
 class _BulkLoad:
     """One transaction for the whole load, per-row foreign-key checks suspended and every foreign
-    key verified set-based before commit (what pg_restore does). Rows are written by a thread
-    of their own, so the database works while the next day's stories are told.
+    key verified set-based before commit (what pg_restore does).
 
     On PostgreSQL the foreign keys of the ticket tables are dropped and re-added inside the
     transaction (DDL is transactional: a failure restores them); this takes the ticket tables for
     the load's duration, so run it with the server stopped, as `jiesu demo init` does. On SQLite,
     `foreign_keys` is switched off for the connection and `foreign_key_check` run at the end.
+
+    `threaded`: rows are handed to a writer thread, so this process tells the next day's stories
+    while the database server works (PostgreSQL: the server is the other busy process). SQLite
+    works inside this process, where a writer thread would only fight for the GIL; there the
+    stories come from a worker process instead (`_Tellers`).
     """
 
-    TABLES = ("ticket", "assignment", "event")
-
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ids: tuple[int, int, int], *, threaded: bool = False) -> None:
         self.db = db
-        self.queue: Queue[Any] = Queue(maxsize=2)
+        self.ticket_id, self.assignment_id, self.event_id = ids
+        self.stack = ExitStack()
+        self.queue: Queue[DayStories | None] | None = Queue(maxsize=2) if threaded else None
         self.error: BaseException | None = None
-        self.thread = Thread(target=self._run, name="demo-writer", daemon=True)
 
     def __enter__(self) -> _BulkLoad:
-        self.thread.start()
+        self.conn = self.stack.enter_context(self.db.engine.connect().execution_options(**WRITE))
+        self.pg = self.conn.dialect.name == "postgresql"
+        self.writer = _Writer(self.conn)
+        if not self.pg:
+            self.writer.raw.execute("PRAGMA foreign_keys=OFF")  # outside any transaction
+            self.stack.callback(self.writer.raw.execute, "PRAGMA foreign_keys=ON")
+        self.stack.enter_context(self.conn.begin())
+        self.keys = _drop_foreign_keys(self.conn) if self.pg else []
+        if self.queue is not None:
+            self.thread = Thread(target=self._drain, name="demo-writer", daemon=True)
+            self.thread.start()
         return self
 
-    def put(self, batch: tuple[list[Any], list[Any], list[Any], str, int]) -> None:
+    def put(self, day: DayStories) -> None:
+        if self.queue is None:
+            self._write(day)
+            return
         if self.error is not None:
             raise RuntimeError("the demo writer failed") from self.error
-        self.queue.put(batch)
+        self.queue.put(day)
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.queue.put(None if exc_type is None else _ABORT)
-        self.thread.join()
-        if self.error is not None and exc_type is None:
-            raise RuntimeError(f"demo history not written: {self.error}") from self.error
-
-    def _run(self) -> None:
+    def _drain(self) -> None:
+        assert self.queue is not None
         try:
-            with self.db.engine.connect().execution_options(**WRITE) as conn:
-                raw = conn.connection.driver_connection
-                pg = conn.dialect.name == "postgresql"
-                if not pg:
-                    raw.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
-                try:
-                    self._load(conn, pg)
-                finally:
-                    if not pg:
-                        raw.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+            while (day := self.queue.get()) is not None:
+                self._write(day)
         except BaseException as exc:
             self.error = exc
-            while self.queue.get() not in (None, _ABORT):  # let the producer finish
+            while self.queue.get() is not None:  # let the producer finish
                 pass
 
-    def _load(self, conn: Connection, pg: bool) -> None:
-        writer = _Writer(conn)
-        with conn.begin() as tx:
-            keys = self._suspend_foreign_keys(conn) if pg else []
-            while (batch := self.queue.get()) is not None:
-                if batch is _ABORT:
-                    tx.rollback()
-                    return
-                tickets, assignments, events, day, last = batch
-                writer.write(Ticket.__table__, tickets)  # type: ignore[arg-type]
-                writer.write(Assignment.__table__, assignments)  # type: ignore[arg-type]
-                writer.write(Event.__table__, events)  # type: ignore[arg-type]
-                if last:
-                    _bump_counter(conn, day, last)
-            if pg:
-                for table, name, definition in keys:
-                    conn.exec_driver_sql(
-                        f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
-                    )
-                for table in self.TABLES:
-                    conn.exec_driver_sql(
-                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                        f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
-                    )
-            else:
-                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                if broken:
-                    raise ValueError(f"foreign keys broken by the load: {broken[:5]}")
+    def _write(self, day: DayStories) -> None:
+        """Give the day's rows their ids and write them."""
+        base = self.ticket_id
+        for t in day.tickets:
+            t["id"] += base
+        for a in day.assignments:
+            a["id"], a["ticket_id"] = self.assignment_id, a["ticket_id"] + base
+            self.assignment_id += 1
+        for e in day.events:
+            e[0], e[1] = self.event_id, e[1] + base
+            self.event_id += 1
+        self.ticket_id += len(day.tickets)
+        self.writer.write(Ticket.__table__, day.tickets)  # type: ignore[arg-type]
+        self.writer.write(Assignment.__table__, day.assignments)  # type: ignore[arg-type]
+        self.writer.write(Event.__table__, day.events)  # type: ignore[arg-type]
+        if day.last:
+            _bump_counter(self.conn, day.key, day.last)
 
-    def _suspend_foreign_keys(self, conn: Connection) -> list[tuple[str, str, str]]:
-        keys = conn.exec_driver_sql(
-            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE contype = 'f' AND conrelid::regclass::text IN ('ticket', 'assignment', 'event')"
-        ).all()
-        for table, name, _ in keys:
-            conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-        return [tuple(k) for k in keys]  # type: ignore[misc]
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.queue is not None:
+            self.queue.put(None)
+            self.thread.join()
+            if self.error is not None and exc_type is None:
+                exc_type, exc, tb = type(self.error), self.error, self.error.__traceback__
+        if exc_type is None:
+            try:
+                if self.pg:
+                    _restore_foreign_keys(self.conn, self.keys)
+                else:
+                    broken = self.conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise ValueError(f"foreign keys broken by the load: {broken[:5]}")
+            except BaseException as failure:
+                self.stack.__exit__(type(failure), failure, failure.__traceback__)
+                raise
+        self.stack.__exit__(exc_type, exc, tb)
+        if exc is not None and exc is self.error:
+            raise RuntimeError(f"demo history not written: {exc}") from exc
 
 
-_ABORT = object()
+BULK_TABLES = ("ticket", "assignment", "event")
+
+
+def _drop_foreign_keys(conn: Connection) -> list[tuple[str, str, str]]:
+    keys = conn.exec_driver_sql(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE contype = 'f' AND conrelid::regclass::text IN ('ticket', 'assignment', 'event')"
+    ).all()
+    for table, name, _ in keys:
+        conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    return [(str(t), str(n), str(d)) for t, n, d in keys]
+
+
+def _restore_foreign_keys(conn: Connection, keys: list[tuple[str, str, str]]) -> None:
+    """Re-adding a foreign key checks every row in one pass, not row by row."""
+    for table, name, definition in keys:
+        conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+    for table in BULK_TABLES:
+        conn.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+            f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
+        )
 
 
 def generate(
@@ -286,59 +402,60 @@ def generate(
     now: datetime | None = None,
     pack_dir: Path = DEFAULT_PACK,
     progress: bool = False,
+    workers: int | None = None,
 ) -> Result:
-    """Write `days` days of history ending on `end` (default today, city time) for the loaded city."""
+    """Write `days` days of history ending on `end` (default today, city time) for the loaded city.
+
+    `workers` story-telling processes work while this process writes (default: one per core but
+    one on SQLite for runs of 20,000 tickets or more, none otherwise).
+    """
     started = time.perf_counter()
     ctx = load_context(db, pack_dir)
     now = now or utcnow()
     last_day = end or now.astimezone(ctx.tz).date()
     rng = random.Random(seed)
-    teller = Storyteller(ctx, rng, now)
-    day_list = [last_day - timedelta(days=n) for n in range(days - 1, -1, -1)]
-    plan = [(d, daily_count(per_day, d, rng)) for d in day_list]
-    total = sum(n for _, n in plan)
-    n_tickets = n_events = n_assignments = 0
+    plan = [
+        (day, daily_count(per_day, day, rng), rng.randrange(2**32))
+        for day in (last_day - timedelta(days=n) for n in range(days - 1, -1, -1))
+    ]
+    total = sum(count for _, count, _ in plan)
+    # Measured (docs/benchmarks.md): PostgreSQL goes fastest with stories told here and a writer
+    # thread; SQLite with stories told in worker processes and rows written here.
+    threaded = db.dialect == "postgresql"
+    if workers is None:
+        big = total >= INLINE_BELOW and not threaded
+        workers = max(1, (os.cpu_count() or 1) - 1) if big else 0
+    with db.read() as session:
+        ids = tuple(
+            int(session.scalar(select(func.coalesce(func.max(t.id), 0))) or 0) + 1
+            for t in (Ticket, Assignment, Event)
+        )
+        counters = dict(
+            session.execute(
+                select(TicketCounter.day, TicketCounter.last).where(
+                    TicketCounter.day.in_([f"{d:%Y%m%d}" for d, _, _ in plan])
+                )
+            ).all()
+        )
+    tasks = [(d, n, counters.get(f"{d:%Y%m%d}", 0), s) for d, n, s in plan]
+    stamp = None if db.dialect == "postgresql" else sqlite_stamp
     bar = Progress(
         TextColumn("[bold]演示数据[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), disable=not progress,
     )  # fmt: skip
-    with db.read() as session:
-        ticket_id, assignment_id, event_id = (
-            int(session.scalar(select(func.coalesce(func.max(t.id), 0))) or 0) + 1
-            for t in (Ticket, Assignment, Event)
-        )
-        keys = [f"{d:%Y%m%d}" for d, _ in plan]
-        counters = dict(
-            session.execute(
-                select(TicketCounter.day, TicketCounter.last).where(TicketCounter.day.in_(keys))
-            ).all()
-        )
-    with bar, _BulkLoad(db) as load:
-        task = bar.add_task("tickets", total=total)
-        for day, count in plan:
-            key = f"{day:%Y%m%d}"
-            seq = counters.get(key, 0)
-            tickets, assignments, events = [], [], []
-            for created in sorted(teller.created_at(day) for _ in range(count)):
-                if created > now:
-                    break
-                seq += 1
-                story = teller.tell(ticket_id, format_number(day, seq), day, created)
-                tickets.append(story.ticket)
-                for a in story.assignments:
-                    a["id"] = assignment_id
-                    assignment_id += 1
-                    assignments.append(a)
-                for e in story.events:
-                    e[0] = event_id
-                    event_id += 1
-                events.extend(story.events)
-                ticket_id += 1
-            load.put((tickets, assignments, events, key, seq))
-            n_tickets += len(tickets)
-            n_events += len(events)
-            n_assignments += len(assignments)
-            bar.advance(task, count)
+    n_tickets = n_events = n_assignments = 0
+    with (
+        bar,
+        _Tellers(ctx, now, stamp, workers) as tellers,
+        _BulkLoad(db, ids, threaded=threaded) as load,
+    ):  # type: ignore[arg-type]
+        progress_task = bar.add_task("tickets", total=total)
+        for (_, count, _, _), day in zip(tasks, tellers.tell(tasks), strict=True):
+            load.put(day)
+            n_tickets += len(day.tickets)
+            n_events += len(day.events)
+            n_assignments += len(day.assignments)
+            bar.advance(progress_task, count)
     return Result(n_tickets, n_events, n_assignments, time.perf_counter() - started)
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import random
 from bisect import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,8 +27,6 @@ from jiesu.citypack.parse import Duration
 from jiesu.demo.texts import CategoryTexts, TextBank
 from jiesu.taxonomy.routing import Catalogue
 from jiesu.timelimits.calendar import WorkCalendar
-
-UTC = ZoneInfo("UTC")
 
 # Beijing's mix (SPEC: 58.5% consultations); channels as a hotline sees them.
 CITY_REQUEST_TYPES = {
@@ -91,6 +89,15 @@ MOBILE_PREFIXES = ["130", "131", "132", "133", "135", "136", "137", "138", "139"
 def one(rng: random.Random, seq: Sequence[Any]) -> Any:
     """rng.choice without its rejection sampling: plenty uniform for demo data, 3x faster."""
     return seq[int(rng.random() * len(seq))]
+
+
+Stamp = Callable[[datetime], Any]
+TICKET_TIMES = ("created_at", "updated_at", "closed_at", "due_at")
+ASSIGNMENT_TIMES = ("dispatched_at", "accepted_at", "contacted_at", "replied_at", "ended_at")
+
+
+def _same(t: datetime) -> datetime:
+    return t
 
 
 class StoryCut(Exception):
@@ -180,8 +187,12 @@ def season_of(day: date) -> str:
 
 
 class Storyteller:
-    def __init__(self, ctx: Context, rng: random.Random, now: datetime) -> None:
+    def __init__(
+        self, ctx: Context, rng: random.Random, now: datetime, stamp: Stamp | None = None
+    ) -> None:
+        """`stamp` turns an aware time into what the writer stores (default: unchanged)."""
         self.ctx, self.rng, self.now = ctx, rng, now
+        self.stamp: Stamp = stamp or _same
         self._season_tables: dict[str, Weighted] = {}
         self._places = Weighted(ctx.places, ctx.place_weights)
         self._hours = Weighted(list(range(24)), HOURS)
@@ -200,15 +211,19 @@ class Storyteller:
     def created_at(self, day: date) -> datetime:
         rng = self.rng
         hour = self._hours.draw(rng)
-        local = datetime(day.year, day.month, day.day, hour, rng.randrange(60), rng.randrange(60),
-                         rng.randrange(1, 1_000_000), tzinfo=self.ctx.tz)  # fmt: skip
+        # One draw for the minute, second and microsecond within the hour.
+        within = int(rng.random() * 3_600_000_000)
+        minute, rest = divmod(within, 60_000_000)
+        second, micro = divmod(rest, 1_000_000)
+        local = datetime(day.year, day.month, day.day, hour, minute, second, micro or 1,
+                         tzinfo=self.ctx.tz)  # fmt: skip
         return local.astimezone(UTC)
 
     def person(self) -> tuple[str, str]:
         rng = self.rng
         given = one(rng, GIVEN) + (one(rng, GIVEN) if rng.random() < 0.67 else "")
         name = one(rng, SURNAMES) + given
-        phone = one(rng, MOBILE_PREFIXES) + f"{rng.randrange(100_000_000):08d}"
+        phone = one(rng, MOBILE_PREFIXES) + f"{int(rng.random() * 100_000_000):08d}"
         return name, phone
 
     def tell(self, ticket_id: int, number: str, day: date, created: datetime) -> Story:
@@ -243,6 +258,15 @@ class Storyteller:
         except StoryCut:
             pass
         ticket["version"] = len(story.events)
+        stamp = self.stamp
+        if stamp is not _same:
+            for key in TICKET_TIMES:
+                if ticket[key] is not None:
+                    ticket[key] = stamp(ticket[key])
+            for a in story.assignments:
+                for key in ASSIGNMENT_TIMES:
+                    if a[key] is not None:
+                        a[key] = stamp(a[key])
         return story
 
 
@@ -266,7 +290,7 @@ class _Walk:
         ticket = self.story.ticket
         events = self.story.events
         events.append([
-            None, ticket["id"], len(events) + 1, action, at, actor, unit,
+            None, ticket["id"], len(events) + 1, action, self.t.stamp(at), actor, unit,
             None if action == "receive" else self.state, after, note,
             orjson.dumps(data).decode() if data else "{}",
         ])  # fmt: skip
@@ -435,7 +459,8 @@ class _Walk:
             at = due + timedelta(hours=rng.uniform(1, 24 if urgent else 72))
         else:
             room = max((due - self.at).total_seconds() / 3600, 0.1)
-            at = self.at + timedelta(hours=room * rng.betavariate(2, 3))
+            # Most replies come in the first half of the time allowed, few near its end.
+            at = self.at + timedelta(hours=room * rng.random() ** 1.6)
         if at <= self.at:
             at = self.at + timedelta(minutes=5)
         result = pick(rng, RESULTS)

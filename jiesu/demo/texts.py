@@ -95,7 +95,7 @@ class TextBank:
         wording = texts.by_type.get(request_type) or self.by_type.get(request_type) or texts.wording
         community = _one(rng, self.places)
         road = _one(rng, self.roads)
-        n = rng.randint(2, 30)
+        n = 2 + int(rng.random() * 29)
         slots = {
             "street": place.street_name,
             "district": place.district_name,
@@ -113,5 +113,5 @@ class TextBank:
         if rng.random() < 0.7:
             address = f"{place.district_name}{place.street_name}{community}{n}号楼"
         else:
-            address = f"{place.district_name}{road}{rng.randint(1, 300)}号"
+            address = f"{place.district_name}{road}{1 + int(rng.random() * 300)}号"
         return title[:200], content, address
