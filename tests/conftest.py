@@ -192,6 +192,14 @@ def db(db_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
+def empty_db(empty_url: str) -> Iterator[Database]:
+    """A fresh database with the schema and nothing in it."""
+    database = Database(empty_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
 def client(db: Database) -> Iterator[TestClient]:
     with TestClient(create_app(db), raise_server_exceptions=False) as c:
         yield c

@@ -94,13 +94,6 @@ def categories_by_code(db: Database) -> dict[str, Category]:
 
 
 @pytest.fixture
-def empty_db(empty_url: str) -> Iterator[Database]:
-    database = Database(empty_url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
     """Point the `jiesu` command at a database URL (and forget it again afterwards)."""
 

@@ -20,6 +20,7 @@ from conftest import PASSWORD
 from sqlalchemy import func, select
 
 from jiesu.access.policy import Principal
+from jiesu.auth.service import principal_of
 from jiesu.db.engine import Database
 from jiesu.org.models import Unit, User
 from jiesu.tickets.models import Event, IdempotencyKey, Ticket, TicketCounter
@@ -37,15 +38,7 @@ def principal(db: Database, username: str = "agent1") -> Principal:
         user, unit = s.execute(
             select(User, Unit).join(Unit, Unit.id == User.unit_id).where(User.username == username)
         ).one()
-        return Principal(
-            user_id=user.id,
-            username=user.username,
-            name=user.name,
-            role=user.role,
-            unit_id=unit.id,
-            unit_path=unit.path,
-            unit_function=unit.function,
-        )
+        return principal_of(user, unit)
 
 
 def counter(db: Database, day: date) -> int | None:

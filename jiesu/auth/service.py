@@ -53,31 +53,34 @@ def authenticate(username: str, password: str, *, db_session: Session) -> User:
     return user
 
 
+def principal_of(user: User, unit: Unit) -> Principal:
+    """The permission view of a user in their unit."""
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        name=user.name,
+        role=user.role,
+        unit_id=unit.id,
+        unit_path=unit.path,
+        unit_function=unit.function,
+    )
+
+
 def principal_for_token(token: str, *, db_session: Session) -> Principal:
     row = db_session.execute(
-        select(
-            ApiToken.expires_at, ApiToken.revoked_at, User, Unit.path, Unit.function, Unit.active
-        )
+        select(ApiToken.expires_at, ApiToken.revoked_at, User, Unit)
         .join(User, User.id == ApiToken.user_id)
         .join(Unit, Unit.id == User.unit_id)
         .where(ApiToken.token_hash == _digest(token))
     ).first()
     if row is None:
         raise Unauthorized("登录凭据无效 / invalid token")
-    expires_at, revoked_at, user, unit_path, unit_function, unit_active = row
+    expires_at, revoked_at, user, unit = row
     if revoked_at is not None or (expires_at is not None and expires_at <= utcnow()):
         raise Unauthorized("登录凭据已失效，请重新登录 / token expired or revoked")
-    if not user.active or not unit_active:
+    if not user.active or not unit.active:
         raise Unauthorized("账号或所属单位已停用 / account or its unit disabled")
-    return Principal(
-        user_id=user.id,
-        username=user.username,
-        name=user.name,
-        role=user.role,
-        unit_id=user.unit_id,
-        unit_path=unit_path,
-        unit_function=unit_function,
-    )
+    return principal_of(user, unit)
 
 
 @lru_cache(maxsize=1)
