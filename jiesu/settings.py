@@ -22,10 +22,6 @@ class Settings:
     timezone: str
     token_ttl_hours: int
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 def default_database_url(var_dir: Path) -> str:
     return f"sqlite:///{var_dir / 'jiesu.sqlite3'}"

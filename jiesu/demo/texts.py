@@ -12,8 +12,6 @@ import yaml
 # libyaml when present: the demo texts are large enough for the pure-Python parser to show.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-SLOTS = ("street", "district", "community", "road", "place", "n", "days", "company")
-
 
 @dataclass(frozen=True)
 class Wording:

@@ -46,16 +46,6 @@ ROLE_NAMES = {
     Role.admin: "系统管理员",
 }
 
-UNIT_KIND_NAMES = {
-    UnitKind.city: "市",
-    UnitKind.district: "区",
-    UnitKind.street: "街乡镇",
-    UnitKind.community: "社区村",
-    UnitKind.grid: "网格",
-    UnitKind.department: "部门",
-    UnitKind.company: "企业",
-}
-
 
 class Unit(Base):
     __tablename__ = "unit"

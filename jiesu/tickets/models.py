@@ -46,20 +46,6 @@ class Channel(StrEnum):
     import_ = "import"
 
 
-CHANNEL_NAMES = {
-    "phone": "电话",
-    "web": "网站",
-    "app": "APP",
-    "wechat": "微信",
-    "sms": "短信",
-    "email": "邮件",
-    "open311": "Open311",
-    "collection_point": "说事点",
-    "window": "办不成事窗口",
-    "import": "导入",
-}
-
-
 class Status(StrEnum):
     """The states of SPEC §3 (the transitions live in the lifecycle module)."""
 
