@@ -27,10 +27,12 @@ pack_app = typer.Typer(
 )
 demo_app = typer.Typer(help="The Beijing demo city and its history.", no_args_is_help=True)
 user_app = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
+docs_app = typer.Typer(help="Documents generated from the code.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(pack_app, name="citypack")
 app.add_typer(demo_app, name="demo")
 app.add_typer(user_app, name="user")
+app.add_typer(docs_app, name="docs")
 
 out = Console()
 err = Console(stderr=True)
@@ -232,6 +234,28 @@ def user_token(
         )
     out.print(token)
     err.print(f"expires: {expires or 'never'}")
+
+
+LIFECYCLE_DOC = REPO_ROOT / "docs" / "lifecycle.md"
+
+
+@docs_app.command("lifecycle")
+def docs_lifecycle(
+    check: Annotated[bool, typer.Option(help="Only check that the file is up to date.")] = False,
+) -> None:
+    """Write docs/lifecycle.md (states, actions, diagram) from the lifecycle table."""
+    from jiesu.tickets.lifecycle import render_markdown
+
+    text = render_markdown()
+    if check:
+        current = LIFECYCLE_DOC.read_text(encoding="utf-8") if LIFECYCLE_DOC.exists() else ""
+        if current != text:
+            typer.echo(f"{LIFECYCLE_DOC} is stale: run `jiesu docs lifecycle`", err=True)
+            raise typer.Exit(1)
+        out.print(f"{LIFECYCLE_DOC} is up to date")
+        return
+    LIFECYCLE_DOC.write_text(text, encoding="utf-8")
+    out.print(f"wrote {LIFECYCLE_DOC}")
 
 
 def main() -> None:
