@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from jiesu.errors import Conflict, Forbidden, Invalid, NotFound
+
 # ---- states --------------------------------------------------------------------------------
 
 STATES: dict[str, str] = {
@@ -120,7 +122,8 @@ class TicketFacts:
     return_pending: bool = False
     extension_pending: bool = False
     suspended: bool = False
-    contacted: bool = False
+    contacted: bool = False  # the lead has contacted the requester in this round
+    accepted: frozenset[str] = frozenset()  # units that signed in this round
     master: bool = False  # other tickets are merged into this one
 
 
@@ -153,7 +156,7 @@ def note(required: bool = False, min_length: int = 0) -> Field:
 # ---- actions -------------------------------------------------------------------------------
 
 Next = str | Callable[[TicketFacts, dict[str, Any], "Actor"], str]
-Guard = Callable[[TicketFacts, dict[str, Any]], str | None]  # a reason it may not, or None
+Guard = Callable[[TicketFacts, dict[str, Any], "Actor"], str | None]  # why not, or None
 
 
 @dataclass(frozen=True)
@@ -172,66 +175,70 @@ class Action:
     next_label: str = ""  # how `next` reads when it is a function
 
 
-def _no_return_pending(f: TicketFacts, _d: dict[str, Any]) -> str | None:
+def _not_yet_accepted(f: TicketFacts, _d: dict[str, Any], a: Actor) -> str | None:
+    return "本单位已签收 / this unit has signed already" if a.unit in f.accepted else None
+
+
+def _no_return_pending(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
     return "已有退单申请待审核 / a return request is already waiting" if f.return_pending else None
 
 
-def _return_pending(f: TicketFacts, _d: dict[str, Any]) -> str | None:
+def _return_pending(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
     return None if f.return_pending else "没有待审核的退单申请 / no return request is waiting"
 
 
-def _no_extension_pending(f: TicketFacts, _d: dict[str, Any]) -> str | None:
+def _no_extension_pending(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
     if f.extension_pending:
         return "已有延期申请待审核 / an extension request is already waiting"
     return None
 
 
-def _extension_pending(f: TicketFacts, _d: dict[str, Any]) -> str | None:
+def _extension_pending(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
     return None if f.extension_pending else "没有待审核的延期申请 / no extension request is waiting"
 
 
-def _not_suspended(f: TicketFacts, _d: dict[str, Any]) -> str | None:
+def _not_suspended(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
     return (
         "工单已挂起，请先恢复 / the ticket is suspended: resume it first" if f.suspended else None
     )
 
 
-def _suspended(f: TicketFacts, _d: dict[str, Any]) -> str | None:
+def _suspended(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
     return None if f.suspended else "工单未挂起 / the ticket is not suspended"
 
 
-def _all_reported(f: TicketFacts, _d: dict[str, Any]) -> str | None:
+def _all_reported(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
     if f.summoned_pending:
         waiting = ", ".join(sorted(f.summoned_pending))
         return f"被吹哨单位尚未报到：{waiting} / summoned units have not reported: {waiting}"
     return None
 
 
-def _contacted(f: TicketFacts, _d: dict[str, Any]) -> str | None:
+def _contacted(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
     if not f.contacted:
         return "请先联系诉求人 / contact the requester before replying"
     return None
 
 
-def _reason_when_not_solvable(_f: TicketFacts, d: dict[str, Any]) -> str | None:
+def _reason_when_not_solvable(_f: TicketFacts, d: dict[str, Any], _a: Actor) -> str | None:
     if d.get("result") == "not_solvable" and not d.get("reason"):
         return "无法解决须说明原因（reason）/ a not-solvable reply needs its reason"
     return None
 
 
-def _evaluation_complete(_f: TicketFacts, d: dict[str, Any]) -> str | None:
+def _evaluation_complete(_f: TicketFacts, d: dict[str, Any], _a: Actor) -> str | None:
     if d.get("reached") and (d.get("solved") is None or d.get("satisfaction") is None):
         return "接通回访须记录是否解决和满意度 / a reached callback records solved and satisfaction"
     return None
 
 
-def _note_when_sent_back(_f: TicketFacts, d: dict[str, Any]) -> str | None:
+def _note_when_sent_back(_f: TicketFacts, d: dict[str, Any], _a: Actor) -> str | None:
     if d.get("passed") is False and not d.get("note"):
         return "审核退回须说明原因（note）/ sending a reply back needs a note"
     return None
 
 
-def _not_to_itself(f: TicketFacts, d: dict[str, Any]) -> str | None:
+def _not_to_itself(f: TicketFacts, d: dict[str, Any], _a: Actor) -> str | None:
     units = set(d.get("units") or []) | ({d["to"]} if d.get("to") else set())
     if f.lead and f.lead in units:
         return "不能向本单位吹哨或提级 / a unit cannot summon or escalate to itself"
@@ -295,7 +302,7 @@ ACTIONS: tuple[Action, ...] = (
     ),
     Action(
         "accept", "签收", IN_UNIT, UNIT_ROLES, Relation.party, _after_accept,
-        next_label="accepted (lead) / unchanged (co-handler)",
+        next_label="accepted (lead) / unchanged (co-handler)", guards=(_not_yet_accepted,),
         effects=("stop the accept limit",),
         why="The unit signs for the ticket; for the lead this moves it to accepted.",
     ),
@@ -449,34 +456,27 @@ BY_NAME: dict[str, Action] = {a.name: a for a in ACTIONS}
 # ---- deciding --------------------------------------------------------------------------------
 
 
-class Refusal(Exception):
-    """An action the table does not allow; `status` is the HTTP answer."""
-
-    status = 400
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.field = message, field
+class UnknownAction(NotFound):
+    pass
 
 
-class UnknownAction(Refusal):
-    status = 404
+class NotAllowed(Forbidden):
+    pass
 
 
-class NotAllowed(Refusal):
-    status = 403
+class WrongState(Conflict):
+    pass
 
 
-class WrongState(Refusal):
-    status = 409
+class BadField(Invalid):
+    pass
 
 
-class BadField(Refusal):
-    status = 422
+class GuardFailed(Conflict):
+    pass
 
 
-class GuardFailed(Refusal):
-    status = 409
+Refusal = UnknownAction | NotAllowed | WrongState | BadField | GuardFailed
 
 
 @dataclass(frozen=True)
@@ -592,7 +592,7 @@ def decide(
         )
     clean = validate_fields(action, data or {})
     for guard in action.guards:
-        reason = guard(facts, clean)
+        reason = guard(facts, clean, actor)
         if reason:
             raise GuardFailed(reason)
     after = facts.status if action.next == "=" else (

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Response
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
-from jiesu.errors import Forbidden, Invalid
+from jiesu.errors import Conflict, Forbidden, Invalid
+from jiesu.tickets.actions import take_action
 from jiesu.tickets.service import (
     TicketFilter,
     create_ticket,
@@ -104,3 +106,52 @@ def show(
     return ticket_out(
         get_ticket(ticket_id, actor=principal, db_session=session), principal, detail=True
     )
+
+
+ActionName = Annotated[
+    str, Path(max_length=40, pattern=r"^[a-z_]+$", description="操作（见 docs/lifecycle.md）")
+]
+
+
+@router.post(
+    "/{ticket_id}/actions/{action}",
+    response_model=TicketOut,
+    summary="对工单执行操作（派单、签收、办结…）",
+)
+def act(
+    ticket_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    action: ActionName,
+    db: DB,
+    principal: CurrentPrincipal,
+    body: Annotated[dict[str, Any], Body(default_factory=dict, description="该操作的字段")],
+    if_match: Annotated[str | None, Header(alias="If-Match", max_length=20)] = None,
+) -> TicketOut:
+    """Illegal in this state → 409 saying why; not allowed → 403; bad field → 422 naming it;
+    a stale `version` (body) or `If-Match` (header) → 409."""
+    data = dict(body)
+    version = data.pop("version", None)
+    if if_match is not None:
+        version = if_match.strip().strip('"').removeprefix("W/").strip('"')
+        if not version.isdigit():
+            raise Invalid(
+                "If-Match 须为工单版本号 / If-Match must be the ticket version", field="If-Match"
+            )
+        version = int(version)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise Invalid("version 须为整数 / version must be a whole number", field="version")
+    try:
+        with db.write() as session:
+            ticket, _ = take_action(
+                ticket_id,
+                action,
+                data,
+                actor=principal,
+                db_session=session,
+                expected_version=version,
+            )
+            out = ticket_out(ticket, principal, detail=True)
+    except (StaleDataError, IntegrityError) as exc:
+        raise Conflict(
+            "工单刚被他人更新，请刷新后重试 / the ticket was changed concurrently: reload and retry"
+        ) from exc
+    return out

@@ -1,0 +1,280 @@
+"""Taking an action on a ticket: load it, ask the lifecycle table, apply the transition.
+
+`take_action` runs inside the caller's unit of work: the ticket row, its assignments and the
+new event change together or not at all. The facts the rules need (who leads, is a return
+waiting, is the clock suspended …) are derived from the assignments and the timeline, never
+stored twice. Concurrent actions on one ticket are serialised by the ticket's `version`
+(optimistic lock): the loser gets a 409, never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from jiesu.access.policy import Principal
+from jiesu.db.base import utcnow
+from jiesu.errors import Conflict, Invalid
+from jiesu.org.models import Unit
+from jiesu.tickets.lifecycle import Actor, TicketFacts, Transition, decide
+from jiesu.tickets.models import Assignment, Event, Ticket
+from jiesu.tickets.service import get_ticket
+
+# The event pairs whose latest member says whether something is waiting.
+PENDING = {
+    "return_pending": ("request_return", ("review_return", "dispatch", "escalate")),
+    "extension_pending": ("request_extension", ("review_extension",)),
+    "suspended": ("suspend", ("resume",)),
+}
+
+
+def facts_of(ticket: Ticket) -> TicketFacts:
+    active = [a for a in ticket.assignments if a.active]
+    lead = next((a for a in active if a.role == "lead"), None)
+    flags = {}
+    for flag, (opens, closes) in PENDING.items():
+        last = next(
+            (e.action for e in reversed(ticket.events) if e.action in (opens, *closes)), None
+        )
+        flags[flag] = last == opens
+    return TicketFacts(
+        status=ticket.status,
+        round=ticket.round,
+        lead=lead.unit.code if lead else None,
+        lead_path=lead.unit.path if lead else None,
+        co_handlers=frozenset(a.unit.code for a in active if a.role == "co_handler"),
+        summoned_pending=frozenset(
+            a.unit.code for a in active if a.role == "summoned" and a.replied_at is None
+        ),
+        contacted=lead is not None and lead.contacted_at is not None,
+        accepted=frozenset(
+            a.unit.code for a in active if a.accepted_at is not None and a.role != "summoned"
+        ),
+        **flags,
+    )
+
+
+def actor_of(principal: Principal, *, db_session: Session) -> Actor:
+    code = db_session.scalar(select(Unit.code).where(Unit.id == principal.unit_id))
+    assert code is not None
+    return Actor(
+        user_id=principal.user_id,
+        role=principal.role,
+        unit=code,
+        unit_path=principal.unit_path,
+        is_centre=principal.is_service_centre,
+    )
+
+
+def take_action(
+    ticket_id: int,
+    name: str,
+    data: dict[str, Any],
+    *,
+    actor: Principal,
+    db_session: Session,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> tuple[Ticket, Event]:
+    """Check and apply one action; raises a lifecycle refusal (403/404/409/422) otherwise."""
+    now = now or utcnow()
+    ticket = get_ticket(ticket_id, actor=actor, db_session=db_session)
+    if expected_version is not None and expected_version != ticket.version:
+        raise Conflict(
+            f"工单已被他人更新（版本 {ticket.version}，你的版本 {expected_version}），请刷新后重试"
+            " / the ticket changed since you loaded it"
+        )
+    who = actor_of(actor, db_session=db_session)
+    transition = decide(name, facts_of(ticket), who, data)
+    before = ticket.status
+    with db_session.no_autoflush:  # one action, one write of the ticket: one version step
+        event_data = _apply(ticket, transition, who, db_session=db_session, now=now)
+        event = _append(ticket, transition.action, before, transition.after, actor, now,
+                        note=transition.data.get("note"), data=event_data)  # fmt: skip
+        if "escalated" in event_data:  # a reopen beyond the last round goes to the level above
+            _append(ticket, "escalate", ticket.status, "dispatched", None, now,
+                    note=f"重办已满 {ticket.round - 1} 轮，自动提级", data=event_data["escalated"])  # fmt: skip
+    db_session.flush()  # the version check happens here: a concurrent winner makes this fail
+    return ticket, event
+
+
+def _append(
+    ticket: Ticket, action: str, before: str, after: str, actor: Principal | None,
+    at: datetime, *, note: str | None, data: dict[str, Any],
+) -> Event:  # fmt: skip
+    event = Event(
+        ticket_id=ticket.id,
+        seq=(ticket.events[-1].seq if ticket.events else 0) + 1,
+        action=action,
+        at=at,
+        actor_id=actor.user_id if actor else None,
+        actor_unit_id=actor.unit_id if actor else None,
+        state_before=before,
+        state_after=after,
+        note=note,
+        data=data,
+    )
+    ticket.events.append(event)
+    ticket.status, ticket.updated_at = after, at
+    return event
+
+
+def _unit(code: str, field: str, *, db_session: Session) -> Unit:
+    unit = db_session.scalar(select(Unit).where(Unit.code == code, Unit.active))
+    if unit is None:
+        raise Invalid(f"未知的单位 {code} / unknown unit", field=field)
+    if unit.kind == "city":
+        raise Invalid(f"{unit.name} 不是承办单位 / not a handling unit", field=field)
+    return unit
+
+
+def _assign(ticket: Ticket, unit: Unit, role: str, now: datetime) -> Assignment:
+    assignment = Assignment(
+        ticket_id=ticket.id, unit_id=unit.id, role=role, round=ticket.round, active=True,
+        dispatched_at=now,
+    )  # fmt: skip
+    assignment.unit = unit
+    ticket.assignments.append(assignment)
+    return assignment
+
+
+def _active(ticket: Ticket, unit_code: str, roles: tuple[str, ...]) -> Assignment | None:
+    return next(
+        (
+            a
+            for a in ticket.assignments
+            if a.active and a.role in roles and a.unit.code == unit_code
+        ),
+        None,
+    )
+
+
+def _end(assignment: Assignment, reason: str, now: datetime) -> None:
+    assignment.active, assignment.ended_at, assignment.end_reason = False, now, reason
+
+
+def _end_handling(ticket: Ticket, reason: str, now: datetime) -> None:
+    for a in ticket.assignments:
+        if a.active:
+            _end(a, reason, now)
+    ticket.lead_unit_id = None
+
+
+def _escalate(
+    ticket: Ticket, to: str | None, *, db_session: Session, now: datetime
+) -> dict[str, Any]:
+    """Hand the ticket to `to`, or to the level above its lead (street → district)."""
+    lead = next((a for a in ticket.assignments if a.active and a.role == "lead"), None)
+    if lead is None:  # reopened: escalate from the unit that led the last round
+        lead = next((a for a in reversed(ticket.assignments) if a.role == "lead"), None)
+    if to:
+        target = _unit(to, "to", db_session=db_session)
+    else:
+        parent = lead.unit.parent if lead else None
+        if parent is None or parent.kind == "city":
+            raise Invalid(
+                "上级是市级，请指定提级到的市级部门（to）/ name the city department to escalate to",
+                field="to",
+            )
+        target = parent
+    _end_handling(ticket, "escalated", now)
+    _assign(ticket, target, "lead", now)
+    ticket.lead_unit_id = target.id
+    return {"from": lead.unit.code if lead else None, "to": target.code}
+
+
+def _apply(
+    ticket: Ticket, t: Transition, who: Actor, *, db_session: Session, now: datetime
+) -> dict[str, Any]:
+    """The transition's effects on the ticket and its assignments; returns the event's data."""
+    data = {k: v for k, v in t.data.items() if k != "note"}
+    name = t.action
+    if name == "dispatch":
+        if t.data["lead"] in t.data.get("co_handlers", []):
+            raise Invalid(
+                "主办单位不能同时是协办单位 / the lead cannot co-handle", field="co_handlers"
+            )
+        lead = _unit(t.data["lead"], "lead", db_session=db_session)
+        _assign(ticket, lead, "lead", now)
+        ticket.lead_unit_id = lead.id
+        for code in t.data.get("co_handlers", []):
+            _assign(ticket, _unit(code, "co_handlers", db_session=db_session), "co_handler", now)
+    elif name == "accept":
+        assignment = _active(ticket, who.unit, ("lead", "co_handler"))
+        assert assignment is not None
+        assignment.accepted_at = now
+    elif name == "contact":
+        lead = _active(ticket, who.unit, ("lead",))
+        assert lead is not None
+        if lead.contacted_at is None:  # the first contact is the response
+            lead.contacted_at = now
+            data["first"] = True
+    elif name == "review_return" and t.data["approved"]:
+        _end_handling(ticket, "returned", now)
+    elif name == "whistle":
+        units = [_unit(code, "units", db_session=db_session) for code in t.data["units"]]
+        for unit in units:
+            if _active(ticket, unit.code, ("lead", "co_handler", "summoned")):
+                raise Conflict(f"{unit.name} 已在办理此工单 / already on this ticket")
+            _assign(ticket, unit, "summoned", now)
+    elif name == "report":
+        summoned = _active(ticket, who.unit, ("summoned",))
+        assert summoned is not None
+        summoned.accepted_at = summoned.replied_at = now
+    elif name == "reply":
+        lead = _active(ticket, who.unit, ("lead",))
+        assert lead is not None
+        lead.replied_at = now
+        ticket.result = t.data["result"]
+    elif name == "audit" and not t.data["passed"]:
+        for a in ticket.assignments:
+            if a.active and a.role == "lead":
+                a.replied_at = None
+        ticket.result = None
+    elif name == "evaluate":
+        ticket.solved = t.data.get("solved") if t.data["reached"] else None
+        ticket.satisfaction = t.data.get("satisfaction") if t.data["reached"] else None
+    elif name == "reopen":
+        lead = next((a for a in ticket.assignments if a.active and a.role == "lead"), None)
+        _end_handling(ticket, "reopened", now)
+        ticket.round = t.round
+        ticket.result = ticket.solved = ticket.satisfaction = None
+        data["round"] = t.round
+        if t.escalates:
+            data["escalated"] = _escalate(ticket, None, db_session=db_session, now=now)
+        elif lead is not None:
+            _assign(ticket, lead.unit, "lead", now)
+            ticket.lead_unit_id = lead.unit_id
+    elif name == "escalate":
+        data.update(_escalate(ticket, t.data.get("to"), db_session=db_session, now=now))
+    elif name == "merge":
+        master = db_session.scalar(
+            select(Ticket)
+            .where(Ticket.number == t.data["master"])
+            .options(selectinload(Ticket.events))
+        )
+        if master is None or master.id == ticket.id:
+            raise Invalid(
+                f"主工单 {t.data['master']} 不存在 / no such master ticket", field="master"
+            )
+        if master.status in ("merged", "closed"):
+            raise Conflict(
+                f"主工单 {master.number} 已{master.status} / the master is {master.status}"
+            )
+        ticket.master_id = master.id
+        data["master_id"] = master.id
+    elif name == "close":
+        ticket.closed_at = now
+        merged = db_session.scalars(
+            select(Ticket).where(Ticket.master_id == ticket.id, Ticket.status == "merged")
+            .options(selectinload(Ticket.events))
+        ).all()  # fmt: skip
+        for repeat in merged:
+            _append(repeat, "close", "merged", "closed", None, now,
+                    note=f"随主工单 {ticket.number} 办结", data={"master": ticket.number})  # fmt: skip
+            repeat.closed_at = now
+        data["merged_closed"] = len(merged)
+    return data

@@ -1,0 +1,304 @@
+"""POST /api/v1/tickets/{id}/actions/{action}: the lifecycle through the API, on both databases."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from conftest import auth
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from jiesu.auth.service import principal_of
+from jiesu.db.engine import Database
+from jiesu.errors import DomainError
+from jiesu.org.models import Unit, User
+from jiesu.tickets.actions import take_action
+from jiesu.tickets.models import Assignment
+
+TICKETS = "/api/v1/tickets"
+
+
+class Desk:
+    """The tiny city's people, signed in once per test."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.headers: dict[str, dict[str, str]] = {}
+
+    def __call__(self, username: str, ticket: int, action: str, **body: Any) -> Any:
+        if username not in self.headers:
+            self.headers[username] = auth(self.client, username)
+        return self.client.post(
+            f"{TICKETS}/{ticket}/actions/{action}", json=body, headers=self.headers[username]
+        )
+
+    def ok(self, username: str, ticket: int, action: str, **body: Any) -> dict[str, Any]:
+        r = self(username, ticket, action, **body)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def new(self, content: str = "小区楼道灯坏了一个月没人修，请尽快处理", **fields: Any) -> int:
+        r = self.client.post(
+            TICKETS,
+            json={"channel": "phone", "content": content, **fields},
+            headers=auth(self.client, "agent1"),
+        )
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+
+@pytest.fixture
+def desk(client: TestClient) -> Desk:
+    return Desk(client)
+
+
+def handled_by_s11(desk: Desk) -> int:
+    t = desk.new()
+    desk.ok("dispatcher1", t, "dispatch", lead="S11")
+    desk.ok("s11.handler", t, "accept")
+    desk.ok("s11.handler", t, "contact", note="已电话联系诉求人")
+    return t
+
+
+def test_the_main_path_from_dispatch_to_close(desk: Desk) -> None:
+    t = desk.new()
+    body = desk.ok("dispatcher1", t, "dispatch", lead="S11")
+    assert body["status"] == "dispatched" and body["lead_unit"]["code"] == "S11"
+    assert desk.ok("s11.handler", t, "accept")["status"] == "accepted"
+    desk.ok("s11.handler", t, "contact", note="已电话联系诉求人")
+    body = desk.ok("s11.handler", t, "reply", result="solved", content="已更换楼道灯并回访确认")
+    assert body["status"] == "replied" and body["result"] == "solved"
+    assert desk.ok("dispatcher1", t, "audit", passed=True)["status"] == "audited"
+    body = desk.ok("callback1", t, "evaluate", reached=True, solved=True, satisfaction="satisfied")
+    assert (body["status"], body["solved"], body["satisfaction"]) == (
+        "evaluated",
+        True,
+        "satisfied",
+    )
+    body = desk.ok("callback1", t, "close")
+    assert body["status"] == "closed" and body["closed_at"]
+    actions = [e["action"] for e in body["events"]]
+    assert actions == [
+        "receive",
+        "dispatch",
+        "accept",
+        "contact",
+        "reply",
+        "audit",
+        "evaluate",
+        "close",
+    ]
+    assert [e["seq"] for e in body["events"]] == list(range(1, 9))
+    lead = body["assignments"][0]
+    assert (
+        lead["unit"]["code"] == "S11"
+        and lead["accepted_at"]
+        and lead["contacted_at"]
+        and lead["replied_at"]
+    )
+    assert body["version"] == 8
+
+
+def test_an_action_in_the_wrong_state_is_409_saying_why(desk: Desk) -> None:
+    t = desk.new()
+    r = desk("dispatcher1", t, "audit", passed=True)
+    assert r.status_code == 409
+    assert "已受理" in r.json()["message"] and "已办结反馈" in r.json()["message"]
+
+
+def test_an_action_the_role_may_not_take_is_403(desk: Desk) -> None:
+    t = desk.new()
+    assert desk("callback1", t, "dispatch", lead="S11").status_code == 403
+
+
+def test_a_unit_outside_the_ticket_cannot_see_it_and_a_co_handler_cannot_lead(desk: Desk) -> None:
+    t = desk.new()
+    desk.ok("dispatcher1", t, "dispatch", lead="S11", co_handlers=["S12"])
+    assert (
+        desk("heat.handler", t, "accept").status_code == 404
+    )  # not its ticket: ids cannot be probed
+    assert (
+        desk.ok("s12.handler", t, "accept")["status"] == "dispatched"
+    )  # a co-handler signs its part
+    assert desk("s12.handler", t, "request_return", reason="不属于本辖区").status_code == 403
+
+
+def test_a_missing_or_bad_field_is_422_naming_it(desk: Desk) -> None:
+    t = desk.new()
+    r = desk("dispatcher1", t, "dispatch")
+    assert r.status_code == 422 and r.json()["field"] == "lead"
+    r = desk("dispatcher1", t, "dispatch", lead="NOPE")
+    assert r.status_code == 422 and r.json()["field"] == "lead"
+    r = desk("dispatcher1", t, "dispatch", lead="S11", co_handlers=["S11"])
+    assert r.status_code == 422
+
+
+def test_an_unknown_action_is_404(desk: Desk) -> None:
+    assert desk("dispatcher1", desk.new(), "teleport").status_code == 404
+
+
+def test_a_stale_version_is_409_and_the_current_one_passes(desk: Desk, client: TestClient) -> None:
+    t = desk.new()
+    assert desk("dispatcher1", t, "dispatch", lead="S11", version=7).status_code == 409
+    headers = {**auth(client, "dispatcher1"), "If-Match": '"9"'}
+    r = client.post(f"{TICKETS}/{t}/actions/dispatch", json={"lead": "S11"}, headers=headers)
+    assert r.status_code == 409
+    assert desk("dispatcher1", t, "dispatch", lead="S11", version=1).status_code == 200
+
+
+def test_a_unit_signs_only_once(desk: Desk) -> None:
+    t = desk.new()
+    desk.ok("dispatcher1", t, "dispatch", lead="S11")
+    desk.ok("s11.handler", t, "accept")
+    assert desk("s11.admin", t, "accept").status_code == 409
+
+
+def test_return_approved_goes_back_to_pending_dispatch_and_is_redispatched(desk: Desk) -> None:
+    t = desk.new()
+    desk.ok("dispatcher1", t, "dispatch", lead="S11")
+    desk.ok("s11.handler", t, "request_return", reason="诉求地点不在本辖区")
+    assert desk("s11.handler", t, "request_return", reason="再次申请退单").status_code == 409
+    body = desk.ok("dispatcher1", t, "review_return", approved=True)
+    assert body["status"] == "pending_dispatch" and body["lead_unit"] is None
+    desk.ok("dispatcher1", t, "dispatch", lead="S12")
+    assert desk("s11.handler", t, "accept").status_code == 403  # its part has ended
+    assert desk.ok("s12.handler", t, "accept")["status"] == "accepted"
+
+
+def test_return_rejected_leaves_the_ticket_with_the_unit(desk: Desk) -> None:
+    t = desk.new()
+    desk.ok("dispatcher1", t, "dispatch", lead="S11")
+    desk.ok("s11.handler", t, "accept")
+    desk.ok("s11.handler", t, "request_return", reason="不属于本单位职责")
+    body = desk.ok("dispatcher1", t, "review_return", approved=False, note="属街道属地管理职责")
+    assert body["status"] == "accepted" and body["lead_unit"]["code"] == "S11"
+
+
+def test_reply_waits_for_contact_suspension_and_summoned_units(desk: Desk) -> None:
+    t = desk.new()
+    desk.ok("dispatcher1", t, "dispatch", lead="S11")
+    desk.ok("s11.handler", t, "accept")
+    reply = {"result": "solved", "content": "已协调热力集团完成维修"}
+    assert desk("s11.handler", t, "reply", **reply).status_code == 409  # no contact yet
+    desk.ok("s11.handler", t, "contact", note="已电话联系诉求人")
+    desk.ok("s11.admin", t, "whistle", units=["C-RL"], note="需热力集团到场维修")
+    r = desk("s11.handler", t, "reply", **reply)
+    assert r.status_code == 409 and "C-RL" in r.json()["message"]
+    desk.ok("heat.handler", t, "report", note="已派维修班组到场")
+    assert desk("heat.handler", t, "report", note="再次报到").status_code == 403
+    desk.ok("s11.handler", t, "suspend", reason="等待诉求人在家")
+    assert desk("s11.handler", t, "reply", **reply).status_code == 409
+    desk.ok("s11.handler", t, "resume")
+    assert desk.ok("s11.handler", t, "reply", **reply)["status"] == "replied"
+
+
+def test_a_poor_reply_goes_back_to_the_unit(desk: Desk) -> None:
+    t = handled_by_s11(desk)
+    desk.ok("s11.handler", t, "reply", result="solved", content="已处理完毕已处理完毕")
+    body = desk.ok("dispatcher1", t, "audit", passed=False, note="未说明处理过程")
+    assert body["status"] == "accepted" and body["result"] is None
+
+
+def test_three_reopens_then_the_ticket_is_escalated_to_the_district(desk: Desk) -> None:
+    t = handled_by_s11(desk)
+    for round_ in (1, 2, 3):
+        desk.ok(
+            "s11.handler", t, "reply", result="partly_solved", content="已部分处理，剩余问题协调中"
+        )
+        desk.ok("dispatcher1", t, "audit", passed=True)
+        desk.ok("callback1", t, "evaluate", reached=True, solved=False, satisfaction="dissatisfied")
+        body = desk.ok("callback1", t, "reopen", note="诉求人反映仍未解决")
+        assert body["round"] == round_ + 1
+        if round_ < 3:
+            assert body["lead_unit"]["code"] == "S11"
+            desk.ok("s11.handler", t, "accept")
+            desk.ok("s11.handler", t, "contact", note="再次联系诉求人")
+    assert body["lead_unit"]["code"] == "D1"
+    assert body["events"][-1]["action"] == "escalate" and body["events"][-1]["actor"] is None
+
+
+def test_escalate_names_the_level_above_and_ends_the_streets_part(desk: Desk) -> None:
+    t = handled_by_s11(desk)
+    body = desk.ok("s11.admin", t, "escalate", reason="涉及跨街道管线改造，超出街道事权")
+    assert body["lead_unit"]["code"] == "D1" and body["status"] == "dispatched"
+    ended = [a for a in body["assignments"] if a["unit"]["code"] == "S11"]
+    assert ended[0]["end_reason"] == "escalated" and not ended[0]["active"]
+
+
+def test_supervisors_urge_and_supervise(desk: Desk) -> None:
+    t = handled_by_s11(desk)
+    desk.ok("supervisor1", t, "urge", note="请加快办理进度")
+    body = desk.ok("supervisor1", t, "supervise", note="列为督办件")
+    assert [e["action"] for e in body["events"]][-2:] == ["urge", "supervise"]
+    assert desk("s11.handler", t, "urge", note="自己催自己").status_code == 403
+
+
+def test_a_merged_repeat_closes_with_its_master(desk: Desk, client: TestClient) -> None:
+    master = desk.new()
+    repeat = desk.new("同一小区楼道灯坏了，另一位居民也在反映")
+    number = client.get(f"{TICKETS}/{master}", headers=auth(client, "agent1")).json()["number"]
+    assert desk.ok("agent1", repeat, "merge", master=number)["status"] == "merged"
+    desk.ok("agent1", master, "answer", answer="已告知物业维修电话及报修流程")
+    desk.ok("agent1", master, "close")
+    body = client.get(f"{TICKETS}/{repeat}", headers=auth(client, "agent1")).json()
+    assert body["status"] == "closed" and body["events"][-1]["data"]["master"] == number
+
+
+def test_answer_transfer_and_reject_end_at_intake(desk: Desk) -> None:
+    a, b, c = desk.new(), desk.new(), desk.new()
+    assert (
+        desk.ok("agent1", a, "answer", answer="供暖季为每年11月15日至次年3月15日")["status"]
+        == "answered"
+    )
+    assert desk.ok("agent1", b, "transfer", to="119")["status"] == "transferred"
+    r = desk("agent1", c, "reject", reason="litigation")
+    assert r.status_code == 422 and r.json()["field"] == "channel_advice"
+    assert (
+        desk.ok("agent1", c, "reject", reason="litigation", channel_advice="请向人民法院提起诉讼")[
+            "status"
+        ]
+        == "rejected"
+    )
+
+
+def test_two_simultaneous_accepts_one_wins_the_other_is_refused(db: Database, desk: Desk) -> None:
+    t = desk.new()
+    desk.ok("dispatcher1", t, "dispatch", lead="S11", co_handlers=["S12"])
+    with db.read() as s:
+        people = {
+            name: principal_of(user, unit)
+            for name, user, unit in (
+                (u.username, u, un)
+                for u, un in s.execute(select(User, Unit).join(Unit, Unit.id == User.unit_id))
+            )
+        }
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def accept(username: str) -> None:
+        barrier.wait()
+        try:
+            with db.write() as s:
+                take_action(t, "accept", {}, actor=people[username], db_session=s)
+            outcomes.append("ok")
+        except DomainError as exc:
+            outcomes.append(f"refused {exc.status}")
+        except Exception as exc:  # the version check: what the API answers as 409
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=accept, args=(u,)) for u in ("s11.handler", "s11.admin")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert outcomes.count("ok") == 1, outcomes
+    assert next(o for o in outcomes if o != "ok") in ("refused 409", "StaleDataError"), outcomes
+    with db.read() as s:
+        accepted = s.scalars(
+            select(Assignment.accepted_at).where(
+                Assignment.ticket_id == t, Assignment.role == "lead"
+            )
+        ).all()
+    assert len(accepted) == 1 and accepted[0] is not None
