@@ -15,7 +15,7 @@ from jiesu.db.engine import Database
 from jiesu.errors import DomainError
 from jiesu.org.models import Unit, User
 from jiesu.tickets.actions import take_action
-from jiesu.tickets.models import Assignment
+from jiesu.tickets.models import Assignment, Event, Outbox
 
 TICKETS = "/api/v1/tickets"
 
@@ -302,3 +302,46 @@ def test_two_simultaneous_accepts_one_wins_the_other_is_refused(db: Database, de
             )
         ).all()
     assert len(accepted) == 1 and accepted[0] is not None
+
+
+def _outbox(db: Database, ticket: int) -> list[tuple[str, str | None, str]]:
+    with db.read() as s:
+        rows = s.execute(
+            select(Outbox.recipient, Unit.code, Event.action)
+            .join(Event, Event.id == Outbox.event_id)
+            .outerjoin(Unit, Unit.id == Outbox.unit_id)
+            .where(Outbox.ticket_id == ticket)
+            .order_by(Outbox.id)
+        ).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_each_notice_is_written_with_its_event(db: Database, desk: Desk) -> None:
+    t = desk.new(requester={"name": "张三", "phone": "13800138000"})
+    assert _outbox(db, t) == [("requester", None, "receive")]  # the acknowledgement
+    desk.ok("dispatcher1", t, "dispatch", lead="S11", co_handlers=["S12"])
+    desk.ok("s11.handler", t, "accept")
+    desk.ok("s11.handler", t, "contact", note="已电话联系诉求人")
+    desk.ok("s11.admin", t, "whistle", units=["C-RL"], note="需热力集团到场维修")
+    desk.ok("s11.handler", t, "request_return", reason="应由热力集团主办")
+    assert _outbox(db, t)[1:] == [
+        ("unit", "S11", "dispatch"),
+        ("unit", "S12", "dispatch"),
+        ("summoned", "C-RL", "whistle"),
+        ("centre", "C-RX", "request_return"),
+    ]
+    with db.read() as s:
+        payload = s.scalars(select(Outbox.payload).where(Outbox.ticket_id == t)).first()
+    assert (
+        payload is not None and payload["phone"] == "13800138000" and "受理" in payload["message"]
+    )
+
+
+def test_a_refused_action_writes_nothing(db: Database, desk: Desk) -> None:
+    t = desk.new()
+    before = _outbox(db, t)
+    assert desk("dispatcher1", t, "dispatch", lead="NOPE").status_code == 422
+    assert desk("dispatcher1", t, "audit", passed=True).status_code == 409
+    assert _outbox(db, t) == before
+    with db.read() as s:
+        assert s.scalars(select(Event.action).where(Event.ticket_id == t)).all() == ["receive"]

@@ -19,6 +19,7 @@ from jiesu.access.policy import Principal
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Invalid
 from jiesu.org.models import Unit
+from jiesu.tickets.flows import notices_for
 from jiesu.tickets.lifecycle import Actor, TicketFacts, Transition, decide
 from jiesu.tickets.models import Assignment, Event, Ticket
 from jiesu.tickets.service import get_ticket
@@ -89,7 +90,7 @@ def take_action(
         )
     who = actor_of(actor, db_session=db_session)
     transition = decide(name, facts_of(ticket), who, data)
-    before = ticket.status
+    before, previous_lead = ticket.status, ticket.lead_unit_id
     with db_session.no_autoflush:  # one action, one write of the ticket: one version step
         event_data = _apply(ticket, transition, who, db_session=db_session, now=now)
         event = _append(ticket, transition.action, before, transition.after, actor, now,
@@ -98,6 +99,10 @@ def take_action(
             _append(ticket, "escalate", ticket.status, "dispatched", None, now,
                     note=f"重办已满 {ticket.round - 1} 轮，自动提级", data=event_data["escalated"])  # fmt: skip
     db_session.flush()  # the version check happens here: a concurrent winner makes this fail
+    if transition.notify:
+        notices_for(ticket, event, transition.notify, previous_lead=previous_lead,
+                    db_session=db_session, now=now)  # fmt: skip
+        db_session.flush()
     return ticket, event
 
 

@@ -212,3 +212,25 @@ class IdempotencyKey(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Outbox(Base):
+    """A notification owed because of an event, written in the event's transaction.
+
+    The webhook/SMS/WeChat deliverers read undelivered rows in id order and mark them delivered;
+    a crash between the change and the notice loses neither.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_undelivered", "delivered_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"))
+    recipient: Mapped[str] = mapped_column(String(20))  # unit | requester | centre | supervisor
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))

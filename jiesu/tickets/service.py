@@ -17,6 +17,7 @@ from jiesu.errors import Forbidden, Invalid, NotFound
 from jiesu.org.models import Unit
 from jiesu.settings import city_tz
 from jiesu.taxonomy.models import Category, RequestType
+from jiesu.tickets.flows import notices_for
 from jiesu.tickets.models import STATUS_NAMES, Assignment, Event, IdempotencyKey, Status, Ticket
 from jiesu.tickets.numbering import next_number
 from jiesu.tickets.shapes import (
@@ -105,19 +106,18 @@ def create_ticket(
     )
     db_session.add(ticket)
     db_session.flush()
-    db_session.add(
-        Event(
-            ticket_id=ticket.id,
-            seq=1,
-            action="receive",
-            at=now,
-            actor_id=actor.user_id,
-            actor_unit_id=actor.unit_id,
-            state_before=None,
-            state_after=ticket.status,
-            data={"channel": ticket.channel},
-        )
+    received = Event(
+        ticket_id=ticket.id,
+        seq=1,
+        action="receive",
+        at=now,
+        actor_id=actor.user_id,
+        actor_unit_id=actor.unit_id,
+        state_before=None,
+        state_after=ticket.status,
+        data={"channel": ticket.channel},
     )
+    db_session.add(received)
     if idempotency_key:
         db_session.add(
             IdempotencyKey(
@@ -128,6 +128,11 @@ def create_ticket(
                 created_at=now,
             )
         )
+    db_session.flush()
+    # The acknowledgement with the ticket number (GB/T 33358: online requests within 3 minutes).
+    notices_for(
+        ticket, received, ("requester",), previous_lead=None, db_session=db_session, now=now
+    )
     db_session.flush()
     return ticket
 
