@@ -651,3 +651,10 @@ def test_a_value_longer_than_its_column_is_refused_by_check(
     root = copy_tiny(tmp_path)
     plant(root)
     find_error(read_pack(root).errors, file, line, "characters long; at most")
+
+
+def test_an_unquoted_category_code_in_tier_rules_is_an_error(tmp_path: Path) -> None:
+    """YAML reads 0101 as the octal number 65: a rule that could never match."""
+    root = copy_tiny(tmp_path)
+    replace_line(root / "pack.yaml", PACK_YAML_LINES, "  - {category: 0101, tier: T2h}")
+    find_error(read_pack(root).errors, "pack.yaml", PACK_YAML_LINES, "quote the category code")

@@ -394,8 +394,9 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
             err(where, f"tier_rules #{i}: unknown request type {rule['request_type']!r}")
         if "urgent" in rule and not isinstance(rule["urgent"], bool):
             err(where, f"tier_rules #{i}: 'urgent' must be true or false")
-        if "category" in rule and not isinstance(rule["category"], str | int):
-            err(where, f"tier_rules #{i}: 'category' must be a category code")
+        if "category" in rule and not isinstance(rule["category"], str):
+            # YAML reads 0101 as the octal number 65: a code must be quoted.
+            err(where, f'tier_rules #{i}: quote the category code, e.g. category: "0101"')
 
     weights = data.setdefault("weights", dict(DEFAULT_WEIGHTS))
     if not isinstance(weights, dict) or "default" not in weights:

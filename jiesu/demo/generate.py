@@ -39,6 +39,7 @@ from jiesu.taxonomy.models import CalendarOverride, Category, CitySetting, Dispa
 from jiesu.taxonomy.routing import Catalogue, Rule, UnitInfo
 from jiesu.tickets.models import Assignment, Event, Ticket, TicketCounter
 from jiesu.timelimits.calendar import WorkCalendar
+from jiesu.timelimits.clocks import Clocks
 
 DEFAULT_PACK = REPO_ROOT / "citypacks" / "beijing"
 INLINE_BELOW = 20_000  # tickets: fewer are told inline (starting a worker costs about a second)
@@ -138,7 +139,7 @@ def load_context(db: Database, pack_dir: Path) -> Context:
         catalogue=catalogue,
         unit_ids={u.code: u.id for u in units},
         tiers=tiers,
-        calendar=WorkCalendar(overrides),
+        clocks=Clocks(WorkCalendar(overrides), city_tz()),
         texts=bank,
         agents=by_role.get("agent") or fallback,  # type: ignore[arg-type]
         dispatchers=by_role.get("dispatcher") or fallback,  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ import orjson
 from jiesu.citypack.parse import Duration
 from jiesu.demo.texts import CategoryTexts, TextBank
 from jiesu.taxonomy.routing import Catalogue
-from jiesu.timelimits.calendar import WorkCalendar
+from jiesu.timelimits.clocks import Clocks
 
 # Beijing's mix (SPEC: 58.5% consultations); channels as a hotline sees them.
 CITY_REQUEST_TYPES = {
@@ -133,7 +133,7 @@ class Context:
     catalogue: Catalogue
     unit_ids: dict[str, int]
     tiers: dict[str, dict[str, Duration]]
-    calendar: WorkCalendar
+    clocks: Clocks
     texts: TextBank
     agents: list[int]
     dispatchers: list[int]
@@ -193,6 +193,7 @@ class Storyteller:
         """`stamp` turns an aware time into what the writer stores (default: unchanged)."""
         self.ctx, self.rng, self.now = ctx, rng, now
         self.stamp: Stamp = stamp or _same
+        self.due_memo: dict[tuple[date, Duration], tuple[datetime, datetime]] = {}
         self._season_tables: dict[str, Weighted] = {}
         self._places = Weighted(ctx.places, ctx.place_weights)
         self._hours = Weighted(list(range(24)), HOURS)
@@ -371,12 +372,22 @@ class _Walk:
         return assignment
 
     def due(self, start: datetime) -> datetime:
-        limit = self.ctx.tiers[self.cat.tier]["complete"]
+        clocks, limit = self.ctx.clocks, self.ctx.tiers[self.cat.tier]["complete"]
         if limit.unit == "wd":
-            local = start.astimezone(self.ctx.tz)
-            return self.ctx.calendar.add_working_days(local, limit.amount).astimezone(UTC)
-        hours = {"m": 1 / 60, "h": 1, "d": 24, "wh": 1}[limit.unit] * limit.amount
-        return start + timedelta(hours=hours)
+            # Within one working day a working-day due moves exactly with its start: work it
+            # out once per day and limit, then shift (the stories ask this thousands of times).
+            day = start.astimezone(self.ctx.tz).date()
+            if clocks.calendar.is_workday(day):
+                memo = self.t.due_memo
+                anchor = memo.get((day, limit))
+                if anchor is None:
+                    anchored = clocks.due(start, limit)
+                    assert anchored is not None
+                    anchor = memo[(day, limit)] = (start, anchored)
+                return anchor[1] + (start - anchor[0])
+        due = clocks.due(start, limit)
+        assert due is not None  # no pauses, so the limit always runs out
+        return due
 
     def end(self, a: dict[str, Any], reason: str) -> None:
         a["active"], a["ended_at"], a["end_reason"] = False, self.at, reason
@@ -431,14 +442,14 @@ class _Walk:
                 note="已电话联系诉求人，了解具体情况")  # fmt: skip
         a["contacted_at"] = self.at
         if not urgent and rng.random() < 0.05:
+            days = one(rng, (3, 5, 7))
             self.ev("request_extension", self.later(2, 48), self.handler(unit_id), unit_id,
-                    "accepted", note=one(rng, EXTENSION_REASONS),
-                    data={"days": one(rng, (3, 5, 7))})  # fmt: skip
+                    "accepted", note=one(rng, EXTENSION_REASONS), data={"days": days})  # fmt: skip
             approved = rng.random() < 0.8
-            if approved:
-                ticket["due_at"] = ctx.calendar.add_working_days(
-                    ticket["due_at"].astimezone(ctx.tz), one(rng, (3, 5, 7))
-                ).astimezone(UTC)
+            if approved:  # an approved extension moves the deadline by the days asked
+                extended = ctx.clocks.due(ticket["due_at"], Duration(days, "wd"))
+                assert extended is not None
+                ticket["due_at"] = extended
             self.ev("review_extension", self.later(0.5, 8), self.sc_user(ctx.dispatchers),
                     ctx.service_centre_id, "accepted",
                     data={"approved": approved, "due_at": ticket["due_at"].isoformat()})  # fmt: skip

@@ -9,7 +9,7 @@ that year's schedule as overrides; it never raises.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import date
 
 import chinese_calendar
 
@@ -22,7 +22,6 @@ class WorkCalendar:
         self.overrides = dict(overrides or {})
         self.uncovered_years: set[int] = set()
         self._cache: dict[date, bool] = {}
-        self._offsets: dict[tuple[date, int], date] = {}
 
     def is_workday(self, day: date) -> bool:
         cached = self._cache.get(day)
@@ -38,27 +37,3 @@ class WorkCalendar:
                 result = day.weekday() < 5
         self._cache[day] = result
         return result
-
-    def add_working_days(self, start: datetime, days: int) -> datetime:
-        """The same clock time on the `days`-th working day after `start`'s own day.
-
-        `start` must carry its city-local time zone: working days are local days. A start on a
-        day off counts from that day too (the first working day after it is day 1).
-        """
-        if days < 0:
-            raise ValueError("days must be >= 0")
-        key = (start.date(), days)
-        target = self._offsets.get(key)
-        if target is None:
-            target = self._offsets[key] = self._nth_working_day_after(*key)
-        return datetime.combine(target, start.timetz())
-
-    def _nth_working_day_after(self, day: date, days: int) -> date:
-        counted = 0
-        for _ in range(MAX_DAYS_SEARCHED):
-            if counted == days:
-                return day
-            day += timedelta(days=1)
-            if self.is_workday(day):
-                counted += 1
-        raise ValueError("no working day within ten years: check the calendar overrides")
