@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -345,3 +346,46 @@ def test_a_refused_action_writes_nothing(db: Database, desk: Desk) -> None:
     assert _outbox(db, t) == before
     with db.read() as s:
         assert s.scalars(select(Event.action).where(Event.ticket_id == t)).all() == ["receive"]
+
+
+def test_dispatch_starts_the_three_phase_limits_and_sets_the_due(desk: Desk) -> None:
+    t = desk.new(category_code="0301")  # 供暖: tier T24h in the tiny city
+    body = desk.ok("dispatcher1", t, "dispatch", lead="C-RL")
+    phases = {d["phase"]: d for d in body["deadlines"]}
+    assert [d["phase"] for d in body["deadlines"]] == ["accept", "contact", "complete"]
+    assert (phases["accept"]["limit"], phases["contact"]["limit"], phases["complete"]["limit"]) == (
+        "2wh", "24h", "24h",
+    )  # fmt: skip
+    start = datetime.fromisoformat(phases["complete"]["start"])
+    assert datetime.fromisoformat(phases["complete"]["due"]) - start == timedelta(hours=24)
+    assert body["due_at"] == phases["complete"]["due"]
+    assert not any(d["overdue"] or d["paused"] for d in body["deadlines"])
+    body = desk.ok("heat.handler", t, "accept")
+    assert {d["phase"]: d for d in body["deadlines"]}["accept"]["met_at"]
+
+
+def test_a_suspended_ticket_shows_its_limits_paused(desk: Desk) -> None:
+    t = handled_by_s11(desk)
+    body = desk.ok("s11.handler", t, "suspend", reason="等待诉求人在家")
+    complete = {d["phase"]: d for d in body["deadlines"]}["complete"]
+    assert complete["paused"] and complete["due"] is None and body["due_at"] is None
+    body = desk.ok("s11.handler", t, "resume")
+    assert {d["phase"]: d for d in body["deadlines"]}["complete"]["due"] and body["due_at"]
+
+
+def test_an_approved_extension_moves_the_due(desk: Desk) -> None:
+    t = handled_by_s11(desk)
+    before = datetime.fromisoformat(
+        desk.client.get(f"{TICKETS}/{t}", headers=auth(desk.client, "dispatcher1")).json()["due_at"]
+    )
+    desk.ok("s11.handler", t, "request_extension", days=3, reason="需等待施工条件")
+    body = desk.ok("dispatcher1", t, "review_extension", approved=True, days=3)
+    after = datetime.fromisoformat(body["due_at"])
+    assert timedelta(days=3) <= after - before <= timedelta(days=9)  # 3 working days
+
+
+def test_an_extension_approved_without_days_grants_the_days_asked(desk: Desk) -> None:
+    t = handled_by_s11(desk)
+    desk.ok("s11.handler", t, "request_extension", days=5, reason="需第三方检测鉴定")
+    body = desk.ok("dispatcher1", t, "review_extension", approved=True)
+    assert body["events"][-1]["data"]["days"] == 5

@@ -22,7 +22,7 @@ from jiesu.org.models import Unit
 from jiesu.tickets.flows import notices_for
 from jiesu.tickets.lifecycle import Actor, TicketFacts, Transition, decide
 from jiesu.tickets.models import Assignment, Event, Ticket
-from jiesu.tickets.service import get_ticket
+from jiesu.tickets.service import get_ticket, ticket_deadlines
 
 # The event pairs whose latest member says whether something is waiting.
 PENDING = {
@@ -98,6 +98,11 @@ def take_action(
         if "escalated" in event_data:  # a reopen beyond the last round goes to the level above
             _append(ticket, "escalate", ticket.status, "dispatched", None, now,
                     note=f"重办已满 {ticket.round - 1} 轮，自动提级", data=event_data["escalated"])  # fmt: skip
+        current = ticket_deadlines(
+            ticket, db_session=db_session, now=now, extra_units={actor.unit_id: who.unit}
+        )
+        complete = next((d for d in current if d.phase == "complete"), None)
+        ticket.due_at = complete.due if complete else None
     db_session.flush()  # the version check happens here: a concurrent winner makes this fail
     if transition.notify:
         notices_for(ticket, event, transition.notify, previous_lead=previous_lead,
@@ -217,6 +222,9 @@ def _apply(
         if lead.contacted_at is None:  # the first contact is the response
             lead.contacted_at = now
             data["first"] = True
+    elif name == "review_extension" and t.data["approved"] and not t.data.get("days"):
+        asked = next(e for e in reversed(ticket.events) if e.action == "request_extension")
+        data["days"] = asked.data["days"]  # approved as asked
     elif name == "review_return" and t.data["approved"]:
         _end_handling(ticket, "returned", now)
     elif name == "whistle":

@@ -17,17 +17,21 @@ from jiesu.errors import Forbidden, Invalid, NotFound
 from jiesu.org.models import Unit
 from jiesu.settings import city_tz
 from jiesu.taxonomy.models import Category, RequestType
+from jiesu.taxonomy.service import city_clocks, pack_settings
 from jiesu.tickets.flows import notices_for
 from jiesu.tickets.models import STATUS_NAMES, Assignment, Event, IdempotencyKey, Status, Ticket
 from jiesu.tickets.numbering import next_number
 from jiesu.tickets.shapes import (
     AssignmentOut,
+    DeadlineOut,
     EventOut,
     Ref,
     RequesterOut,
     TicketCreate,
     TicketOut,
 )
+from jiesu.timelimits.deadlines import PHASE_NAMES, Deadline, Step, deadlines
+from jiesu.timelimits.tiers import choose_tier, phase_limits
 
 TITLE_FROM_CONTENT = 30  # characters of the content that make a missing title
 
@@ -98,7 +102,7 @@ def create_ticket(
         lat=data.lat,
         lng=data.lng,
         status=Status.received.value,
-        tier=category.effective_tier if category else None,
+        tier=_tier(category, data.request_type, db_session=db_session),
         urgent=False,
         created_by_id=actor.user_id,
         created_at=now,
@@ -135,6 +139,37 @@ def create_ticket(
     )
     db_session.flush()
     return ticket
+
+
+def _tier(
+    category: Category | None, request_type: str | None, *, db_session: Session
+) -> str | None:
+    settings = pack_settings(db_session=db_session)
+    if not settings.get("tiers"):
+        return category.effective_tier if category else None
+    return choose_tier(
+        settings.get("tier_rules") or [],
+        category_code=category.code if category else None,
+        request_type=request_type,
+        urgent=False,
+        category_tier=category.effective_tier if category else None,
+        default_tier=settings["default_tier"],
+    )
+
+
+def ticket_deadlines(
+    ticket: Ticket, *, db_session: Session, now: datetime, extra_units: dict[int, str] | None = None
+) -> list[Deadline]:
+    """The current round's deadlines, derived from the timeline (see timelimits/deadlines.py)."""
+    settings = pack_settings(db_session=db_session)
+    tier = ticket.tier or settings.get("default_tier")
+    if not tier or tier not in settings.get("tiers", {}):
+        return []
+    codes = {a.unit_id: a.unit.code for a in ticket.assignments} | (extra_units or {})
+    steps = [Step(e.action, e.at, codes.get(e.actor_unit_id or -1), e.data) for e in ticket.events]
+    lead = next((a.unit.code for a in ticket.assignments if a.active and a.role == "lead"), None)
+    limits = phase_limits(settings["tiers"], tier)
+    return deadlines(steps, limits, lead, city_clocks(db_session=db_session), now)
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -243,7 +278,28 @@ def _ref(obj: Unit | Category | None) -> Ref | None:
     return Ref(code=obj.code, name=name)
 
 
-def ticket_out(ticket: Ticket, actor: Principal, *, detail: bool = False) -> TicketOut:
+def deadline_out(d: Deadline) -> DeadlineOut:
+    return DeadlineOut(
+        phase=d.phase,
+        phase_name=PHASE_NAMES[d.phase],
+        limit=str(d.limit),
+        start=_local(d.start),  # type: ignore[arg-type]
+        due=_local(d.due),
+        met_at=_local(d.met_at),
+        remaining_seconds=round(d.remaining_seconds),
+        progress=round(d.progress, 4),
+        paused=d.paused,
+        overdue=d.overdue,
+    )
+
+
+def ticket_out(
+    ticket: Ticket,
+    actor: Principal,
+    *,
+    detail: bool = False,
+    deadlines: list[Deadline] | None = None,
+) -> TicketOut:
     shows = actor.sees_identity(
         confidential=ticket.requester_confidential, lead_unit_id=ticket.lead_unit_id
     )
@@ -284,6 +340,8 @@ def ticket_out(ticket: Ticket, actor: Principal, *, detail: bool = False) -> Tic
         due_at=_local(ticket.due_at),
         version=ticket.version,
     )
+    if deadlines is not None:
+        out.deadlines = [deadline_out(d) for d in deadlines]
     if detail:
         out.assignments = [
             AssignmentOut(

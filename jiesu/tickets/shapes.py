@@ -120,6 +120,19 @@ class EventOut(BaseModel):
     data: dict[str, Any]
 
 
+class DeadlineOut(BaseModel):
+    phase: str  # accept | contact | complete
+    phase_name: str
+    limit: str  # as the pack writes it: 2wh, 24h, 7wd
+    start: datetime
+    due: datetime | None  # None while suspended with time left
+    met_at: datetime | None
+    remaining_seconds: int  # on the limit's own clock; negative when overdue
+    progress: float
+    paused: bool
+    overdue: bool
+
+
 class TicketOut(BaseModel):
     id: int
     number: str
@@ -148,6 +161,7 @@ class TicketOut(BaseModel):
     closed_at: datetime | None
     due_at: datetime | None
     version: int
+    deadlines: list[DeadlineOut] | None = None
     assignments: list[AssignmentOut] | None = None
     events: list[EventOut] | None = None
 

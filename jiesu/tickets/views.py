@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
+from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Forbidden, Invalid
 from jiesu.tickets.actions import take_action
 from jiesu.tickets.service import (
@@ -17,6 +18,7 @@ from jiesu.tickets.service import (
     find_idempotent,
     get_ticket,
     list_tickets,
+    ticket_deadlines,
     ticket_out,
 )
 from jiesu.tickets.shapes import TicketCreate, TicketOut, TicketPage, normalise_phone
@@ -103,9 +105,9 @@ def show(
     session: ReadSession,
     principal: CurrentPrincipal,
 ) -> TicketOut:
-    return ticket_out(
-        get_ticket(ticket_id, actor=principal, db_session=session), principal, detail=True
-    )
+    ticket = get_ticket(ticket_id, actor=principal, db_session=session)
+    current = ticket_deadlines(ticket, db_session=session, now=utcnow())
+    return ticket_out(ticket, principal, detail=True, deadlines=current)
 
 
 ActionName = Annotated[
@@ -149,7 +151,8 @@ def act(
                 db_session=session,
                 expected_version=version,
             )
-            out = ticket_out(ticket, principal, detail=True)
+            current = ticket_deadlines(ticket, db_session=session, now=utcnow())
+            out = ticket_out(ticket, principal, detail=True, deadlines=current)
     except (StaleDataError, IntegrityError) as exc:
         raise Conflict(
             "工单刚被他人更新，请刷新后重试 / the ticket was changed concurrently: reload and retry"
