@@ -61,6 +61,20 @@ def serve(
     )  # fmt: skip
 
 
+@app.command()
+def worker(
+    interval: Annotated[float, typer.Option(help="Seconds to wait when no job is due.")] = 5.0,
+    once: Annotated[bool, typer.Option(help="Do what is due now, then stop.")] = False,
+) -> None:
+    """Run the durable timers: time-limit warnings at 80% and overdue notices."""
+    import logging
+
+    from jiesu.tickets.scheduled import work
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    work(_db(), interval=interval, once=once)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Create the database or bring it up to REVISION."""

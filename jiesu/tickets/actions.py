@@ -22,6 +22,7 @@ from jiesu.org.models import Unit
 from jiesu.tickets.flows import notices_for
 from jiesu.tickets.lifecycle import Actor, TicketFacts, Transition, decide
 from jiesu.tickets.models import Assignment, Event, Ticket
+from jiesu.tickets.scheduled import schedule
 from jiesu.tickets.service import get_ticket, ticket_deadlines
 
 # The event pairs whose latest member says whether something is waiting.
@@ -103,6 +104,7 @@ def take_action(
         )
         complete = next((d for d in current if d.phase == "complete"), None)
         ticket.due_at = complete.due if complete else None
+        schedule(ticket, current, db_session=db_session)
     db_session.flush()  # the version check happens here: a concurrent winner makes this fail
     if transition.notify:
         notices_for(ticket, event, transition.notify, previous_lead=previous_lead,

@@ -16,7 +16,7 @@ from jiesu.tickets.models import Event, Outbox, Ticket
 UNIT_RECIPIENTS = ("unit", "lead", "summoned", "centre", "supervisor")
 
 
-def _centre_id(db_session: Session) -> int | None:
+def centre_id(db_session: Session) -> int | None:
     return db_session.scalar(
         select(Unit.id).where(Unit.function == "service_centre", Unit.active).limit(1)
     )
@@ -66,6 +66,6 @@ def notices_for(
                 if a.active and a.role == "summoned" and a.unit.code in summoned:
                     add("summoned", a.unit_id)
         elif recipient in ("centre", "supervisor"):
-            add(recipient, _centre_id(db_session))
+            add(recipient, centre_id(db_session))
     db_session.add_all(rows)
     return rows

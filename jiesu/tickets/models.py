@@ -226,7 +226,8 @@ class Outbox(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("event.id"))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("event.id"))  # or a job:
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id"))  # a time-limit warning
     recipient: Mapped[str] = mapped_column(String(20))  # unit | requester | centre | supervisor
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id"))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
@@ -234,3 +235,28 @@ class Outbox(Base):
     delivered_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class Job(Base):
+    """A durable timer: something to do at `run_at` (a time-limit warning, an overdue notice).
+
+    `key` makes each warning happen once: the same ticket, round, phase, kind and due can be
+    scheduled again and again (every action reschedules) but never makes a second row. A worker
+    claims due jobs (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and does each in the transaction
+    that marks it done: killed mid-job, the job rolls back and is done once, later.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_pending", "status", "run_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # warn | overdue
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    phase: Mapped[str | None] = mapped_column(String(20))
+    run_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|done|cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    done_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -19,6 +19,7 @@ from jiesu.citypack.parse import Duration
 from jiesu.timelimits.clocks import Clocks, Pause
 
 STARTS = ("dispatch", "reopen", "escalate")
+WARN_AT = 0.8  # SPEC §4: a warning at 80% of each limit, another at the limit
 PHASE_NAMES = {"accept": "签收", "contact": "联系诉求人", "complete": "办结"}
 
 
@@ -42,6 +43,7 @@ class Deadline:
     remaining_seconds: float  # on the limit's own clock; negative when overdue
     progress: float  # 1.0 = the limit has run out
     paused: bool
+    warn_at: datetime | None = None  # 80% of the limit (none once extended: the due moved late)
 
     @property
     def overdue(self) -> bool:
@@ -97,6 +99,7 @@ def deadlines(
                 remaining_seconds=remaining,
                 progress=used / (used + remaining) if used + remaining > 0 else 1.0,
                 paused=paused,
+                warn_at=None if extra else clocks.at_fraction(start, limit, WARN_AT, pauses),
             )
         )  # fmt: skip
     return out

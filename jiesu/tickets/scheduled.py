@@ -1,0 +1,143 @@
+"""Durable timers: time-limit warnings scheduled from the deadlines and done by `jiesu worker`.
+
+Every action reschedules its ticket: one `warn` job at 80% and one `overdue` job at the due of
+each phase not yet met and not suspended, keyed so the same warning is never made twice, and
+pending jobs that no longer apply are cancelled. The worker claims due jobs — `FOR UPDATE SKIP
+LOCKED` on PostgreSQL, so several workers never take the same job; one worker on SQLite — and
+does each one in the transaction that marks it done, checking first that the deadline it warns
+about still stands. A worker killed at any moment loses nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from jiesu.db.base import utcnow
+from jiesu.db.engine import Database
+from jiesu.tickets.flows import centre_id
+from jiesu.tickets.models import Job, Outbox, Ticket
+from jiesu.tickets.service import ticket_deadlines
+from jiesu.timelimits.deadlines import PHASE_NAMES, Deadline
+
+log = logging.getLogger("jiesu.worker")
+RETRY_AFTER = timedelta(minutes=5)
+KIND_NAMES = {"warn": "即将超期（已用 80% 时限）", "overdue": "已超期"}
+
+
+def job_key(ticket: Ticket, d: Deadline, kind: str) -> str:
+    assert d.due is not None
+    return f"{ticket.id}:{ticket.round}:{d.phase}:{kind}:{d.due.isoformat()}"
+
+
+def schedule(ticket: Ticket, current: list[Deadline], *, db_session: Session) -> None:
+    """Make the ticket's pending jobs match its current deadlines."""
+    wanted: dict[str, tuple[str, Deadline, datetime]] = {}
+    for d in current:
+        if d.met_at is not None or d.paused or d.due is None or ticket.status == "closed":
+            continue
+        if d.warn_at is not None:
+            wanted[job_key(ticket, d, "warn")] = ("warn", d, d.warn_at)
+        wanted[job_key(ticket, d, "overdue")] = ("overdue", d, d.due)
+    existing = {j.key: j for j in db_session.scalars(select(Job).where(Job.ticket_id == ticket.id))}
+    for key, job in existing.items():
+        if job.status == "pending" and key not in wanted:
+            job.status = "cancelled"
+    for key, (kind, d, run_at) in wanted.items():
+        job = existing.get(key)
+        if job is None:
+            db_session.add(
+                Job(
+                    key=key, kind=kind, ticket_id=ticket.id, phase=d.phase, run_at=run_at,
+                    status="pending", attempts=0,
+                    payload={"due": d.due.isoformat() if d.due else None, "round": ticket.round},
+                )
+            )  # fmt: skip
+        elif job.status == "cancelled":  # the deadline came back (e.g. resumed)
+            job.status = "pending"
+
+
+def _still_stands(job: Job, ticket: Ticket, *, db_session: Session, now: datetime) -> bool:
+    if ticket.status == "closed" or ticket.round != job.payload.get("round"):
+        return False
+    current = {d.phase: d for d in ticket_deadlines(ticket, db_session=db_session, now=now)}
+    d = current.get(job.phase or "")
+    return (
+        d is not None
+        and d.met_at is None
+        and not d.paused
+        and d.due is not None
+        and d.due.isoformat() == job.payload.get("due")
+    )
+
+
+def _do(job: Job, *, db_session: Session, now: datetime) -> None:
+    ticket = db_session.get(Ticket, job.ticket_id)
+    assert ticket is not None
+    if not _still_stands(job, ticket, db_session=db_session, now=now):
+        job.status, job.done_at = "cancelled", now
+        return
+    message = (
+        f"工单 {ticket.number}「{ticket.title}」{PHASE_NAMES[job.phase or 'complete']}时限"
+        f"{KIND_NAMES[job.kind]}，时限至 {job.payload['due']}"
+    )
+    payload = {"kind": job.kind, "phase": job.phase, "number": ticket.number,
+               "due": job.payload["due"], "message": message}  # fmt: skip
+    for recipient, unit in (("unit", ticket.lead_unit_id), ("centre", centre_id(db_session))):
+        if unit is not None:
+            db_session.add(
+                Outbox(
+                    ticket_id=ticket.id,
+                    job_id=job.id,
+                    recipient=recipient,
+                    unit_id=unit,
+                    payload=payload,
+                    created_at=now,
+                    attempts=0,
+                )
+            )
+    job.status, job.done_at = "done", now
+
+
+def run_due_jobs(db: Database, *, now: datetime | None = None, batch: int = 20) -> int:
+    """Claim and do up to `batch` due jobs, each in its own savepoint; returns how many."""
+    now = now or utcnow()
+    with db.write() as session:
+        stmt = (
+            select(Job)
+            .where(Job.status == "pending", Job.run_at <= now)
+            .order_by(Job.run_at, Job.id)
+            .limit(batch)
+        )
+        if db.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        jobs = session.scalars(stmt).all()
+        for job in jobs:
+            job.attempts += 1
+            try:
+                with session.begin_nested():
+                    _do(job, db_session=session, now=now)
+            except Exception as exc:  # one bad job must not stop the others
+                log.exception("job %s failed", job.key)
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job.id)
+                    .values(last_error=str(exc)[:500], run_at=now + RETRY_AFTER)
+                )
+        return len(jobs)
+
+
+def work(db: Database, *, interval: float = 5.0, once: bool = False) -> None:
+    """The worker loop: do due jobs; sleep `interval` seconds when there are none."""
+    while True:
+        done = run_due_jobs(db)
+        if done:
+            log.info("did %d jobs", done)
+        elif once:
+            return
+        else:
+            time.sleep(interval)

@@ -1,0 +1,140 @@
+"""Durable timers: scheduled from the deadlines, done once by `jiesu worker`, even across SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from jiesu.auth.service import principal_of
+from jiesu.db.engine import Database
+from jiesu.org.models import Unit, User
+from jiesu.tickets.actions import take_action
+from jiesu.tickets.models import Channel, Job, Outbox
+from jiesu.tickets.scheduled import run_due_jobs
+from jiesu.tickets.service import create_ticket
+from jiesu.tickets.shapes import TicketCreate
+
+LONG_AGO = datetime.now(UTC) - timedelta(days=40)
+
+
+def person(db: Database, username: str):  # type: ignore[no-untyped-def]
+    with db.read() as s:
+        user, unit = s.execute(
+            select(User, Unit).join(Unit, Unit.id == User.unit_id).where(User.username == username)
+        ).one()
+        return principal_of(user, unit)
+
+
+def dispatched(db: Database, n: int = 1, at: datetime = LONG_AGO) -> list[int]:
+    agent, dispatcher = person(db, "agent1"), person(db, "dispatcher1")
+    ids = []
+    for _ in range(n):
+        with db.write() as s:
+            t = create_ticket(
+                TicketCreate(channel=Channel.phone, content="路灯不亮已经三天了"),
+                actor=agent, db_session=s, now=at,
+            )  # fmt: skip
+            take_action(t.id, "dispatch", {"lead": "S11"}, actor=dispatcher, db_session=s, now=at)
+            ids.append(t.id)
+    return ids
+
+
+def jobs(db: Database, ticket: int) -> Counter[tuple[str | None, str, str]]:
+    with db.read() as s:
+        rows = s.execute(select(Job.phase, Job.kind, Job.status).where(Job.ticket_id == ticket))
+        return Counter(tuple(r) for r in rows)  # type: ignore[misc]
+
+
+def test_dispatch_schedules_a_warning_and_an_overdue_notice_per_phase(db: Database) -> None:
+    (t,) = dispatched(db, at=datetime.now(UTC))
+    assert jobs(db, t) == Counter(
+        {
+            (p, k, "pending"): 1
+            for p in ("accept", "contact", "complete")
+            for k in ("warn", "overdue")
+        }
+    )
+
+
+def test_a_met_phase_cancels_its_jobs_and_suspension_stops_them(db: Database) -> None:
+    (t,) = dispatched(db, at=datetime.now(UTC))
+    handler = person(db, "s11.handler")
+    with db.write() as s:
+        take_action(t, "accept", {}, actor=handler, db_session=s)
+    assert jobs(db, t)[("accept", "warn", "cancelled")] == 1
+    with db.write() as s:
+        take_action(t, "suspend", {"reason": "等待诉求人回复"}, actor=handler, db_session=s)
+    assert not [k for k in jobs(db, t) if k[2] == "pending"]
+    with db.write() as s:
+        take_action(t, "resume", {}, actor=handler, db_session=s)
+    assert sum(n for k, n in jobs(db, t).items() if k[2] == "pending") == 4  # contact, complete
+
+
+def test_due_jobs_notify_once_and_a_met_deadline_is_not_warned_about(db: Database) -> None:
+    t1, t2 = dispatched(db, 2)
+    with db.write() as s:  # t2's unit signed after its jobs were made, before the worker ran
+        take_action(t2, "accept", {}, actor=person(db, "s11.handler"), db_session=s, now=LONG_AGO)
+    while run_due_jobs(db):
+        pass
+    assert run_due_jobs(db) == 0
+    with db.read() as s:
+        per_job = Counter(s.scalars(select(Outbox.job_id).where(Outbox.job_id.is_not(None))))
+        warned = Counter(
+            s.scalars(
+                select(Job.phase).join(Outbox, Outbox.job_id == Job.id).where(Job.ticket_id == t2)
+            )
+        )
+    assert set(per_job.values()) == {2}  # the lead unit and the centre, once each
+    assert "accept" not in warned and warned["complete"] == 4
+    assert jobs(db, t1)[("accept", "overdue", "done")] == 1
+
+
+def _worker(url: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "JIESU_DATABASE_URL": url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "jiesu.cli", "worker", "--interval", "0.05"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _finish(url: str) -> None:
+    env = {**os.environ, "JIESU_DATABASE_URL": url}
+    subprocess.run([sys.executable, "-m", "jiesu.cli", "worker", "--once"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_loses_and_repeats_nothing(db: Database, db_url: str) -> None:
+    dispatched(db, 120)
+    with db.read() as s:
+        due = s.scalar(select(func.count()).select_from(Job).where(Job.status == "pending"))
+    assert due == 720
+    workers = [_worker(db_url) for _ in range(2 if db.dialect == "postgresql" else 1)]
+    deadline = time.monotonic() + 60
+    with db.read() as s:  # wait until it is well under way, then kill it without warning
+        while time.monotonic() < deadline:
+            done = s.scalar(select(func.count()).select_from(Job).where(Job.status != "pending"))
+            s.rollback()
+            if done and done >= 100:
+                break
+            time.sleep(0.05)
+    for w in workers:
+        w.send_signal(signal.SIGKILL)
+        w.wait()
+    with db.read() as s:
+        left = s.scalar(select(func.count()).select_from(Job).where(Job.status == "pending"))
+    assert 0 < left < 720, "the kill should land mid-run"
+    _finish(db_url)
+    with db.read() as s:
+        statuses = Counter(s.scalars(select(Job.status)))
+        per_job = Counter(s.scalars(select(Outbox.job_id).where(Outbox.job_id.is_not(None))))
+    assert statuses == Counter({"done": 720})
+    assert len(per_job) == 720 and set(per_job.values()) == {2}  # every warning exactly once
