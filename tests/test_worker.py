@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -138,3 +139,66 @@ def test_a_worker_killed_mid_run_loses_and_repeats_nothing(db: Database, db_url:
         per_job = Counter(s.scalars(select(Outbox.job_id).where(Outbox.job_id.is_not(None))))
     assert statuses == Counter({"done": 720})
     assert len(per_job) == 720 and set(per_job.values()) == {2}  # every warning exactly once
+
+
+@pytest.mark.slow
+def test_eight_concurrent_actors_over_500_tickets_lose_no_update(db: Database) -> None:
+    """Random actions from 8 threads: refusals are fine, lost or torn updates are not."""
+    import random
+    import threading
+
+    from jiesu.errors import DomainError
+    from jiesu.tickets.models import Event, Ticket
+
+    ids = dispatched(db, 500, at=datetime.now(UTC))
+    people = {u: person(db, u) for u in ("s11.handler", "s11.admin", "supervisor1", "dispatcher1")}
+    moves = [
+        ("s11.handler", "accept", {}),
+        ("s11.admin", "accept", {}),
+        ("s11.handler", "contact", {"note": "已电话联系诉求人"}),
+        ("supervisor1", "urge", {"note": "请加快办理"}),
+        ("s11.admin", "suspend", {"reason": "等待第三方检测"}),
+        ("s11.handler", "resume", {}),
+        ("s11.handler", "reply", {"result": "solved", "content": "已到现场处理完毕并回复"}),
+        ("dispatcher1", "audit", {"passed": True}),
+    ]
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def actor(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(60):
+            who, action, data = rng.choice(moves)
+            try:
+                with db.write() as s:
+                    take_action(
+                        rng.choice(ids), action, dict(data), actor=people[who], db_session=s
+                    )
+                result = "ok"
+            except DomainError as exc:
+                result = f"refused {exc.status}"
+            except Exception as exc:  # the version check; the API answers it with 409
+                result = type(exc).__name__
+            with lock:
+                outcomes[result] += 1
+
+    threads = [threading.Thread(target=actor, args=(n,)) for n in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert outcomes["ok"] > 100 and sum(outcomes.values()) == 480
+    assert set(outcomes) <= {"ok", "refused 409", "refused 403", "StaleDataError", "IntegrityError"}
+    with db.read() as s:
+        tickets = {t.id: t for t in s.scalars(select(Ticket).where(Ticket.id.in_(ids)))}
+        events: dict[int, list[Event]] = {}
+        for e in s.scalars(select(Event).where(Event.ticket_id.in_(ids)).order_by(Event.seq)):
+            events.setdefault(e.ticket_id, []).append(e)
+    applied = sum(len(v) for v in events.values()) - 2 * len(ids)  # less receive + dispatch
+    assert applied == outcomes["ok"]
+    for tid, t in tickets.items():
+        evs = events[tid]
+        assert [e.seq for e in evs] == list(range(1, len(evs) + 1))
+        assert t.status == evs[-1].state_after and t.version == len(evs)
+        for before, after in itertools.pairwise(evs):
+            assert after.state_before == before.state_after
