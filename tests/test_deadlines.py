@@ -95,3 +95,20 @@ def test_a_reopen_starts_a_new_round_of_limits() -> None:
 def test_only_the_lead_meets_the_accept_limit() -> None:
     d = by_phase([step("dispatch", 0, None), step("accept", 1, unit="S12")], 1.5)
     assert d["accept"].met_at is None
+
+
+def test_each_summoned_unit_must_report_in_within_its_limit() -> None:
+    from jiesu.timelimits.deadlines import report_deadlines
+
+    steps = [
+        step("dispatch", 0, None),
+        step("whistle", 1, units=["D1-CG", "C-RL"]),
+        step("report", 1.25, unit="C-RL"),
+    ]
+    now = DISPATCHED + timedelta(hours=2)
+    found = {d.unit: d for d in report_deadlines(steps, Duration(30, "m"), CLOCKS, now)}
+    assert set(found) == {"D1-CG", "C-RL"}
+    assert found["C-RL"].met_at is not None and not found["C-RL"].overdue
+    late = found["D1-CG"]
+    assert late.overdue and late.due == DISPATCHED + timedelta(hours=1, minutes=30)
+    assert late.warn_at == DISPATCHED + timedelta(hours=1, minutes=24)

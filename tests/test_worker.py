@@ -202,3 +202,25 @@ def test_eight_concurrent_actors_over_500_tickets_lose_no_update(db: Database) -
         assert t.status == evs[-1].state_after and t.version == len(evs)
         for before, after in itertools.pairwise(evs):
             assert after.state_before == before.state_after
+
+
+def test_a_summoned_unit_that_does_not_report_in_is_warned(db: Database) -> None:
+    (t,) = dispatched(db)
+    handler, admin = person(db, "s11.handler"), person(db, "s11.admin")
+    with db.write() as s:
+        take_action(t, "accept", {}, actor=handler, db_session=s, now=LONG_AGO)
+        take_action(t, "whistle", {"units": ["C-RL"], "note": "需热力集团到场"}, actor=admin,
+                    db_session=s, now=LONG_AGO)  # fmt: skip
+    assert jobs(db, t)[("report", "overdue", "pending")] == 1
+    while run_due_jobs(db):
+        pass
+    with db.read() as s:
+        warned = s.execute(
+            select(Unit.code, Job.kind)
+            .join(Outbox, Outbox.job_id == Job.id)
+            .join(Unit, Unit.id == Outbox.unit_id)
+            .where(Job.ticket_id == t, Job.phase == "report")
+        ).all()
+    assert sorted(tuple(w) for w in warned) == [
+        ("C-RL", "overdue"), ("C-RL", "warn"), ("C-RX", "overdue"), ("C-RX", "warn"),
+    ]  # fmt: skip

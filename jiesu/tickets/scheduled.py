@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from jiesu.db.base import utcnow
 from jiesu.db.engine import Database
+from jiesu.org.models import Unit
 from jiesu.tickets.flows import centre_id
 from jiesu.tickets.models import Job, Outbox, Ticket
 from jiesu.tickets.service import ticket_deadlines
@@ -31,7 +32,8 @@ KIND_NAMES = {"warn": "即将超期（已用 80% 时限）", "overdue": "已超�
 
 def job_key(ticket: Ticket, d: Deadline, kind: str) -> str:
     assert d.due is not None
-    return f"{ticket.id}:{ticket.round}:{d.phase}:{kind}:{d.due.isoformat()}"
+    phase = f"{d.phase}:{d.unit}" if d.unit else d.phase
+    return f"{ticket.id}:{ticket.round}:{phase}:{kind}:{d.due.isoformat()}"
 
 
 def schedule(ticket: Ticket, current: list[Deadline], *, db_session: Session) -> None:
@@ -54,7 +56,8 @@ def schedule(ticket: Ticket, current: list[Deadline], *, db_session: Session) ->
                 Job(
                     key=key, kind=kind, ticket_id=ticket.id, phase=d.phase, run_at=run_at,
                     status="pending", attempts=0,
-                    payload={"due": d.due.isoformat() if d.due else None, "round": ticket.round},
+                    payload={"due": d.due.isoformat() if d.due else None, "round": ticket.round,
+                             "unit": d.unit},
                 )
             )  # fmt: skip
         elif job.status == "cancelled":  # the deadline came back (e.g. resumed)
@@ -64,8 +67,10 @@ def schedule(ticket: Ticket, current: list[Deadline], *, db_session: Session) ->
 def _still_stands(job: Job, ticket: Ticket, *, db_session: Session, now: datetime) -> bool:
     if ticket.status == "closed" or ticket.round != job.payload.get("round"):
         return False
-    current = {d.phase: d for d in ticket_deadlines(ticket, db_session=db_session, now=now)}
-    d = current.get(job.phase or "")
+    current = {
+        (d.phase, d.unit): d for d in ticket_deadlines(ticket, db_session=db_session, now=now)
+    }
+    d = current.get((job.phase or "", job.payload.get("unit")))
     return (
         d is not None
         and d.met_at is None
@@ -87,7 +92,10 @@ def _do(job: Job, *, db_session: Session, now: datetime) -> None:
     )
     payload = {"kind": job.kind, "phase": job.phase, "number": ticket.number,
                "due": job.payload["due"], "message": message}  # fmt: skip
-    for recipient, unit in (("unit", ticket.lead_unit_id), ("centre", centre_id(db_session))):
+    lead = ticket.lead_unit_id
+    if job.payload.get("unit"):  # a report-in limit: the summoned unit is the one to warn
+        lead = db_session.scalar(select(Unit.id).where(Unit.code == job.payload["unit"]))
+    for recipient, unit in (("unit", lead), ("centre", centre_id(db_session))):
         if unit is not None:
             db_session.add(
                 Outbox(

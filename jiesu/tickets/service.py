@@ -12,6 +12,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from jiesu.access.policy import Principal, mask_name, mask_phone
+from jiesu.citypack.parse import Duration
 from jiesu.db.base import utcnow
 from jiesu.errors import Forbidden, Invalid, NotFound
 from jiesu.org.models import Unit
@@ -30,7 +31,7 @@ from jiesu.tickets.shapes import (
     TicketCreate,
     TicketOut,
 )
-from jiesu.timelimits.deadlines import PHASE_NAMES, Deadline, Step, deadlines
+from jiesu.timelimits.deadlines import PHASE_NAMES, Deadline, Step, deadlines, report_deadlines
 from jiesu.timelimits.tiers import choose_tier, phase_limits
 
 TITLE_FROM_CONTENT = 30  # characters of the content that make a missing title
@@ -169,7 +170,10 @@ def ticket_deadlines(
     steps = [Step(e.action, e.at, codes.get(e.actor_unit_id or -1), e.data) for e in ticket.events]
     lead = next((a.unit.code for a in ticket.assignments if a.active and a.role == "lead"), None)
     limits = phase_limits(settings["tiers"], tier)
-    return deadlines(steps, limits, lead, city_clocks(db_session=db_session), now)
+    clocks = city_clocks(db_session=db_session)
+    current = deadlines(steps, limits, lead, clocks, now)
+    report_limit = Duration.parse(settings.get("whistle_report_limit", "30m"))
+    return current + report_deadlines(steps, report_limit, clocks, now)
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -282,6 +286,7 @@ def deadline_out(d: Deadline) -> DeadlineOut:
     return DeadlineOut(
         phase=d.phase,
         phase_name=PHASE_NAMES[d.phase],
+        unit=d.unit,
         limit=str(d.limit),
         start=_local(d.start),  # type: ignore[arg-type]
         due=_local(d.due),

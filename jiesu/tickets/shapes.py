@@ -121,8 +121,9 @@ class EventOut(BaseModel):
 
 
 class DeadlineOut(BaseModel):
-    phase: str  # accept | contact | complete
+    phase: str  # accept | contact | complete | report
     phase_name: str
+    unit: str | None = None  # report: the summoned unit
     limit: str  # as the pack writes it: 2wh, 24h, 7wd
     start: datetime
     due: datetime | None  # None while suspended with time left

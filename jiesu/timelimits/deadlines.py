@@ -20,7 +20,7 @@ from jiesu.timelimits.clocks import Clocks, Pause
 
 STARTS = ("dispatch", "reopen", "escalate")
 WARN_AT = 0.8  # SPEC §4: a warning at 80% of each limit, another at the limit
-PHASE_NAMES = {"accept": "签收", "contact": "联系诉求人", "complete": "办结"}
+PHASE_NAMES = {"accept": "签收", "contact": "联系诉求人", "complete": "办结", "report": "报到"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Deadline:
     progress: float  # 1.0 = the limit has run out
     paused: bool
     warn_at: datetime | None = None  # 80% of the limit (none once extended: the due moved late)
+    unit: str | None = None  # for `report`: the summoned unit that must report in
 
     @property
     def overdue(self) -> bool:
@@ -102,6 +103,32 @@ def deadlines(
                 warn_at=None if extra else clocks.at_fraction(start, limit, WARN_AT, pauses),
             )
         )  # fmt: skip
+    return out
+
+
+def report_deadlines(
+    steps: Sequence[Step], limit: Duration, clocks: Clocks, now: datetime
+) -> list[Deadline]:
+    """Each summoned unit's report-in limit (吹哨报到), from the whistle that summoned it."""
+    out = []
+    for i, step in enumerate(steps):
+        if step.action != "whistle":
+            continue
+        for unit in step.data.get("units", []):
+            met = next(
+                (s.at for s in steps[i + 1 :] if s.action == "report" and s.unit == unit), None
+            )
+            due = clocks.due(step.at, limit)
+            assert due is not None  # no pauses
+            used = clocks.elapsed(limit.unit, step.at, met or now)
+            total = clocks.limit_seconds(limit)
+            out.append(
+                Deadline(
+                    phase="report", limit=limit, start=step.at, due=due, met_at=met,
+                    remaining_seconds=total - used, progress=used / total if total else 1.0,
+                    paused=False, warn_at=clocks.at_fraction(step.at, limit, WARN_AT), unit=unit,
+                )
+            )  # fmt: skip
     return out
 
 
