@@ -16,7 +16,7 @@ from jiesu.db.engine import Database
 from jiesu.errors import DomainError
 from jiesu.org.models import Unit, User
 from jiesu.tickets.actions import take_action
-from jiesu.tickets.models import Assignment, Event, Outbox
+from jiesu.tickets.models import Assignment, Event, Job, Outbox
 
 TICKETS = "/api/v1/tickets"
 
@@ -389,3 +389,38 @@ def test_an_extension_approved_without_days_grants_the_days_asked(desk: Desk) ->
     desk.ok("s11.handler", t, "request_extension", days=5, reason="需第三方检测鉴定")
     body = desk.ok("dispatcher1", t, "review_extension", approved=True)
     assert body["events"][-1]["data"]["days"] == 5
+
+
+def test_the_masters_answer_reaches_every_merged_requester(
+    db: Database, desk: Desk, client: TestClient
+) -> None:
+    master = desk.new(requester={"phone": "13800138001"})
+    repeat = desk.new("同一路段井盖丢失，另一位市民反映", requester={"phone": "13900139002"})
+    number = client.get(f"{TICKETS}/{master}", headers=auth(client, "agent1")).json()["number"]
+    desk.ok("agent1", repeat, "merge", master=number)
+    desk.ok("agent1", master, "answer", answer="已通知道路养护单位补装井盖")
+    desk.ok("agent1", master, "close")
+    with db.read() as s:
+        sent = {
+            p["phone"]: p
+            for p in s.scalars(select(Outbox.payload).where(Outbox.recipient == "requester"))
+            if p["action"] == "close"
+        }
+    assert sent["13900139002"]["reply"] == "已通知道路养护单位补装井盖"
+    assert sent["13900139002"]["reply_from"] == number
+    assert sent["13800138001"]["reply"] == "已通知道路养护单位补装井盖"
+
+
+def test_a_missing_document_promise_is_tracked_until_kept(db: Database, desk: Desk) -> None:
+    t = desk.new()
+    desk.ok("agent1", t, "accept_with_missing", missing="房产证复印件", promised_days=3)
+    assert (
+        desk("agent1", t, "accept_with_missing", missing="身份证", promised_days=3).status_code
+        == 409
+    )
+    with db.read() as s:
+        (job,) = s.scalars(select(Job).where(Job.ticket_id == t, Job.kind == "promise")).all()
+        assert job.status == "pending"
+    body = desk.ok("agent1", t, "fulfil_missing", note="材料已补交")
+    assert body["events"][-1]["action"] == "fulfil_missing"
+    assert desk("agent1", t, "fulfil_missing").status_code == 409

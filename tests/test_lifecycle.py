@@ -53,6 +53,7 @@ LEGAL: dict[str, tuple[Actor, dict[str, Any], dict[str, Any]]] = {
     "transfer": (actor("agent"), {}, {"to": "119"}),
     "reject": (actor("agent"), {}, {"reason": "litigation", "channel_advice": "请向法院起诉"}),
     "accept_with_missing": (actor("agent"), {}, {"missing": "房产证复印件", "promised_days": 5}),
+    "fulfil_missing": (actor("agent"), {"promise_pending": True}, {"note": "材料已补交"}),
     "dispatch": (actor("dispatcher"), {}, {"lead": STREET}),
     "accept": (actor("handler", STREET), {}, {}),
     "request_return": (actor("handler", STREET), {}, {"reason": "不属于本辖区"}),

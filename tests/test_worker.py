@@ -224,3 +224,26 @@ def test_a_summoned_unit_that_does_not_report_in_is_warned(db: Database) -> None
     assert sorted(tuple(w) for w in warned) == [
         ("C-RL", "overdue"), ("C-RL", "warn"), ("C-RX", "overdue"), ("C-RX", "warn"),
     ]  # fmt: skip
+
+
+def test_an_open_promise_is_reported_when_due_and_a_kept_one_is_not(db: Database) -> None:
+    agent = person(db, "agent1")
+    made = []
+    for _ in range(2):
+        with db.write() as s:
+            t = create_ticket(TicketCreate(channel=Channel.window, content="办理居住证明缺少租房合同"),
+                              actor=agent, db_session=s, now=LONG_AGO)  # fmt: skip
+            take_action(t.id, "accept_with_missing", {"missing": "租房合同", "promised_days": 2},
+                        actor=agent, db_session=s, now=LONG_AGO)  # fmt: skip
+            made.append(t.id)
+    with db.write() as s:
+        take_action(made[1], "fulfil_missing", {}, actor=agent, db_session=s, now=LONG_AGO)
+    while run_due_jobs(db):
+        pass
+    with db.read() as s:
+        told = s.execute(
+            select(Job.ticket_id, Outbox.payload).join(Outbox, Outbox.job_id == Job.id)
+            .where(Job.kind == "promise")
+        ).all()  # fmt: skip
+    assert [t for t, _ in told] == [made[0]]
+    assert "租房合同" in told[0][1]["message"]

@@ -19,10 +19,10 @@ from jiesu.access.policy import Principal
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Invalid
 from jiesu.org.models import Unit
-from jiesu.tickets.flows import notices_for
+from jiesu.tickets.flows import final_answer, notices_for
 from jiesu.tickets.lifecycle import Actor, TicketFacts, Transition, decide
 from jiesu.tickets.models import Assignment, Event, Ticket
-from jiesu.tickets.scheduled import schedule
+from jiesu.tickets.scheduled import schedule, track_promise
 from jiesu.tickets.service import get_ticket, ticket_deadlines
 
 # The event pairs whose latest member says whether something is waiting.
@@ -30,6 +30,7 @@ PENDING = {
     "return_pending": ("request_return", ("review_return", "dispatch", "escalate")),
     "extension_pending": ("request_extension", ("review_extension",)),
     "suspended": ("suspend", ("resume",)),
+    "promise_pending": ("accept_with_missing", ("fulfil_missing",)),
 }
 
 
@@ -105,10 +106,13 @@ def take_action(
         complete = next((d for d in current if d.phase == "complete"), None)
         ticket.due_at = complete.due if complete else None
         schedule(ticket, current, db_session=db_session)
+        if transition.action == "accept_with_missing":
+            track_promise(ticket, event, transition.data["promised_days"], db_session=db_session)
     db_session.flush()  # the version check happens here: a concurrent winner makes this fail
     if transition.notify:
+        answer = final_answer(ticket) if "requester" in transition.notify else None
         notices_for(ticket, event, transition.notify, previous_lead=previous_lead,
-                    db_session=db_session, now=now)  # fmt: skip
+                    db_session=db_session, now=now, reply=answer)  # fmt: skip
         db_session.flush()
     return ticket, event
 
@@ -287,9 +291,13 @@ def _apply(
             select(Ticket).where(Ticket.master_id == ticket.id, Ticket.status == "merged")
             .options(selectinload(Ticket.events))
         ).all()  # fmt: skip
+        answer = final_answer(ticket)
         for repeat in merged:
-            _append(repeat, "close", "merged", "closed", None, now,
-                    note=f"随主工单 {ticket.number} 办结", data={"master": ticket.number})  # fmt: skip
+            closed = _append(repeat, "close", "merged", "closed", None, now,
+                             note=f"随主工单 {ticket.number} 办结", data={"master": ticket.number})  # fmt: skip
             repeat.closed_at = now
+            # The master's reply reaches every merged requester.
+            notices_for(repeat, closed, ("requester",), previous_lead=None,
+                        db_session=db_session, now=now, reply=answer)  # fmt: skip
         data["merged_closed"] = len(merged)
     return data

@@ -24,9 +24,11 @@ def centre_id(db_session: Session) -> int | None:
 
 def notices_for(
     ticket: Ticket, event: Event, recipients: tuple[str, ...], *, previous_lead: int | None,
-    db_session: Session, now: datetime,
+    db_session: Session, now: datetime, reply: dict[str, str] | None = None,
 ) -> list[Outbox]:  # fmt: skip
-    """Outbox rows for `event`; `recipients` come from the lifecycle table's `notify`."""
+    """Outbox rows for `event`; `recipients` come from the lifecycle table's `notify`.
+
+    `reply` (the answer or reply text and where it came from) goes to the requester with it."""
     label = BY_NAME[event.action].label if event.action in BY_NAME else "受理"
     message = f"工单 {ticket.number}「{ticket.title}」{label}，当前状态：{STATES[ticket.status]}"
     base: dict[str, Any] = {
@@ -40,7 +42,7 @@ def notices_for(
     def add(recipient: str, unit_id: int | None, **extra: Any) -> None:
         rows.append(
             Outbox(
-                ticket_id=ticket.id, event_id=event.id, recipient=recipient, unit_id=unit_id,
+                ticket_id=ticket.id, event=event, recipient=recipient, unit_id=unit_id,
                 payload={**base, **extra}, created_at=now, attempts=0,
             )
         )  # fmt: skip
@@ -48,7 +50,7 @@ def notices_for(
     for recipient in recipients:
         if recipient == "requester":
             if ticket.requester_phone:
-                add("requester", None, phone=ticket.requester_phone)
+                add("requester", None, phone=ticket.requester_phone, **(reply or {}))
         elif recipient == "unit":
             lead = ticket.lead_unit_id or previous_lead
             if lead:
@@ -69,3 +71,15 @@ def notices_for(
             add(recipient, centre_id(db_session))
     db_session.add_all(rows)
     return rows
+
+
+def final_answer(ticket: Ticket) -> dict[str, str] | None:
+    """The answer the citizen gets: the last reply that stood, or the direct answer."""
+    for e in reversed(ticket.events):
+        if e.action == "audit" and e.data.get("passed") is False:
+            continue
+        if e.action == "reply":
+            return {"reply": str(e.data.get("content", "")), "reply_from": ticket.number}
+        if e.action == "answer":
+            return {"reply": str(e.data.get("answer", "")), "reply_from": ticket.number}
+    return None

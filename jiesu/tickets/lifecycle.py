@@ -124,6 +124,7 @@ class TicketFacts:
     suspended: bool = False
     contacted: bool = False  # the lead has contacted the requester in this round
     accepted: frozenset[str] = frozenset()  # units that signed in this round
+    promise_pending: bool = False  # 容缺: a missing document is still owed
     master: bool = False  # other tickets are merged into this one
 
 
@@ -177,6 +178,14 @@ class Action:
 
 def _not_yet_accepted(f: TicketFacts, _d: dict[str, Any], a: Actor) -> str | None:
     return "本单位已签收 / this unit has signed already" if a.unit in f.accepted else None
+
+
+def _promise_pending(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
+    return None if f.promise_pending else "没有待补交的材料 / no missing document is owed"
+
+
+def _no_promise_pending(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
+    return "已有待补交的材料 / a missing document is already owed" if f.promise_pending else None
 
 
 def _no_return_pending(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
@@ -287,8 +296,16 @@ ACTIONS: tuple[Action, ...] = (
         CENTRE_INTAKE, Relation.centre, "=",
         fields=(Field("missing", "所缺材料", "text", min_length=2),
                 Field("promised_days", "承诺补交天数", "int", low=1, high=30)),
-        effects=("track the promise: a follow-up due after promised_days",),
+        guards=(_no_promise_pending,),
+        effects=("track the promise: the centre is told if it is still open after promised_days "
+                 "working days",),
         why="Taken in with a secondary document missing, on a written promise to bring it.",
+    ),
+    Action(
+        "fulfil_missing", "补齐材料", OPEN, CENTRE_INTAKE | UNIT_ROLES, Relation.lead_or_centre,
+        "=", fields=(note(),), guards=(_promise_pending,),
+        effects=("end the tracked promise",),
+        why="The promised document has been brought: the promise is kept.",
     ),
     Action(
         "dispatch", "派单", frozenset({"received", "pending_dispatch"}), CENTRE_INTAKE,

@@ -236,6 +236,8 @@ class Outbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
 
+    event: Mapped[Event | None] = relationship()  # set before the event has its id
+
 
 class Job(Base):
     """A durable timer: something to do at `run_at` (a time-limit warning, an overdue notice).

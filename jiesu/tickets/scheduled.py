@@ -17,17 +17,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from jiesu.citypack.parse import Duration
 from jiesu.db.base import utcnow
 from jiesu.db.engine import Database
 from jiesu.org.models import Unit
+from jiesu.taxonomy.service import city_clocks
 from jiesu.tickets.flows import centre_id
-from jiesu.tickets.models import Job, Outbox, Ticket
+from jiesu.tickets.models import Event, Job, Outbox, Ticket
 from jiesu.tickets.service import ticket_deadlines
 from jiesu.timelimits.deadlines import PHASE_NAMES, Deadline
 
 log = logging.getLogger("jiesu.worker")
 RETRY_AFTER = timedelta(minutes=5)
 KIND_NAMES = {"warn": "即将超期（已用 80% 时限）", "overdue": "已超期"}
+DEADLINE_KINDS = ("warn", "overdue")  # what `schedule` manages; other kinds live on their own
 
 
 def job_key(ticket: Ticket, d: Deadline, kind: str) -> str:
@@ -47,7 +50,7 @@ def schedule(ticket: Ticket, current: list[Deadline], *, db_session: Session) ->
         wanted[job_key(ticket, d, "overdue")] = ("overdue", d, d.due)
     existing = {j.key: j for j in db_session.scalars(select(Job).where(Job.ticket_id == ticket.id))}
     for key, job in existing.items():
-        if job.status == "pending" and key not in wanted:
+        if job.status == "pending" and job.kind in DEADLINE_KINDS and key not in wanted:
             job.status = "cancelled"
     for key, (kind, d, run_at) in wanted.items():
         job = existing.get(key)
@@ -62,6 +65,28 @@ def schedule(ticket: Ticket, current: list[Deadline], *, db_session: Session) ->
             )  # fmt: skip
         elif job.status == "cancelled":  # the deadline came back (e.g. resumed)
             job.status = "pending"
+
+
+def track_promise(ticket: Ticket, event: Event, days: int, *, db_session: Session) -> None:
+    """容缺受理: tell the centre if the promised document is still missing after `days`."""
+    due = city_clocks(db_session=db_session).due(event.at, Duration(days, "wd"))
+    assert due is not None
+    db_session.add(
+        Job(
+            key=f"{ticket.id}:promise:{event.seq}", kind="promise", ticket_id=ticket.id,
+            phase=None, run_at=due, status="pending", attempts=0,
+            payload={"due": due.isoformat(), "missing": event.data.get("missing")},
+        )
+    )  # fmt: skip
+
+
+def _promise_open(ticket: Ticket) -> bool:
+    last = next(
+        (e.action for e in reversed(ticket.events)
+         if e.action in ("accept_with_missing", "fulfil_missing")),
+        None,
+    )  # fmt: skip
+    return last == "accept_with_missing" and ticket.status != "closed"
 
 
 def _still_stands(job: Job, ticket: Ticket, *, db_session: Session, now: datetime) -> bool:
@@ -83,13 +108,21 @@ def _still_stands(job: Job, ticket: Ticket, *, db_session: Session, now: datetim
 def _do(job: Job, *, db_session: Session, now: datetime) -> None:
     ticket = db_session.get(Ticket, job.ticket_id)
     assert ticket is not None
-    if not _still_stands(job, ticket, db_session=db_session, now=now):
+    if job.kind == "promise":
+        stands = _promise_open(ticket)
+        message = (
+            f"工单 {ticket.number} 容缺受理承诺补交的材料（{job.payload.get('missing')}）"
+            f"到期仍未补交，承诺期限 {job.payload['due']}"
+        )
+    else:
+        stands = _still_stands(job, ticket, db_session=db_session, now=now)
+        message = (
+            f"工单 {ticket.number}「{ticket.title}」{PHASE_NAMES[job.phase or 'complete']}时限"
+            f"{KIND_NAMES[job.kind]}，时限至 {job.payload['due']}"
+        )
+    if not stands:
         job.status, job.done_at = "cancelled", now
         return
-    message = (
-        f"工单 {ticket.number}「{ticket.title}」{PHASE_NAMES[job.phase or 'complete']}时限"
-        f"{KIND_NAMES[job.kind]}，时限至 {job.payload['due']}"
-    )
     payload = {"kind": job.kind, "phase": job.phase, "number": ticket.number,
                "due": job.payload["due"], "message": message}  # fmt: skip
     lead = ticket.lead_unit_id
