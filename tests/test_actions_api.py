@@ -424,3 +424,44 @@ def test_a_missing_document_promise_is_tracked_until_kept(db: Database, desk: De
     body = desk.ok("agent1", t, "fulfil_missing", note="材料已补交")
     assert body["events"][-1]["action"] == "fulfil_missing"
     assert desk("agent1", t, "fulfil_missing").status_code == 409
+
+
+def test_the_window_records_its_cause_and_earlier_orders_and_misconduct_reaches_discipline(
+    db: Database, desk: Desk, client: TestClient
+) -> None:
+    earlier = desk.new()
+    number = client.get(f"{TICKETS}/{earlier}", headers=auth(client, "agent1")).json()["number"]
+    headers = auth(client, "agent1")
+    body = {"channel": "window", "content": "办理营业执照多次被要求送礼，至今未办成"}
+    r = client.post(TICKETS, json=body, headers=headers)
+    assert r.status_code == 422  # the window needs its cause
+    r = client.post(
+        TICKETS,
+        json={**body, "window": {"cause": "misconduct", "earlier": ["2020010199999"]}},
+        headers=headers,
+    )
+    assert r.status_code == 422 and r.json()["field"] == "window.earlier"
+    r = client.post(
+        TICKETS,
+        json={"channel": "phone", "content": "路灯不亮", "window": {"cause": "policy"}},
+        headers=headers,
+    )
+    assert r.status_code == 422
+    r = client.post(
+        TICKETS,
+        json={**body, "window": {"cause": "misconduct", "earlier": [number]}},
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    detail = client.get(f"{TICKETS}/{r.json()['id']}", headers=headers).json()
+    received = detail["events"][0]["data"]
+    assert received["window_cause"] == "misconduct" and received["earlier"] == [
+        {"number": number, "id": earlier}
+    ]
+    with db.read() as s:
+        told = s.execute(
+            select(Outbox.recipient, Unit.code)
+            .join(Unit, Unit.id == Outbox.unit_id)
+            .where(Outbox.ticket_id == r.json()["id"])
+        ).all()
+    assert [tuple(x) for x in told] == [("discipline", "C-JW")]

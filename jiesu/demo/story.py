@@ -63,6 +63,7 @@ SATISFACTION_IF_NOT = {
     "dissatisfied": 0.40,
     "very_dissatisfied": 0.22,
 }
+WINDOW_CAUSE_MIX = {"coordination": 0.6, "policy": 0.35, "misconduct": 0.05}
 RESULTS = {"solved": 0.78, "partly_solved": 0.12, "not_solvable": 0.10}
 SOLVED_GIVEN_RESULT = {"solved": 0.93, "partly_solved": 0.45, "not_solvable": 0.12}
 UNHAPPY = ("dissatisfied", "very_dissatisfied")
@@ -220,6 +221,12 @@ class Storyteller:
                          tzinfo=self.ctx.tz)  # fmt: skip
         return local.astimezone(UTC)
 
+    def intake_data(self, channel: str) -> dict[str, Any]:
+        if channel != "window":
+            return {"channel": channel}
+        cause = pick(self.rng, WINDOW_CAUSE_MIX)
+        return {"channel": channel, "window_cause": cause, "earlier": []}
+
     def person(self) -> tuple[str, str]:
         rng = self.rng
         given = one(rng, GIVEN) + (one(rng, GIVEN) if rng.random() < 0.67 else "")
@@ -254,7 +261,7 @@ class Storyteller:
         walker = _Walk(self, story, cat, place)
         try:
             walker.ev("receive", created, ticket["created_by_id"], ctx.service_centre_id,
-                      "received", data={"channel": channel})  # fmt: skip
+                      "received", data=self.intake_data(channel))  # fmt: skip
             walker.run(request_type)
         except StoryCut:
             pass

@@ -13,8 +13,6 @@ from jiesu.org.models import Unit
 from jiesu.tickets.lifecycle import BY_NAME, STATES
 from jiesu.tickets.models import Event, Outbox, Ticket
 
-UNIT_RECIPIENTS = ("unit", "lead", "summoned", "centre", "supervisor")
-
 
 def centre_id(db_session: Session) -> int | None:
     return db_session.scalar(
@@ -69,6 +67,11 @@ def notices_for(
                     add("summoned", a.unit_id)
         elif recipient in ("centre", "supervisor"):
             add(recipient, centre_id(db_session))
+        elif recipient == "discipline":
+            unit = db_session.scalar(
+                select(Unit.id).where(Unit.function == "discipline", Unit.active).limit(1)
+            )
+            add("discipline", unit or centre_id(db_session))
     db_session.add_all(rows)
     return rows
 

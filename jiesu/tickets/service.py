@@ -111,6 +111,7 @@ def create_ticket(
     )
     db_session.add(ticket)
     db_session.flush()
+    window = _window(data, db_session=db_session)
     received = Event(
         ticket_id=ticket.id,
         seq=1,
@@ -120,7 +121,7 @@ def create_ticket(
         actor_unit_id=actor.unit_id,
         state_before=None,
         state_after=ticket.status,
-        data={"channel": ticket.channel},
+        data={"channel": ticket.channel, **window},
     )
     db_session.add(received)
     if idempotency_key:
@@ -138,8 +139,33 @@ def create_ticket(
     notices_for(
         ticket, received, ("requester",), previous_lead=None, db_session=db_session, now=now
     )
+    if window.get("window_cause") == "misconduct":  # 吃拿卡要 goes to discipline and supervision
+        notices_for(
+            ticket, received, ("discipline",), previous_lead=None, db_session=db_session, now=now
+        )
     db_session.flush()
     return ticket
+
+
+def _window(data: TicketCreate, *, db_session: Session) -> dict[str, Any]:
+    """A window request's cause and the earlier orders it links to (all must exist)."""
+    if data.window is None:
+        return {}
+    found = dict(
+        db_session.execute(
+            select(Ticket.number, Ticket.id).where(Ticket.number.in_(data.window.earlier))
+        ).all()
+    )
+    missing = [n for n in data.window.earlier if n not in found]
+    if missing:
+        raise Invalid(
+            f"此前工单不存在：{', '.join(missing)} / unknown earlier ticket(s)",
+            field="window.earlier",
+        )
+    return {
+        "window_cause": data.window.cause,
+        "earlier": [{"number": n, "id": found[n]} for n in data.window.earlier],
+    }
 
 
 def _tier(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -63,6 +63,17 @@ class RequesterIn(BaseModel):
         return normalise_phone(v) if v else None
 
 
+class WindowIn(BaseModel):
+    """办不成事窗口: why the normal path failed, and the orders it failed on."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    cause: Literal["policy", "coordination", "misconduct"]
+    earlier: list[Annotated[StrictStr, StringConstraints(max_length=16)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+
 class TicketCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -75,11 +86,17 @@ class TicketCreate(BaseModel):
     lat: StrictFloat | None = Field(None, ge=-90, le=90)
     lng: StrictFloat | None = Field(None, ge=-180, le=180)
     requester: RequesterIn = Field(default_factory=RequesterIn)
+    window: WindowIn | None = None
 
     @model_validator(mode="after")
     def _point(self) -> TicketCreate:
         if (self.lat is None) != (self.lng is None):
             raise ValueError("lat 和 lng 须同时提供 / lat and lng go together")
+        if (self.window is not None) != (self.channel == Channel.window):
+            raise ValueError(
+                "办不成事窗口的诉求须填写 window（原因与此前工单），其他渠道不填 / "
+                "window goes with the window channel, and only with it"
+            )
         return self
 
 
