@@ -135,6 +135,19 @@ def citypack_load(directory: Annotated[Path, typer.Argument(help="The pack folde
     changes = ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "no changes"
     out.print(f"[green]loaded[/] {pack.settings['name']} ({directory}): {changes}")
     _warn_on_zone(pack.settings.get("timezone"))
+    _warn_on_calendar()
+
+
+def _warn_on_calendar() -> None:
+    from datetime import datetime
+
+    from jiesu.settings import city_tz
+    from jiesu.taxonomy.service import calendar_warnings
+
+    with _db().read() as session:
+        today = datetime.now(city_tz()).date()
+        for warning in calendar_warnings(db_session=session, today=today):
+            typer.echo(f"warning: {warning}", err=True)
 
 
 def _warn_on_zone(zone: str | None) -> None:
@@ -185,6 +198,7 @@ def demo_init(
     with db.write() as session:
         stats = load_pack(pack, db_session=session)
     _warn_on_zone(pack.settings.get("timezone"))
+    _warn_on_calendar()
     if stats:
         out.print(f"loaded the Beijing demo pack: {sum(stats.values())} changes")
     with db.read() as session:

@@ -465,3 +465,23 @@ def test_the_window_records_its_cause_and_earlier_orders_and_misconduct_reaches_
             .where(Outbox.ticket_id == r.json()["id"])
         ).all()
     assert [tuple(x) for x in told] == [("discipline", "C-JW")]
+
+
+def test_a_recategorised_ticket_gets_recomputed_limits(desk: Desk) -> None:
+    t = desk.new(category_code="010101")  # 物业服务: T7d
+    body = desk.ok("dispatcher1", t, "dispatch", lead="S11")
+    complete = {d["phase"]: d for d in body["deadlines"]}["complete"]
+    assert (body["tier"], complete["limit"]) == ("T7d", "7wd")
+    body = desk.ok("dispatcher1", t, "recategorize", category="0102")  # 房屋安全: T2h
+    complete = {d["phase"]: d for d in body["deadlines"]}["complete"]
+    assert (body["tier"], complete["limit"], body["category"]["code"]) == ("T2h", "2h", "0102")
+    start = datetime.fromisoformat(complete["start"])
+    assert datetime.fromisoformat(body["due_at"]) - start == timedelta(hours=2)
+    assert body["events"][-1]["data"] == {
+        "category": "0102",
+        "from": "010101",
+        "tier_from": "T7d",
+        "tier": "T2h",
+    }
+    r = desk("dispatcher1", t, "recategorize", category="99")
+    assert r.status_code == 422 and r.json()["field"] == "category"

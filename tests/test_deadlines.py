@@ -112,3 +112,21 @@ def test_each_summoned_unit_must_report_in_within_its_limit() -> None:
     late = found["D1-CG"]
     assert late.overdue and late.due == DISPATCHED + timedelta(hours=1, minutes=30)
     assert late.warn_at == DISPATCHED + timedelta(hours=1, minutes=24)
+
+
+def test_a_year_the_calendar_package_does_not_know_is_warned_about_until_entered(db) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    from jiesu.taxonomy.models import CalendarOverride
+    from jiesu.taxonomy.service import calendar_warnings
+
+    with db.read() as s:
+        assert calendar_warnings(db_session=s, today=date(2025, 6, 1)) == []
+        # the tiny pack enters a 2027 day: the admin has started on that year
+        assert calendar_warnings(db_session=s, today=date(2026, 11, 22)) == []
+    with db.write() as s:
+        s.query(CalendarOverride).delete()
+    with db.read() as s:
+        (warning,) = calendar_warnings(db_session=s, today=date(2026, 11, 22))
+        assert "2027" in warning and "周一至周五" in warning
+        assert len(calendar_warnings(db_session=s, today=date(2027, 3, 1))) == 2  # 2027, 2028

@@ -73,6 +73,7 @@ LEGAL: dict[str, tuple[Actor, dict[str, Any], dict[str, Any]]] = {
     "urge": (actor("supervisor"), {}, {"note": "请加快办理"}),
     "supervise": (actor("supervisor"), {}, {"note": "列入督办"}),
     "merge": (actor("agent"), {}, {"master": "2026112200001"}),
+    "recategorize": (actor("dispatcher"), {}, {"category": "0301"}),
     "close": (actor("dispatcher"), {}, {}),
 }  # fmt: skip
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
+import chinese_calendar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,3 +25,21 @@ def city_clocks(*, db_session: Session) -> Clocks:
     """Clocks on the official calendar under the city's overrides (pack and admin)."""
     overrides = {o.day: o.kind == "workday" for o in db_session.scalars(select(CalendarOverride))}
     return Clocks(WorkCalendar(overrides), city_tz())
+
+
+def calendar_warnings(*, db_session: Session, today: date) -> list[str]:
+    """Years about to be used (this one and the next) that the official calendar package does not
+    know and that have no overrides yet: working days there fall back to Monday–Friday."""
+    years_with_overrides = {o.day.year for o in db_session.scalars(select(CalendarOverride))}
+    warnings = []
+    for year in (today.year, today.year + 1):
+        try:
+            chinese_calendar.is_workday(date(year, 1, 2))
+        except NotImplementedError:
+            if year not in years_with_overrides:
+                warnings.append(
+                    f"{year} 年的节假日与调休安排尚未录入：该年工作日暂按周一至周五计算，"
+                    f"请按国务院办公厅公布的安排录入日历 / the {year} holiday schedule is missing:"
+                    " working days fall back to Monday–Friday until it is entered"
+                )
+    return warnings

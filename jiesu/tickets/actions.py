@@ -19,11 +19,12 @@ from jiesu.access.policy import Principal
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Invalid
 from jiesu.org.models import Unit
+from jiesu.taxonomy.models import Category
 from jiesu.tickets.flows import final_answer, notices_for
 from jiesu.tickets.lifecycle import Actor, TicketFacts, Transition, decide
 from jiesu.tickets.models import Assignment, Event, Ticket
 from jiesu.tickets.scheduled import schedule, track_promise
-from jiesu.tickets.service import get_ticket, ticket_deadlines
+from jiesu.tickets.service import get_ticket, ticket_deadlines, tier_for
 
 # The event pairs whose latest member says whether something is waiting.
 PENDING = {
@@ -269,6 +270,19 @@ def _apply(
             ticket.lead_unit_id = lead.unit_id
     elif name == "escalate":
         data.update(_escalate(ticket, t.data.get("to"), db_session=db_session, now=now))
+    elif name == "recategorize":
+        category = db_session.scalar(
+            select(Category).where(Category.code == t.data["category"], Category.active)
+        )
+        if category is None:
+            raise Invalid(
+                f"未知的事项分类 {t.data['category']} / unknown category", field="category"
+            )
+        data["from"] = ticket.category.code if ticket.category else None
+        data["tier_from"] = ticket.tier
+        ticket.category_id, ticket.category = category.id, category
+        ticket.tier = tier_for(category, ticket.request_type, db_session=db_session)
+        data["tier"] = ticket.tier
     elif name == "merge":
         master = db_session.scalar(
             select(Ticket)

@@ -452,6 +452,13 @@ ACTIONS: tuple[Action, ...] = (
         why="The ticket is put under supervision.",
     ),
     Action(
+        "recategorize", "改分类", OPEN, CENTRE_INTAKE, Relation.centre, "=",
+        fields=(Field("category", "事项分类编码", "text", max_length=20), note()),
+        effects=("new category and tier", "recompute every limit from the new tier"),
+        why="A wrong category is corrected; the time limits follow the new category's tier "
+        "(and the correction becomes training data for dispatch).",
+    ),
+    Action(
         "merge", "并单", frozenset({"received", "pending_dispatch"}), CENTRE_INTAKE,
         Relation.centre, "merged",
         fields=(Field("master", "主工单编号", "ticket"), note()),

@@ -103,7 +103,7 @@ def create_ticket(
         lat=data.lat,
         lng=data.lng,
         status=Status.received.value,
-        tier=_tier(category, data.request_type, db_session=db_session),
+        tier=tier_for(category, data.request_type, db_session=db_session),
         urgent=False,
         created_by_id=actor.user_id,
         created_at=now,
@@ -168,7 +168,7 @@ def _window(data: TicketCreate, *, db_session: Session) -> dict[str, Any]:
     }
 
 
-def _tier(
+def tier_for(
     category: Category | None, request_type: str | None, *, db_session: Session
 ) -> str | None:
     settings = pack_settings(db_session=db_session)

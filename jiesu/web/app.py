@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,7 +24,8 @@ from jiesu.auth.views import router as auth_router
 from jiesu.db.engine import Database
 from jiesu.errors import DomainError
 from jiesu.org.views import router as org_router
-from jiesu.settings import get_settings
+from jiesu.settings import city_tz, get_settings
+from jiesu.taxonomy.service import calendar_warnings
 from jiesu.taxonomy.views import router as taxonomy_router
 from jiesu.tickets.views import router as tickets_router
 
@@ -181,11 +183,18 @@ def create_app(db: Database | None = None) -> FastAPI:
         return RedirectResponse("/api/docs")
 
     @app.get("/healthz", tags=["ops"], summary="健康检查")
-    def health(request: Request) -> dict[str, str]:
+    def health(request: Request) -> dict[str, Any]:
         database: Database = request.app.state.db
         with database.read() as session:
             session.execute(text("SELECT 1"))
-        return {"status": "ok", "database": database.dialect, "version": __version__}
+            today = datetime.now(city_tz()).date()
+            warnings = calendar_warnings(db_session=session, today=today)
+        return {
+            "status": "ok",
+            "database": database.dialect,
+            "version": __version__,
+            "warnings": warnings,
+        }
 
     app.add_middleware(InputGuard)
     return app
