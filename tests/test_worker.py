@@ -231,7 +231,7 @@ def test_an_open_promise_is_reported_when_due_and_a_kept_one_is_not(db: Database
     made = []
     for _ in range(2):
         with db.write() as s:
-            t = create_ticket(TicketCreate(channel=Channel.window, content="办理居住证明缺少租房合同"),
+            t = create_ticket(TicketCreate(channel=Channel.collection_point, content="办理居住证明缺少租房合同"),
                               actor=agent, db_session=s, now=LONG_AGO)  # fmt: skip
             take_action(t.id, "accept_with_missing", {"missing": "租房合同", "promised_days": 2},
                         actor=agent, db_session=s, now=LONG_AGO)  # fmt: skip
