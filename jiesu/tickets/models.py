@@ -29,6 +29,7 @@ from sqlalchemy.orm import Mapped, Mapper, mapped_column, relationship
 from jiesu.db.base import Base, JSONType, utcnow
 from jiesu.org.models import Unit, User
 from jiesu.taxonomy.models import Category
+from jiesu.tickets.lifecycle import STATES
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER
 
@@ -63,20 +64,7 @@ class Status(StrEnum):
     closed = "closed"
 
 
-STATUS_NAMES = {
-    "received": "已受理",
-    "answered": "直接答复",
-    "transferred": "转警转急",
-    "rejected": "不予受理",
-    "pending_dispatch": "待派单",
-    "dispatched": "已派单",
-    "accepted": "已签收",
-    "replied": "已办结反馈",
-    "audited": "已审核",
-    "evaluated": "已评价",
-    "merged": "已并单",
-    "closed": "已关闭",
-}
+STATUS_NAMES = STATES  # the lifecycle table is the one list of states and their names
 
 
 class Ticket(Base):
