@@ -25,6 +25,7 @@ from jiesu.tickets.lifecycle import Actor, TicketFacts, Transition, decide
 from jiesu.tickets.models import Assignment, Event, Ticket
 from jiesu.tickets.scheduled import schedule, track_promise
 from jiesu.tickets.service import get_ticket, ticket_deadlines, tier_for
+from jiesu.timelimits.deadlines import Deadline
 
 # The event pairs whose latest member says whether something is waiting.
 PENDING = {
@@ -82,8 +83,10 @@ def take_action(
     db_session: Session,
     expected_version: int | None = None,
     now: datetime | None = None,
-) -> tuple[Ticket, Event]:
-    """Check and apply one action; raises a lifecycle refusal (403/404/409/422) otherwise."""
+) -> tuple[Ticket, Event, list[Deadline]]:
+    """Check and apply one action; the ticket, its new event and its deadlines now.
+
+    Raises a lifecycle refusal (403/404/409/422) when the table does not allow it."""
     now = now or utcnow()
     ticket = get_ticket(ticket_id, actor=actor, db_session=db_session)
     if expected_version is not None and expected_version != ticket.version:
@@ -115,7 +118,7 @@ def take_action(
         notices_for(ticket, event, transition.notify, previous_lead=previous_lead,
                     db_session=db_session, now=now, reply=answer)  # fmt: skip
         db_session.flush()
-    return ticket, event
+    return ticket, event, current
 
 
 def _append(

@@ -143,7 +143,7 @@ def act(
         raise Invalid("version 须为整数 / version must be a whole number", field="version")
     try:
         with db.write() as session:
-            ticket, _ = take_action(
+            ticket, _, current = take_action(
                 ticket_id,
                 action,
                 data,
@@ -151,7 +151,6 @@ def act(
                 db_session=session,
                 expected_version=version,
             )
-            current = ticket_deadlines(ticket, db_session=session, now=utcnow())
             out = ticket_out(ticket, principal, detail=True, deadlines=current)
     except (StaleDataError, IntegrityError) as exc:
         raise Conflict(
