@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from conftest import BACKENDS, PASSWORD, Templates, auth, require_backend, token_for
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from jiesu.auth.models import ApiToken
+from jiesu.auth.models import ApiToken, AuditLog
 from jiesu.auth.passwords import hash_password
 from jiesu.db.engine import Database
 from jiesu.org.models import Unit, User
@@ -410,8 +411,8 @@ def test_a_valid_phone_is_stored_normalised(
 ) -> None:
     mobile = create(client, agent, requester={"name": "张三", "phone": "+86 138-0013-8000"})
     landline = create(client, agent, requester={"name": "李四", "phone": "010-12345678"})
-    assert mobile["requester"]["phone"] == "13800138000"
-    assert landline["requester"]["phone"] == "01012345678"
+    assert mobile["requester"]["phone"] == "138****8000"
+    assert landline["requester"]["phone"] == "010****5678"
     with db.read() as s:
         assert set(s.scalars(select(Ticket.requester_phone))) == {"13800138000", "01012345678"}
 
@@ -722,9 +723,27 @@ def test_not_found_and_not_yours_answer_the_same(world: World) -> None:
     assert hidden.json()["error"] == missing.json()["error"]
 
 
-def test_the_lead_unit_sees_the_requester_unmasked(world: World) -> None:
-    for who in ("s11.handler", "s11.admin"):
+def reveal(world: World, who: str, name: str) -> httpx.Response:
+    return world.client.post(
+        f"{TICKETS}/{world.tickets[name]}/reveal", headers=world.as_(who)
+    )
+
+
+def test_reading_a_ticket_shows_the_requester_masked_even_to_the_lead(world: World) -> None:
+    for who in ("s11.handler", "s11.admin", "agent1"):
         assert world.get(who, "s11").json()["requester"] == {
+            "name": "张**",
+            "phone": "138****8000",
+            "confidential": False,
+            "masked": True,
+        }, who
+
+
+def test_the_lead_unit_may_reveal_the_requester(world: World) -> None:
+    for who in ("s11.handler", "s11.admin"):
+        r = reveal(world, who, "s11")
+        assert r.status_code == 200, r.text
+        assert r.json() == {
             "name": "张三丰",
             "phone": "13800138000",
             "confidential": False,
@@ -732,20 +751,39 @@ def test_the_lead_unit_sees_the_requester_unmasked(world: World) -> None:
         }
 
 
-def test_a_co_handling_unit_sees_the_requester_masked(world: World) -> None:
+def test_every_reveal_is_logged_with_who_and_which_ticket(world: World) -> None:
+    with world.db.read() as s:  # the world is shared: count only this test's reveals
+        before = s.scalar(select(func.coalesce(func.max(AuditLog.id), 0)))
+    reveal(world, "s11.handler", "s11")
+    reveal(world, "agent1", "secret")
+    with world.db.read() as s:
+        rows = s.execute(
+            select(AuditLog.username, AuditLog.ticket_id).where(
+                AuditLog.action == "reveal", AuditLog.id > before
+            )
+        ).all()
+    assert sorted(rows) == sorted(
+        [("s11.handler", world.tickets["s11"]), ("agent1", world.tickets["secret"])]
+    )
+
+
+def test_a_co_handling_unit_may_not_reveal_the_requester(world: World) -> None:
     assert world.get("s11.handler", "shared").json()["requester"] == {
         "name": "王**",
         "phone": "137****7000",
         "confidential": False,
         "masked": True,
     }
-    assert world.get("s12.handler", "shared").json()["requester"]["masked"] is False
+    r = reveal(world, "s11.handler", "shared")
+    assert r.status_code == 403
+    assert "13700137000" not in r.text and "王小二" not in r.text
+    assert reveal(world, "s12.handler", "shared").status_code == 200
 
 
 def test_masking_holds_in_the_list_too(world: World) -> None:
     listed = world.client.get(TICKETS, headers=world.as_("s11.handler")).json()["items"]
     by_id = {t["id"]: t["requester"] for t in listed}
-    assert by_id[world.tickets["s11"]]["phone"] == "13800138000"
+    assert by_id[world.tickets["s11"]]["phone"] == "138****8000"
     assert by_id[world.tickets["shared"]]["phone"] == "137****7000"
     assert by_id[world.tickets["secret"]]["phone"] is None
 
@@ -759,12 +797,14 @@ def test_a_district_sees_its_streets_tickets_but_masked(world: World) -> None:
         "confidential": False,
         "masked": True,
     }
+    assert reveal(world, "d1.handler", "s11").status_code == 403
     listed = world.client.get(TICKETS, headers=world.as_("d1.handler")).json()
     assert listed["total"] == 3
 
 
 def test_a_district_does_not_see_another_districts_streets(world: World) -> None:
     assert world.get("d2.handler", "s11").status_code == 404
+    assert reveal(world, "d2.handler", "s11").status_code == 404
     assert world.client.get(TICKETS, headers=world.as_("d2.handler")).json()["total"] == 0
 
 
@@ -776,14 +816,19 @@ def test_a_confidential_requester_is_hidden_from_every_unit(world: World) -> Non
             "confidential": True,
             "masked": True,
         }, who
+        r = reveal(world, who, "secret")
+        assert r.status_code == 403, who
+        assert "13900139000" not in r.text and "李四" not in r.text
 
 
 @pytest.mark.parametrize("who", ["agent1", "dispatcher1", "supervisor1", "analyst1", "admin1"])
 @pytest.mark.parametrize("name", ["s11", "secret", "unassigned"])
-def test_the_service_centre_always_sees_the_requester(world: World, who: str, name: str) -> None:
-    r = world.get(who, name)
+def test_the_service_centre_may_always_reveal_the_requester(
+    world: World, who: str, name: str
+) -> None:
+    r = reveal(world, who, name)
     assert r.status_code == 200
-    requester = r.json()["requester"]
+    requester = r.json()
     assert requester["masked"] is False
     assert requester["name"] is not None and "*" not in requester["name"]
     assert requester["phone"] is not None and requester["phone"].isdigit()
@@ -909,8 +954,10 @@ def test_a_replayed_create_also_points_at_the_ticket(client: TestClient) -> None
 
 
 def test_a_mobile_written_with_86_in_front_is_accepted(client: TestClient) -> None:
-    made = create(client, auth(client, "agent1"), requester={"phone": "8613800138000"})
-    assert made["requester"]["phone"] == "13800138000"
+    agent = auth(client, "agent1")
+    made = create(client, agent, requester={"phone": "8613800138000"})
+    shown = client.post(f"{TICKETS}/{made['id']}/reveal", headers=agent).json()
+    assert shown["phone"] == "13800138000"
 
 
 def test_invalid_json_names_the_body(client: TestClient) -> None:

@@ -20,6 +20,10 @@ class Principal:
     unit_id: int
     unit_path: str  # "/1/17/254/"
     unit_function: str | None
+    # A system token narrowed to one intake channel (None: any channel the role may use).
+    channel: str | None = None
+    # How the request was authenticated: "bearer" (API token) or "session" (console cookie).
+    via: str = "bearer"
 
     @property
     def is_service_centre(self) -> bool:
@@ -33,6 +37,7 @@ class Principal:
         return self.is_service_centre or unit_path.startswith(self.unit_path)
 
     def sees_identity(self, *, confidential: bool, lead_unit_id: int | None) -> bool:
+        """May this actor reveal the requester's name and phone (a logged act, see `reveal`)?"""
         if self.is_service_centre:
             return True
         return not confidential and lead_unit_id is not None and lead_unit_id == self.unit_id

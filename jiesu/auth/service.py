@@ -7,14 +7,14 @@ import secrets
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jiesu.access.policy import Principal
-from jiesu.auth.models import ApiToken
+from jiesu.auth.models import ApiToken, AuditLog
 from jiesu.auth.passwords import hash_password, verify_password
 from jiesu.db.base import utcnow
-from jiesu.errors import Unauthorized
+from jiesu.errors import DomainError, Invalid, TooManyRequests, Unauthorized
 from jiesu.org.models import Unit, User
 
 TOKEN_PREFIX = "js_"  # recognisable in logs and secret scanners
@@ -31,56 +31,229 @@ def issue_token(
     ttl: timedelta | None,
     kind: str = "login",
     name: str | None = None,
+    scope_channel: str | None = None,
+    scope_role: str | None = None,
 ) -> tuple[str, datetime | None]:
+    token, row = issue(
+        user, db_session=db_session, ttl=ttl, kind=kind, name=name,
+        scope_channel=scope_channel, scope_role=scope_role,
+    )  # fmt: skip
+    return token, row.expires_at
+
+
+def issue(
+    user: User,
+    *,
+    db_session: Session,
+    ttl: timedelta | None,
+    kind: str = "login",
+    name: str | None = None,
+    scope_channel: str | None = None,
+    scope_role: str | None = None,
+) -> tuple[str, ApiToken]:
+    """A new token for `user`: the value (shown once) and its stored row."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
-    expires = now + ttl if ttl else None
+    row = ApiToken(
+        user_id=user.id, token_hash=_digest(token), kind=kind, name=name, created_at=now,
+        expires_at=now + ttl if ttl else None, scope_channel=scope_channel, scope_role=scope_role,
+    )  # fmt: skip
+    db_session.add(row)
+    db_session.flush()
+    return token, row
+
+
+# Lockout and rate limit (GB/T 22239 level 3 asks for both): a user is locked for
+# LOCK_MINUTES after MAX_FAILURES wrong passwords in a row; an address that fails
+# IP_FAILURES times within IP_WINDOW is refused outright until the window passes.
+MAX_FAILURES = 5
+LOCK_MINUTES = 15
+IP_FAILURES = 20
+IP_WINDOW = timedelta(minutes=15)
+WRONG = "用户名或密码错误 / wrong username or password"
+
+
+def audit(
+    action: str,
+    *,
+    db_session: Session,
+    user: User | None = None,
+    username: str | None = None,
+    ip: str | None = None,
+    ticket_id: int | None = None,
+    now: datetime | None = None,
+    **detail: object,
+) -> None:
     db_session.add(
-        ApiToken(
-            user_id=user.id, token_hash=_digest(token), kind=kind, name=name,
-            created_at=now, expires_at=expires,
+        AuditLog(
+            at=now or utcnow(), action=action, user_id=user.id if user else None,
+            username=username or (user.username if user else None), ip=ip,
+            ticket_id=ticket_id, detail=detail,
         )
     )  # fmt: skip
-    return token, expires
 
 
-def authenticate(username: str, password: str, *, db_session: Session) -> User:
+def sign_in(
+    username: str,
+    password: str,
+    *,
+    ip: str | None,
+    db_session: Session,
+    now: datetime | None = None,
+) -> tuple[User | None, DomainError | None]:
+    """Check a sign-in and record its outcome in `db_session`; the caller commits, then raises
+    the error if there is one (a failure must be remembered even though the request fails)."""
+    now = now or utcnow()
+    if ip is not None:
+        recent = db_session.scalar(
+            select(func.count()).select_from(AuditLog).where(
+                AuditLog.action == "login_failed", AuditLog.ip == ip,
+                AuditLog.at > now - IP_WINDOW,
+            )
+        )  # fmt: skip
+        if (recent or 0) >= IP_FAILURES:
+            minutes = int(IP_WINDOW.total_seconds() // 60)
+            return None, TooManyRequests(
+                f"登录失败次数过多，请 {minutes} 分钟后再试 / too many failed sign-ins from this "
+                "address: try again later"
+            )
     user = db_session.scalar(select(User).where(User.username == username))
     # Verify even for an unknown user so that timing does not reveal which usernames exist.
     ok = verify_password(user.password_hash if user else _dummy_hash(), password)
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        audit("login_locked", db_session=db_session, user=user, ip=ip, now=now)
+        left = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
+        return None, Unauthorized(
+            f"账号因多次密码错误已锁定，请 {left} 分钟后再试或联系管理员 / account locked after "
+            "repeated failures: try again later"
+        )
+    if user is None or not ok:
+        audit("login_failed", db_session=db_session, user=user, username=username[:60], ip=ip,
+              now=now)  # fmt: skip
+        if user is not None:
+            user.failed_logins = (user.failed_logins or 0) + 1
+            if user.failed_logins >= MAX_FAILURES:
+                user.locked_until = now + timedelta(minutes=LOCK_MINUTES)
+                user.failed_logins = 0
+                audit("lockout", db_session=db_session, user=user, ip=ip, now=now)
+        return None, Unauthorized(WRONG)
+    if not user.active or not user.unit.active:
+        audit("login_failed", db_session=db_session, user=user, ip=ip, now=now, why="disabled")
+        return None, Unauthorized(WRONG)
+    user.failed_logins = 0
+    user.locked_until = None
+    audit("login", db_session=db_session, user=user, ip=ip, now=now)
+    return user, None
+
+
+def authenticate(username: str, password: str, *, db_session: Session) -> User:
+    """Sign-in without the lockout bookkeeping (scripts and tests that hold the password)."""
+    user = db_session.scalar(select(User).where(User.username == username))
+    ok = verify_password(user.password_hash if user else _dummy_hash(), password)
     if user is None or not ok or not user.active or not user.unit.active:
-        raise Unauthorized("用户名或密码错误 / wrong username or password")
+        raise Unauthorized(WRONG)
     return user
 
 
-def principal_of(user: User, unit: Unit) -> Principal:
-    """The permission view of a user in their unit."""
+MIN_PASSWORD = 8
+
+
+def check_new_password(user: User, new: str) -> None:
+    if len(new) < MIN_PASSWORD:
+        raise Invalid(f"新密码至少 {MIN_PASSWORD} 位 / at least {MIN_PASSWORD} characters",
+                      field="new_password")  # fmt: skip
+    if new.lower() == user.username.lower() or (new.isdigit() and len(set(new)) == 1):
+        raise Invalid("新密码过于简单 / the new password is too easy to guess",
+                      field="new_password")  # fmt: skip
+
+
+def change_password(
+    user: User,
+    old: str,
+    new: str,
+    *,
+    keep_token: str | None,
+    db_session: Session,
+    ip: str | None = None,
+) -> None:
+    """The user's own change: the old password is required; every other sign-in ends."""
+    if not verify_password(user.password_hash, old):
+        raise Invalid("原密码不正确 / the current password is wrong", field="old_password")
+    if old == new:
+        raise Invalid("新密码不能与原密码相同 / choose a different password", field="new_password")
+    check_new_password(user, new)
+    set_password(user, new, db_session=db_session, keep_token=keep_token)
+    audit("password_change", db_session=db_session, user=user, ip=ip)
+
+
+def set_password(
+    user: User, new: str, *, db_session: Session, keep_token: str | None = None
+) -> None:
+    user.password_hash = hash_password(new)
+    user.password_changed_at = utcnow()
+    user.failed_logins = 0
+    user.locked_until = None
+    keep = _digest(keep_token) if keep_token else None
+    for token in db_session.scalars(
+        select(ApiToken).where(
+            ApiToken.user_id == user.id, ApiToken.kind.in_(("login", "session")),
+            ApiToken.revoked_at.is_(None),
+        )
+    ):  # fmt: skip
+        if token.token_hash != keep:
+            token.revoked_at = utcnow()
+
+
+def revoke_token(token: str, *, db_session: Session) -> None:
+    row = db_session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(token)))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+
+
+def csrf_token_for(session_token: str) -> str:
+    """The CSRF token that goes with a session: only a page that holds the cookie can know it."""
+    return hashlib.sha256(b"jiesu-csrf:" + session_token.encode()).hexdigest()[:40]
+
+
+def principal_of(
+    user: User, unit: Unit, *, token: ApiToken | None = None, via: str = "bearer"
+) -> Principal:
+    """The permission view of a user in their unit (narrowed by a scoped system token)."""
     return Principal(
         user_id=user.id,
         username=user.username,
         name=user.name,
-        role=user.role,
+        role=token.scope_role if token is not None and token.scope_role else user.role,
         unit_id=unit.id,
         unit_path=unit.path,
         unit_function=unit.function,
+        channel=token.scope_channel if token is not None else None,
+        via=via,
     )
 
 
-def principal_for_token(token: str, *, db_session: Session) -> Principal:
+def principal_for_token(
+    token: str, *, db_session: Session, kinds: tuple[str, ...] = ("login", "system")
+) -> Principal:
+    """The principal of a live token. Session cookies and bearer tokens are not interchangeable:
+    a console cookie cannot be replayed as a bearer token, nor an API token as a cookie."""
     row = db_session.execute(
-        select(ApiToken.expires_at, ApiToken.revoked_at, User, Unit)
+        select(ApiToken, User, Unit)
         .join(User, User.id == ApiToken.user_id)
         .join(Unit, Unit.id == User.unit_id)
-        .where(ApiToken.token_hash == _digest(token))
+        .where(ApiToken.token_hash == _digest(token), ApiToken.kind.in_(kinds))
     ).first()
     if row is None:
         raise Unauthorized("登录凭据无效 / invalid token")
-    expires_at, revoked_at, user, unit = row
+    row_token, user, unit = row
+    expires_at, revoked_at = row_token.expires_at, row_token.revoked_at
     if revoked_at is not None or (expires_at is not None and expires_at <= utcnow()):
         raise Unauthorized("登录凭据已失效，请重新登录 / token expired or revoked")
     if not user.active or not unit.active:
         raise Unauthorized("账号或所属单位已停用 / account or its unit disabled")
-    return principal_of(user, unit)
+    return principal_of(
+        user, unit, token=row_token, via="session" if row_token.kind == "session" else "bearer"
+    )
 
 
 @lru_cache(maxsize=1)

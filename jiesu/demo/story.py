@@ -255,7 +255,7 @@ class Storyteller:
             "tier": tier, "urgent": tier == "T2h", "lead_unit_id": None, "round": 1,
             "result": None, "solved": None, "satisfaction": None, "master_id": None,
             "created_by_id": one(rng, ctx.agents), "created_at": created, "updated_at": created,
-            "closed_at": None, "due_at": None, "version": 1,
+            "closed_at": None, "due_at": None, "version": 1, "tracking_hash": None,
         }  # fmt: skip
         story = Story(ticket, [], [])
         walker = _Walk(self, story, cat, place)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from jiesu.access.policy import Principal
 from jiesu.org.models import Unit, UnitKind, UnitOut
-from jiesu.web.deps import CurrentPrincipal, ReadSession
+from jiesu.web.deps import ReadSession, require
 
 router = APIRouter(prefix="/api/v1", tags=["org"])
 
@@ -15,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["org"])
 @router.get("/units", response_model=list[UnitOut], summary="单位列表（组织树）")
 def list_units(
     session: ReadSession,
-    _principal: CurrentPrincipal,
+    _principal: Annotated[Principal, Depends(require("signed_in"))],
     kind: UnitKind | None = Query(None, description="单位类型"),
     parent: str | None = Query(None, description="上级单位编码"),
 ) -> list[UnitOut]:

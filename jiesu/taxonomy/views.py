@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from jiesu.access.policy import Principal
 from jiesu.taxonomy.models import Category, CategoryOut
-from jiesu.web.deps import CurrentPrincipal, ReadSession
+from jiesu.web.deps import ReadSession, require
 
 router = APIRouter(prefix="/api/v1", tags=["taxonomy"])
 
@@ -15,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["taxonomy"])
 @router.get("/categories", response_model=list[CategoryOut], summary="事项分类（三级）")
 def list_categories(
     session: ReadSession,
-    _principal: CurrentPrincipal,
+    _principal: Annotated[Principal, Depends(require("signed_in"))],
     level: int | None = Query(None, ge=1, le=3, description="只列某一级"),
 ) -> list[CategoryOut]:
     parent = aliased(Category)

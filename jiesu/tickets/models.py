@@ -73,6 +73,7 @@ class Ticket(Base):
         Index("ix_ticket_status_created", "status", "created_at"),
         Index("ix_ticket_lead_status", "lead_unit_id", "status"),
         Index("ix_ticket_street_created", "street_id", "created_at"),
+        Index("ix_ticket_status_due", "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -105,6 +106,8 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None]
     due_at: Mapped[datetime | None]  # completion deadline of the current round
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The citizen's tracking code (portal), stored as its SHA-256 like a password.
+    tracking_hash: Mapped[str | None] = mapped_column(String(64))
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
@@ -250,3 +253,18 @@ class Job(Base):
     done_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(500))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class Attachment(Base):
+    """A photo a citizen sent with the request. The bytes live under `var/uploads/` by checksum
+    (the same photo twice is stored once); the row says whose it is."""
+
+    __tablename__ = "attachment"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
+from jiesu.access.policy import Principal
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Forbidden, Invalid
 from jiesu.tickets.actions import take_action
@@ -18,13 +19,24 @@ from jiesu.tickets.service import (
     find_idempotent,
     get_ticket,
     list_tickets,
+    reveal_requester,
     ticket_deadlines,
     ticket_out,
 )
-from jiesu.tickets.shapes import TicketCreate, TicketOut, TicketPage, normalise_phone
-from jiesu.web.deps import DB, CurrentPrincipal, ReadSession
+from jiesu.tickets.shapes import (
+    RequesterOut,
+    TicketCreate,
+    TicketOut,
+    TicketPage,
+    normalise_phone,
+)
+from jiesu.web.deps import DB, ReadSession, client_ip, require
 
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+Intake = Annotated[Principal, Depends(require("tickets.intake"))]
+Reader = Annotated[Principal, Depends(require("tickets.read"))]
+Actor = Annotated[Principal, Depends(require("tickets.act"))]
+Revealer = Annotated[Principal, Depends(require("tickets.reveal"))]
 EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)  # dates a filter may name
 
 IdempotencyHeader = Annotated[
@@ -37,10 +49,15 @@ IdempotencyHeader = Annotated[
 def create(
     body: TicketCreate,
     db: DB,
-    principal: CurrentPrincipal,
+    principal: Intake,
     response: Response,
     idempotency_key: IdempotencyHeader = None,
 ) -> TicketOut:
+    if principal.channel and body.channel.value != principal.channel:
+        raise Forbidden(
+            f"此令牌只能受理「{principal.channel}」渠道的诉求 / this token is limited to channel "
+            f"{principal.channel}"
+        )
     key = idempotency_key.strip() if idempotency_key else None
     for attempt in range(2):
         try:
@@ -67,7 +84,7 @@ def create(
 @router.get("", response_model=TicketPage, summary="工单列表（按权限过滤）")
 def index(
     session: ReadSession,
-    principal: CurrentPrincipal,
+    principal: Reader,
     status: Annotated[list[str] | None, Query(description="状态，可多选")] = None,
     unit: Annotated[str | None, Query(max_length=40, description="单位编码（含下级）")] = None,
     category: Annotated[str | None, Query(max_length=20, description="分类编码（含下级）")] = None,
@@ -103,7 +120,7 @@ def index(
 def show(
     ticket_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     session: ReadSession,
-    principal: CurrentPrincipal,
+    principal: Reader,
 ) -> TicketOut:
     ticket = get_ticket(ticket_id, actor=principal, db_session=session)
     current = ticket_deadlines(ticket, db_session=session, now=utcnow())
@@ -124,7 +141,7 @@ def act(
     ticket_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     action: ActionName,
     db: DB,
-    principal: CurrentPrincipal,
+    principal: Actor,
     body: Annotated[dict[str, Any], Body(default_factory=dict, description="该操作的字段")],
     if_match: Annotated[str | None, Header(alias="If-Match", max_length=20)] = None,
 ) -> TicketOut:
@@ -157,3 +174,22 @@ def act(
             "工单刚被他人更新，请刷新后重试 / the ticket was changed concurrently: reload and retry"
         ) from exc
     return out
+
+
+@router.post(
+    "/{ticket_id}/reveal",
+    response_model=RequesterOut,
+    summary="查看诉求人完整姓名和电话（记录在审计日志）",
+)
+def reveal(
+    ticket_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    db: DB,
+    principal: Revealer,
+    request: Request,
+) -> RequesterOut:
+    """Only the service centre and the lead unit may; a confidential requester only to the
+    centre. Each reveal is written to the audit log with who, when, from where."""
+    with db.write() as session:
+        return reveal_requester(
+            ticket_id, actor=principal, db_session=session, ip=client_ip(request)
+        )

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jiesu import __version__
+from jiesu.auth.views import admin_router as tokens_router
 from jiesu.auth.views import router as auth_router
 from jiesu.db.engine import Database
 from jiesu.errors import DomainError
@@ -175,7 +176,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_answer)
     app.add_exception_handler(DomainError, _domain_answer)
     app.add_exception_handler(StarletteHTTPException, _http_answer)
-    for router in (auth_router, org_router, taxonomy_router, tickets_router):
+    for router in (auth_router, tokens_router, org_router, taxonomy_router, tickets_router):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)

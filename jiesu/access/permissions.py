@@ -1,0 +1,58 @@
+"""Who may open which route: the one table the API and the console both read.
+
+Every route names one permission (`web/deps.require`); this module says which roles hold it.
+What a role may do *to a ticket* is finer and lives in the lifecycle table
+(`tickets/lifecycle.py`); which tickets a unit sees lives in `policy.visible` (the org tree).
+A test walks every route of the app and checks it against this table for every role.
+"""
+
+from __future__ import annotations
+
+ROLES = (
+    "agent",
+    "dispatcher",
+    "handler",
+    "unit_admin",
+    "callback_agent",
+    "supervisor",
+    "analyst",
+    "admin",
+)
+ALL = frozenset(ROLES)
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    # Signed in, any role: own account, the org and taxonomy lists.
+    "signed_in": ALL,
+    # Tickets the org tree lets the user see (the service centre sees all).
+    "tickets.read": ALL,
+    # 受理: take a request in.
+    "tickets.intake": frozenset({"agent", "dispatcher", "admin"}),
+    # Take a lifecycle action; the lifecycle table then checks role, relation and state.
+    "tickets.act": ALL - {"analyst"},
+    # Ask for the requester's name and phone; policy.sees_identity decides, every reveal logged.
+    "tickets.reveal": ALL,
+    # Workbenches.
+    "workbench.intake": frozenset({"agent", "admin"}),
+    "workbench.dispatch": frozenset({"dispatcher", "admin"}),
+    "workbench.unit": frozenset({"handler", "unit_admin"}),
+    "workbench.callback": frozenset({"callback_agent", "admin"}),
+    "workbench.supervision": frozenset({"supervisor", "admin"}),
+    # Administration: users, units, tokens, the audit log, the city's settings.
+    "admin": frozenset({"admin"}),
+}
+
+# Where each role lands after signing in.
+HOME: dict[str, str] = {
+    "agent": "/console/intake",
+    "dispatcher": "/console/dispatch",
+    "handler": "/console/inbox",
+    "unit_admin": "/console/inbox",
+    "callback_agent": "/console/callbacks",
+    "supervisor": "/console/supervision",
+    "analyst": "/console/tickets",
+    "admin": "/console/admin/users",
+}
+
+
+def allows(permission: str, role: str) -> bool:
+    return role in PERMISSIONS[permission]
