@@ -342,7 +342,7 @@ def test_loading_the_tiny_pack_creates_every_row(empty_db: Database) -> None:
             "categories.created": 8,
             "request_types.created": 6,
             "dispatch_rules.created": 4,
-            "users.created": 10,
+            "users.created": 11,  # 10 from users.csv + the portal account
             "calendar.created": 1,
             "settings.created": 1,
         }

@@ -52,6 +52,7 @@ def load_pack(pack: Pack, *, db_session: Session) -> Counter[str]:
     _load_request_types(pack, db_session, stats)
     _load_dispatch(pack, units, categories, db_session, stats)
     _load_users(pack, units, db_session, stats)
+    _ensure_portal_account(units, db_session, stats)
     _load_calendar(pack, db_session, stats)
     _load_settings(pack, db_session, stats)
     db_session.flush()
@@ -210,6 +211,20 @@ def _load_users(pack: Pack, units: dict[str, Unit], s: Session, stats: Counter[s
             stats["users.created"] += 1
         else:
             _assign(user, values, stats, "users")
+
+
+PORTAL_USERNAME = "portal"
+
+
+def _ensure_portal_account(units: dict[str, Unit], s: Session, stats: Counter[str]) -> None:
+    """The account the citizen portal takes requests in as: in the service centre, with no
+    password (it cannot sign in), so every portal order has a real author in its timeline."""
+    centre = next((u for u in units.values() if u.function == "service_centre"), None)
+    if centre is None or s.scalar(select(User).where(User.username == PORTAL_USERNAME)):
+        return
+    s.add(User(username=PORTAL_USERNAME, name="市民服务入口", role="agent", unit_id=centre.id,
+               password_hash=None, active=True))  # fmt: skip
+    stats["users.created"] += 1
 
 
 def _load_calendar(pack: Pack, s: Session, stats: Counter[str]) -> None:

@@ -9,8 +9,10 @@ import chinese_calendar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jiesu.org.models import Unit
 from jiesu.settings import city_tz
-from jiesu.taxonomy.models import CalendarOverride, CitySetting
+from jiesu.taxonomy.models import CalendarOverride, Category, CitySetting, DispatchRule
+from jiesu.taxonomy.routing import Catalogue, Rule, UnitInfo
 from jiesu.timelimits.calendar import WorkCalendar
 from jiesu.timelimits.clocks import Clocks
 
@@ -43,3 +45,26 @@ def calendar_warnings(*, db_session: Session, today: date) -> list[str]:
                     " working days fall back to Monday–Friday until it is entered"
                 )
     return warnings
+
+
+def load_catalogue(*, db_session: Session) -> Catalogue:
+    """The dispatch catalogue (派单目录) over the active units, ready for `Catalogue.route`."""
+    units = list(db_session.scalars(select(Unit).where(Unit.active)))
+    code_of = {u.id: u.code for u in units}
+    infos = {
+        u.code: UnitInfo(u.code, u.kind, code_of.get(u.parent_id or -1), u.function) for u in units
+    }
+    cat_code = dict(db_session.execute(select(Category.id, Category.code)).tuples().all())
+    rules = [
+        Rule(
+            cat_code[r.category_id],
+            r.route,
+            r.function,
+            code_of.get(r.unit_id or -1),
+            code_of.get(r.district_id or -1),
+            r.note,
+        )
+        for r in db_session.scalars(select(DispatchRule).where(DispatchRule.active))
+        if r.category_id in cat_code
+    ]
+    return Catalogue(rules, infos)

@@ -260,6 +260,9 @@ def _apply(
     elif name == "evaluate":
         ticket.solved = t.data.get("solved") if t.data["reached"] else None
         ticket.satisfaction = t.data.get("satisfaction") if t.data["reached"] else None
+    elif name == "rate":  # the portal's evaluation: the citizen was, by definition, reached
+        ticket.solved, ticket.satisfaction = t.data["solved"], t.data["satisfaction"]
+        data["reached"] = True
     elif name == "reopen":
         lead = next((a for a in ticket.assignments if a.active and a.role == "lead"), None)
         _end_handling(ticket, "reopened", now)

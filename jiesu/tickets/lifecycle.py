@@ -420,6 +420,16 @@ ACTIONS: tuple[Action, ...] = (
         why="The citizen says whether it was solved and how satisfied — or could not be reached.",
     ),
     Action(
+        "rate", "市民评价", frozenset({"audited"}), frozenset({"citizen"}), Relation.centre,
+        "evaluated",
+        fields=(Field("solved", "是否解决", "bool"),
+                Field("satisfaction", "满意度", "choice", choices=SATISFACTION),
+                Field("note", "意见建议", "text", required=False, max_length=500)),
+        effects=("counts in the resolution and satisfaction rates, as a callback would",),
+        why="The citizen rates the checked reply on the portal (tracking code): the callback "
+        "is then not needed.",
+    ),
+    Action(
         "reopen", "重办", frozenset({"evaluated"}),
         frozenset({"callback_agent", "dispatcher", "supervisor", "admin"}), Relation.centre,
         "dispatched", fields=(note(required=True, min_length=4),),
@@ -633,6 +643,21 @@ def decide(
         escalates=name == "reopen" and new_round > MAX_ROUNDS,
         round=new_round,
     )
+
+
+def available(facts: TicketFacts, actor: Actor) -> list[Action]:
+    """The actions `actor` could take now (role, relation, state and data-free guards hold):
+    what the console offers on a ticket page. Fields are checked when the form comes back."""
+    out = []
+    for action in ACTIONS:
+        if actor.role not in action.roles or facts.status not in action.states:
+            continue
+        if not relation_holds(action.relation, actor, facts):
+            continue
+        if any(guard(facts, {}, actor) for guard in action.guards):
+            continue
+        out.append(action)
+    return out
 
 
 # ---- the generated document ------------------------------------------------------------------

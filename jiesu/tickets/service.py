@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from jiesu.access.policy import Principal, mask_name, mask_phone
 from jiesu.auth.service import audit
@@ -90,6 +90,13 @@ def create_ticket(
             raise Invalid(
                 f"未知的诉求类型 {data.request_type} / unknown request type", field="request_type"
             )
+    street = None
+    if data.street:
+        street = db_session.scalar(
+            select(Unit).where(Unit.code == data.street, Unit.kind == "street", Unit.active)
+        )
+        if street is None:
+            raise Invalid(f"未知的街道（乡镇）{data.street} / unknown street", field="street")
     ticket = Ticket(
         number=next_number(now.astimezone(city_tz()).date(), db_session=db_session),
         channel=data.channel.value,
@@ -103,6 +110,8 @@ def create_ticket(
         address=data.address,
         lat=data.lat,
         lng=data.lng,
+        street_id=street.id if street else None,
+        district_id=street.parent_id if street else None,
         status=Status.received.value,
         tier=tier_for(category, data.request_type, db_session=db_session),
         urgent=False,
@@ -237,6 +246,34 @@ class TicketFilter:
     created_from: date | None = None  # city-local dates, inclusive
     created_to: date | None = None
     phone: str | None = None
+    # Queues of the console.
+    mine: bool = False  # the actor's own unit has an active part (lead, co-handler, summoned)
+    summoned: bool = False  # … as a summoned unit that has not reported yet
+    waiting: str | None = None  # "return" | "extension": a unit's request awaits review
+    overdue: bool = False  # open and past its completion deadline
+    due_within: timedelta | None = None  # open, not overdue, due within this
+    supervised: bool = False  # under supervision (督办件)
+    sort: str = "-created"  # -created | created | due | -updated
+
+
+SORTS = ("-created", "created", "due", "-updated")
+OPEN_STATES = ("received", "pending_dispatch", "dispatched", "accepted", "replied", "audited")
+
+
+def _waiting(kind: str) -> Any:
+    """Tickets whose latest request of `kind` has not been answered (see actions.PENDING)."""
+    opens, closes = {
+        "return": ("request_return", ("review_return", "dispatch", "escalate")),
+        "extension": ("request_extension", ("review_extension",)),
+    }[kind]
+    later = aliased(Event)
+    asked = aliased(Event)
+    answered = (
+        select(later.id)
+        .where(later.ticket_id == asked.ticket_id, later.seq > asked.seq, later.action.in_(closes))
+        .exists()
+    )
+    return Ticket.id.in_(select(asked.ticket_id).where(asked.action == opens, ~answered))
 
 
 def _local_midnight_utc(day: date) -> datetime:
@@ -280,9 +317,35 @@ def list_tickets(
         stmt = stmt.where(Ticket.created_at < _local_midnight_utc(f.created_to + timedelta(days=1)))
     if f.phone:
         stmt = stmt.where(Ticket.requester_phone == f.phone)
+    if f.mine or f.summoned:
+        part = select(Assignment.ticket_id).where(
+            Assignment.unit_id == actor.unit_id, Assignment.active
+        )
+        if f.summoned:
+            part = part.where(Assignment.role == "summoned", Assignment.replied_at.is_(None))
+        stmt = stmt.where(Ticket.id.in_(part))
+    if f.waiting:
+        stmt = stmt.where(Ticket.status.in_(("dispatched", "accepted")), _waiting(f.waiting))
+    now = utcnow()
+    if f.overdue:
+        stmt = stmt.where(Ticket.status.in_(OPEN_STATES), Ticket.due_at < now)
+    if f.due_within is not None:
+        stmt = stmt.where(
+            Ticket.status.in_(OPEN_STATES), Ticket.due_at >= now, Ticket.due_at < now + f.due_within
+        )
+    if f.supervised:
+        stmt = stmt.where(Ticket.id.in_(select(Event.ticket_id).where(Event.action == "supervise")))
     total = db_session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    if f.sort not in SORTS:
+        raise Invalid(f"未知的排序 {f.sort} / unknown sort", field="sort")
+    order = {
+        "-created": (Ticket.created_at.desc(), Ticket.id.desc()),
+        "created": (Ticket.created_at, Ticket.id),
+        "due": (Ticket.due_at.is_(None), Ticket.due_at, Ticket.id),
+        "-updated": (Ticket.updated_at.desc(), Ticket.id.desc()),
+    }[f.sort]
     rows = db_session.scalars(
-        stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        stmt.order_by(*order)
         .options(
             selectinload(Ticket.category),
             selectinload(Ticket.district),

@@ -83,6 +83,9 @@ class TicketCreate(BaseModel):
     request_type: StrictStr | None = Field(None, max_length=20)
     category_code: StrictStr | None = Field(None, max_length=20)
     address: StrictStr | None = Field(None, max_length=300)
+    street: StrictStr | None = Field(
+        None, max_length=40, description="所在街道（乡镇）的单位编码，已知时填写"
+    )
     lat: StrictFloat | None = Field(None, ge=-90, le=90)
     lng: StrictFloat | None = Field(None, ge=-180, le=180)
     requester: RequesterIn = Field(default_factory=RequesterIn)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,17 +24,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jiesu import __version__
 from jiesu.auth.views import admin_router as tokens_router
 from jiesu.auth.views import router as auth_router
+from jiesu.console.admin_views import router as admin_router
+from jiesu.console.views import login_redirect
+from jiesu.console.views import router as console_router
 from jiesu.db.engine import Database
 from jiesu.errors import DomainError
 from jiesu.org.views import router as org_router
 from jiesu.settings import city_tz, get_settings
 from jiesu.taxonomy.service import calendar_warnings
 from jiesu.taxonomy.views import router as taxonomy_router
+from jiesu.portal.views import router as portal_router
 from jiesu.tickets.views import router as tickets_router
+from jiesu.web.deps import LoginRequired
 
 log = logging.getLogger("jiesu.web")
 
 MAX_BODY_BYTES = 256 * 1024
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 # A NUL in text: PostgreSQL refuses it (a 500 if it got that far), SQLite would store it.
@@ -117,9 +125,28 @@ HTTP_MESSAGES = {
 }
 
 
-def _http_answer(_request: Request, exc: Exception) -> JSONResponse:
+HTML_PREFIXES = ("/console", "/login", "/logout", "/portal")
+
+
+def _wants_html(request: Request) -> bool:
+    return request.url.path.startswith(HTML_PREFIXES)
+
+
+def _html_error(request: Request, status: int, message: str) -> Response:
+    """Errors on pages answer as pages (Chinese, with a way back), never as raw JSON."""
+    from jiesu.web.templating import render, zh
+
+    portal = request.url.path.startswith("/portal")
+    template = "portal/error.html" if portal else "console/error.html"
+    return render(request, template, {"title": "出错了", "status": status,
+                                      "message": zh(message)}, status_code=status)  # fmt: skip
+
+
+def _http_answer(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code, message = HTTP_MESSAGES.get(exc.status_code, ("http_error", str(exc.detail)))
+    if _wants_html(request):
+        return _html_error(request, exc.status_code, message)
     return JSONResponse(
         {"error": code, "message": message},
         status_code=exc.status_code,
@@ -132,8 +159,10 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def _validation_answer(_request: Request, exc: Exception) -> JSONResponse:
+def _validation_answer(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    if _wants_html(request):
+        return _html_error(request, 422, "请求参数有误")
     fields = [
         {
             "field": "body" if e["type"] == "json_invalid" else _field_name(tuple(e["loc"])),
@@ -154,8 +183,12 @@ def _validation_answer(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _domain_answer(_request: Request, exc: Exception) -> JSONResponse:
+def _domain_answer(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
+    if isinstance(exc, LoginRequired):
+        return login_redirect(request)
+    if _wants_html(request):
+        return _html_error(request, exc.status, exc.message)
     body: dict[str, Any] = {"error": exc.code, "message": exc.message}
     if exc.field:
         body["field"] = exc.field
@@ -176,12 +209,15 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_answer)
     app.add_exception_handler(DomainError, _domain_answer)
     app.add_exception_handler(StarletteHTTPException, _http_answer)
-    for router in (auth_router, tokens_router, org_router, taxonomy_router, tickets_router):
+    routers = (auth_router, tokens_router, org_router, taxonomy_router, tickets_router,
+               console_router, admin_router, portal_router)  # fmt: skip
+    for router in routers:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
-        return RedirectResponse("/api/docs")
+        return RedirectResponse("/console")
 
     @app.get("/healthz", tags=["ops"], summary="健康检查")
     def health(request: Request) -> dict[str, Any]:

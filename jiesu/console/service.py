@@ -1,0 +1,314 @@
+"""What the console's pages need beyond the ticket services: workbench queues and their counts,
+the ticket page's facts and possible actions, dispatch suggestions, and turning an HTML form
+into an action's fields. Services take `db_session=` and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from jiesu.access.permissions import allows
+from jiesu.access.policy import Principal
+from jiesu.db.base import utcnow
+from jiesu.org.models import Unit
+from jiesu.taxonomy.models import Category
+from jiesu.taxonomy.service import load_catalogue
+from jiesu.tickets.actions import actor_of, facts_of
+from jiesu.tickets.lifecycle import BY_NAME, Action, TicketFacts, available
+from jiesu.tickets.models import Attachment, Ticket
+from jiesu.tickets.service import TicketFilter, get_ticket, list_tickets, ticket_deadlines
+from jiesu.timelimits.deadlines import Deadline
+from jiesu.web.labels import CHANNEL_NAMES
+
+PAGE_SIZE = 20
+SOON = timedelta(hours=24)  # "due within a day" on the supervisor's warning list
+
+
+@dataclass(frozen=True)
+class Queue:
+    """One tab of a workbench: a named ticket filter."""
+
+    key: str
+    label: str
+    filter: TicketFilter
+
+
+def queues(workbench: str) -> list[Queue]:
+    if workbench == "dispatch":
+        return [
+            Queue("pending", "待派单", TicketFilter(status=["received", "pending_dispatch"],
+                                                    sort="created")),
+            Queue("returns", "退单审核", TicketFilter(waiting="return", sort="-updated")),
+            Queue("extensions", "延期审核", TicketFilter(waiting="extension", sort="-updated")),
+            Queue("audit", "办结审核", TicketFilter(status=["replied"], sort="-updated")),
+        ]  # fmt: skip
+    if workbench == "inbox":
+        return [
+            Queue("todo", "待办工单", TicketFilter(status=["dispatched", "accepted"], mine=True,
+                                                   sort="due")),
+            Queue("summoned", "吹哨报到", TicketFilter(status=["accepted"], summoned=True,
+                                                       sort="due")),
+            Queue("replied", "已反馈", TicketFilter(status=["replied", "audited"], mine=True,
+                                                    sort="-updated")),
+        ]  # fmt: skip
+    if workbench == "callbacks":
+        return [
+            Queue("callback", "待回访", TicketFilter(status=["audited"], sort="-updated")),
+            Queue("close", "待关闭", TicketFilter(status=["evaluated", "answered"],
+                                                  sort="-updated")),
+        ]  # fmt: skip
+    if workbench == "supervision":
+        return [
+            Queue("overdue", "已超期", TicketFilter(overdue=True, sort="due")),
+            Queue("warning", "24小时内到期", TicketFilter(due_within=SOON, sort="due")),
+            Queue("supervised", "督办件", TicketFilter(supervised=True, sort="-updated")),
+        ]
+    raise KeyError(workbench)
+
+
+def queue_count(q: Queue, *, actor: Principal, db_session: Session) -> int:
+    _, total = list_tickets(q.filter, actor=actor, db_session=db_session, page=1, page_size=1)
+    return total
+
+
+# ---- the navigation ----------------------------------------------------------------------
+
+NAV = (
+    ("/console/intake", "受理登记", "workbench.intake", None),
+    ("/console/dispatch", "派单审核", "workbench.dispatch", "dispatch"),
+    ("/console/inbox", "承办工单", "workbench.unit", "inbox"),
+    ("/console/callbacks", "回访评价", "workbench.callback", "callbacks"),
+    ("/console/supervision", "督查督办", "workbench.supervision", "supervision"),
+    ("/console/tickets", "工单查询", "tickets.read", None),
+    ("/console/admin/users", "系统管理", "admin", None),
+)
+
+
+@dataclass
+class NavItem:
+    href: str
+    label: str
+    active: bool
+    count: int | None = None
+
+
+def navigation(
+    actor: Principal, current: str, *, db_session: Session, counts: bool = True
+) -> list[NavItem]:
+    items = []
+    for href, label, permission, workbench in NAV:
+        if not allows(permission, actor.role):
+            continue
+        count = None
+        if counts and workbench:
+            first = queues(workbench)[0]
+            count = queue_count(first, actor=actor, db_session=db_session) or None
+        active = current == href or (current.startswith(href + "/") and href != "/console")
+        items.append(NavItem(href, label, active, count))
+    return items
+
+
+# ---- the ticket page ---------------------------------------------------------------------
+
+
+@dataclass
+class TicketView:
+    ticket: Ticket
+    facts: TicketFacts
+    deadlines: list[Deadline]
+    actions: list[Action]
+    can_reveal: bool
+    attachments: list[Attachment]
+    suggestion: Suggestion | None = None
+    units: list[Unit] = field(default_factory=list)  # for unit pickers, when a form has one
+    unit_names: dict[str, str] = field(default_factory=dict)  # codes in the timeline
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    unit: str
+    unit_name: str
+    reason: str
+
+
+def ticket_view(ticket_id: int, *, actor: Principal, db_session: Session) -> TicketView:
+    ticket = get_ticket(ticket_id, actor=actor, db_session=db_session)
+    facts = facts_of(ticket)
+    actions = available(facts, actor_of(actor, db_session=db_session))
+    if not allows("tickets.act", actor.role):
+        actions = []
+    view = TicketView(
+        ticket=ticket,
+        facts=facts,
+        deadlines=ticket_deadlines(ticket, db_session=db_session, now=utcnow()),
+        actions=actions,
+        can_reveal=actor.sees_identity(
+            confidential=ticket.requester_confidential, lead_unit_id=ticket.lead_unit_id
+        ),
+        attachments=list(
+            db_session.scalars(select(Attachment).where(Attachment.ticket_id == ticket.id))
+        ),
+    )
+    view.unit_names = unit_names_for(ticket, db_session=db_session)
+    pickers = {"unit", "units"}
+    if any(f.kind in pickers for a in actions for f in a.fields):
+        view.units = handling_units(db_session=db_session)
+    if any(a.name == "dispatch" for a in actions):
+        view.suggestion = suggest_lead(ticket, db_session=db_session)
+    return view
+
+
+def handling_units(*, db_session: Session) -> list[Unit]:
+    """Every unit a ticket can be sent to, streets first, then departments and companies."""
+    order = {"street": 0, "district": 1, "department": 2, "company": 3, "community": 4}
+    units = db_session.scalars(
+        select(Unit).where(Unit.active, Unit.kind != "city").order_by(Unit.code)
+    ).all()
+    return sorted(units, key=lambda u: (order.get(u.kind, 9), u.code))
+
+
+def suggest_lead(ticket: Ticket, *, db_session: Session) -> Suggestion | None:
+    """The dispatch catalogue's lead for this ticket's category and place, with its reason."""
+    if ticket.category is None:
+        return None
+    district = ticket.district.code if ticket.district else None
+    street = ticket.street.code if ticket.street else None
+    route = load_catalogue(db_session=db_session).route(ticket.category.code, district, street)
+    if route is None:
+        return None
+    name = db_session.scalar(select(Unit.name).where(Unit.code == route.unit))
+    return Suggestion(route.unit, name or route.unit, route.reason)
+
+
+# ---- forms ------------------------------------------------------------------------------
+
+
+class FormValues(Mapping[str, list[str]]):
+    """An HTML form as name → every value sent under it."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._d: dict[str, list[str]] = {}
+        for k, v in items:
+            self._d.setdefault(k, []).append(v)
+
+    def __getitem__(self, key: str) -> list[str]:
+        return self._d[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def items_list(self) -> list[tuple[str, str]]:
+        return [(k, v) for k, vs in self._d.items() for v in vs]
+
+    def first(self, key: str, default: str = "") -> str:
+        values = self._d.get(key)
+        return values[0].strip() if values else default
+
+
+def form_to_fields(action: Action, form: FormValues) -> dict[str, Any]:
+    """An action form's values as the lifecycle table's typed fields. Nothing is validated
+    here beyond the shape: `decide()` gives the same answers as for the API."""
+    data: dict[str, Any] = {}
+    for f in action.fields:
+        values = [v.strip() for v in form.get(f.name, []) if v.strip()]
+        if f.kind == "units":
+            if values:
+                data[f.name] = [v.split()[0] for v in values]
+            continue
+        if not values:
+            continue
+        value = values[0]
+        if f.kind == "bool":
+            data[f.name] = {"true": True, "false": False}.get(value, value)
+        elif f.kind == "int":
+            data[f.name] = int(value) if value.lstrip("-").isdigit() else value
+        elif f.kind == "unit":
+            data[f.name] = value.split()[0]
+        else:
+            data[f.name] = value
+    return data
+
+
+def categories(*, db_session: Session) -> list[Category]:
+    return list(db_session.scalars(select(Category).where(Category.active).order_by(Category.code)))
+
+
+def earlier_tickets(phone: str, *, actor: Principal, db_session: Session) -> list[Ticket]:
+    """The caller's earlier tickets (the agent's screen when a call comes in)."""
+    rows, _ = list_tickets(
+        TicketFilter(phone=phone), actor=actor, db_session=db_session, page=1, page_size=10
+    )
+    return rows
+
+
+def count_tickets(*, db_session: Session) -> int:
+    return db_session.scalar(select(func.count()).select_from(Ticket)) or 0
+
+
+# ---- the timeline, readable ----------------------------------------------------------------
+
+EXTRA_LABELS = {"receive": "受理", "rate": "市民评价", "escalate": "提级"}
+BOOL_WORDS = {
+    "approved": ("同意", "不同意"),
+    "passed": ("审核通过", "退回重办"),
+    "reached": ("已接通", "未接通"),
+    "solved": ("已解决", "未解决"),
+}
+
+
+def action_label(name: str) -> str:
+    action = BY_NAME.get(name)
+    return action.label if action else EXTRA_LABELS.get(name, name)
+
+
+def event_lines(event: Any, unit_names: Mapping[str, str]) -> list[str]:
+    """An event's note and fields as short Chinese lines (codes shown by their names)."""
+    action = BY_NAME.get(event.action)
+    data = event.data or {}
+    lines = []
+    if event.action == "receive" and data.get("channel"):
+        lines.append(f"渠道：{CHANNEL_NAMES.get(data['channel'], data['channel'])}")
+    for f in action.fields if action else ():
+        if f.name == "note" or f.name not in data or data[f.name] in (None, "", []):
+            continue
+        value = data[f.name]
+        if f.kind == "bool":
+            yes, no = BOOL_WORDS.get(f.name, ("是", "否"))
+            text = yes if value else no
+        elif f.kind == "choice" and f.choices:
+            text = f.choices.get(value, str(value))
+        elif f.kind == "unit":
+            text = unit_names.get(value, str(value))
+        elif f.kind == "units":
+            text = "、".join(unit_names.get(v, v) for v in value)
+        else:
+            text = str(value)
+        lines.append(f"{f.label}：{text}")
+    if event.action == "escalate" and data.get("to"):
+        lines.append(f"提级至：{unit_names.get(data['to'], data['to'])}")
+    if event.note:
+        lines.append(event.note)
+    return lines
+
+
+def unit_names_for(ticket: Ticket, *, db_session: Session) -> dict[str, str]:
+    codes: set[str] = {a.unit.code for a in ticket.assignments}
+    for e in ticket.events:
+        for key in ("lead", "to", "from"):
+            if isinstance((e.data or {}).get(key), str):
+                codes.add(e.data[key])
+        for key in ("co_handlers", "units"):
+            codes.update(v for v in (e.data or {}).get(key) or [] if isinstance(v, str))
+    if not codes:
+        return {}
+    return dict(
+        db_session.execute(select(Unit.code, Unit.name).where(Unit.code.in_(codes))).tuples()
+    )

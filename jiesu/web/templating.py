@@ -1,0 +1,159 @@
+"""Server-rendered pages: one Jinja2 environment, the interface's Chinese labels, display filters.
+
+Autoescaping is on for every template: any text a user typed is escaped wherever it is shown
+(a test plants `<script>` in every field). Labels for codes (channels, roles, unit kinds, states,
+phases) live here, in one catalogue, so that no page shows a raw code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+
+from jiesu import __version__
+from jiesu.org.models import ROLE_NAMES
+from jiesu.settings import city_tz
+from jiesu.tickets.lifecycle import SATISFACTION, STATES
+from jiesu.timelimits.deadlines import PHASE_NAMES
+from jiesu.web.labels import (
+    ASSIGNMENT_ROLE_NAMES,
+    AUDIT_ACTIONS,
+    CHANNEL_NAMES,
+    CHOICE_LABELS,
+    END_REASONS,
+    REQUEST_TYPE_NAMES,
+    UNIT_KIND_NAMES,
+)
+
+PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def zh(message: str | None) -> str:
+    """The Chinese half of a bilingual "中文 / English" message (what the interface shows)."""
+    if not message:
+        return ""
+    return message.split(" / ", 1)[0]
+
+
+def local(t: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if t is None:
+        return ""
+    return t.astimezone(city_tz()).strftime(fmt)
+
+
+def short_time(t: datetime | None) -> str:
+    """Today: 14:05; this year: 11-21 14:05; else the full date."""
+    if t is None:
+        return ""
+    here, now = t.astimezone(city_tz()), datetime.now(city_tz())
+    if here.date() == now.date():
+        return here.strftime("%H:%M")
+    if here.year == now.year:
+        return here.strftime("%m-%d %H:%M")
+    return here.strftime("%Y-%m-%d %H:%M")
+
+
+def remaining(seconds: float | None) -> str:
+    """A readable countdown: 剩 2天3小时 / 剩 45分钟 / 超期 1天2小时."""
+    if seconds is None:
+        return ""
+    late = seconds < 0
+    s = int(abs(seconds))
+    days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if days:
+        text = f"{days}天{hours}小时"
+    elif hours:
+        text = f"{hours}小时{minutes}分"
+    else:
+        text = f"{max(minutes, 1)}分钟"
+    return ("超期 " if late else "剩 ") + text
+
+
+def urgency_class(progress: float | None, overdue: bool = False) -> str:
+    """Colour by how much of the limit is used: green, amber, red (80% warns), dark red."""
+    if overdue:
+        return "dl-over"
+    if progress is None:
+        return "dl-none"
+    if progress >= 0.8:
+        return "dl-warn"
+    if progress >= 0.5:
+        return "dl-mid"
+    return "dl-ok"
+
+
+def _env() -> Environment:
+    loader = ChoiceLoader(
+        [
+            FileSystemLoader(PACKAGE / "web" / "templates"),
+            FileSystemLoader(PACKAGE / "console" / "templates"),
+            FileSystemLoader(PACKAGE / "portal" / "templates"),
+        ]
+    )
+    env = Environment(loader=loader, autoescape=select_autoescape(default=True), auto_reload=False)
+    env.filters.update(
+        local=local,
+        short_time=short_time,
+        remaining=remaining,
+        zh=zh,
+        urgency=urgency_class,
+        status_name=lambda s: STATES.get(s, s),
+        channel_name=lambda c: CHANNEL_NAMES.get(c, c),
+        role_name=lambda r: ROLE_NAMES.get(r, r),
+        kind_name=lambda k: UNIT_KIND_NAMES.get(k, k),
+        phase_name=lambda p: PHASE_NAMES.get(p, p),
+        type_name=lambda t: REQUEST_TYPE_NAMES.get(t, t or ""),
+        assignment_role=lambda r: ASSIGNMENT_ROLE_NAMES.get(r, r),
+        end_reason=lambda r: END_REASONS.get(r, r or ""),
+        audit_action=lambda a: AUDIT_ACTIONS.get(a, a),
+    )
+    env.globals.update(
+        version=__version__,
+        STATES=STATES,
+        CHANNEL_NAMES=CHANNEL_NAMES,
+        ROLE_NAMES=ROLE_NAMES,
+        UNIT_KIND_NAMES=UNIT_KIND_NAMES,
+        REQUEST_TYPE_NAMES=REQUEST_TYPE_NAMES,
+        CHOICE_LABELS=CHOICE_LABELS,
+        SATISFACTION=SATISFACTION,
+    )
+    return env
+
+
+templates = Jinja2Templates(env=_env())
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
+    """Render a page; a first visit also gets its double-submit CSRF cookie here."""
+    from jiesu.web.deps import CSRF_COOKIE, csrf_token
+
+    ctx = {"request": request, "csrf_token": csrf_token(request), **(context or {})}
+    response = templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    new = getattr(request.state, "new_csrf", None)
+    if new:
+        response.set_cookie(
+            CSRF_COOKIE, new, httponly=True, samesite="strict", secure=secure_cookies(request)
+        )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def secure_cookies(request: Request) -> bool:
+    """Secure cookies over HTTPS (directly or behind a proxy that says so)."""
+    import os
+
+    setting = os.environ.get("JIESU_COOKIE_SECURE", "auto")
+    if setting in ("1", "true", "yes"):
+        return True
+    if setting in ("0", "false", "no"):
+        return False
+    forwarded = request.headers.get("x-forwarded-proto", "")
+    return request.url.scheme == "https" or forwarded == "https"
