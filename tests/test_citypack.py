@@ -353,7 +353,7 @@ def test_loading_the_tiny_pack_creates_every_row(empty_db: Database) -> None:
             (Category, 8),
             (RequestType, 6),
             (DispatchRule, 4),
-            (User, 10),
+            (User, 11),
             (CalendarOverride, 1),
             (CitySetting, 1),
         ):
