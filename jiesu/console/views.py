@@ -23,11 +23,11 @@ from jiesu.access.policy import Principal
 from jiesu.auth.service import audit, change_password, issue, revoke_token, sign_in
 from jiesu.console.service import (
     PAGE_SIZE,
-    action_label,
-    event_lines,
     FormValues,
+    action_label,
     categories,
     earlier_tickets,
+    event_lines,
     form_to_fields,
     handling_units,
     navigation,
@@ -406,6 +406,7 @@ def _intake_context(
     return frame(
         request, actor, session, title="受理登记", categories=categories(db_session=session),
         streets=[u for u in units if u.kind == "street"], units=units, form=more.pop("form", {}),
+        ACTIONS_BY_NAME=BY_NAME, phone="", rows=[], valid=True,
         **more,
     )  # fmt: skip
 

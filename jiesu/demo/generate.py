@@ -123,6 +123,8 @@ def load_context(db: Database, pack_dir: Path) -> Context:
     by_role: dict[str, list[int]] = {}
     handlers: dict[int, list[int]] = {}
     for user in users:
+        if user.password_hash is None:  # system accounts (the portal) take no part in stories
+            continue
         by_role.setdefault(user.role, []).append(user.id)
         if user.role in ("handler", "unit_admin"):
             handlers.setdefault(user.unit_id, []).append(user.id)
@@ -138,6 +140,7 @@ def load_context(db: Database, pack_dir: Path) -> Context:
         categories=choices,
         catalogue=catalogue,
         unit_ids={u.code: u.id for u in units},
+        unit_codes={u.id: u.code for u in units},
         tiers=tiers,
         clocks=Clocks(WorkCalendar(overrides), city_tz()),
         texts=bank,

@@ -133,6 +133,7 @@ class Context:
     categories: list[CategoryChoice]
     catalogue: Catalogue
     unit_ids: dict[str, int]
+    unit_codes: dict[int, str]
     tiers: dict[str, dict[str, Duration]]
     clocks: Clocks
     texts: TextBank
@@ -359,6 +360,10 @@ class _Walk:
             note = "退单审核通过后改派"
         return ctx.unit_ids[code], note
 
+    def code_of(self, unit_id: int) -> str:
+        """Events name units by code, as the API writes them."""
+        return self.ctx.unit_codes[unit_id]
+
     def dispatch(
         self, unit_id: int, note: str, *, round_: int, action: str = "dispatch"
     ) -> dict[str, Any]:
@@ -367,7 +372,7 @@ class _Walk:
         at = self.later(*delay)
         due = self.due(at)
         self.ev(action, at, self.sc_user(ctx.dispatchers), ctx.service_centre_id, "dispatched",
-                note=note, data={"lead": unit_id, "co_handlers": [], "round": round_,
+                note=note, data={"lead": self.code_of(unit_id), "co_handlers": [], "round": round_,
                                  "due_at": due.isoformat()})  # fmt: skip
         ticket["lead_unit_id"], ticket["due_at"], ticket["round"] = unit_id, due, round_
         assignment = {
@@ -415,7 +420,7 @@ class _Walk:
                     data={"approved": approved})  # fmt: skip
             if approved:
                 self.end(a, "returned")
-                code = next(c for c, i in ctx.unit_ids.items() if i == unit_id)
+                code = self.code_of(unit_id)
                 unit_id, note = self.lead_for(exclude=code)
                 a = self.dispatch(unit_id, note, round_=1, action="dispatch")
         for round_ in (1, 2, 3):

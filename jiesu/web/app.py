@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,10 +30,10 @@ from jiesu.console.views import router as console_router
 from jiesu.db.engine import Database
 from jiesu.errors import DomainError
 from jiesu.org.views import router as org_router
+from jiesu.portal.views import router as portal_router
 from jiesu.settings import city_tz, get_settings
 from jiesu.taxonomy.service import calendar_warnings
 from jiesu.taxonomy.views import router as taxonomy_router
-from jiesu.portal.views import router as portal_router
 from jiesu.tickets.views import router as tickets_router
 from jiesu.web.deps import LoginRequired
 
@@ -41,6 +41,8 @@ log = logging.getLogger("jiesu.web")
 
 MAX_BODY_BYTES = 256 * 1024
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Paths that take more: the portal's form with up to 3 photos of 2 MB each.
+LARGER_BODIES = {"/portal/submit": 7 * 1024 * 1024}
 
 
 # A NUL in text: PostgreSQL refuses it (a 500 if it got that far), SQLite would store it.
@@ -56,19 +58,23 @@ class InputGuard:
     - a NUL character in the query string or the body: 422.
     """
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        self.app, self.limit = app, limit
+    def __init__(
+        self, app: ASGIApp, limit: int = MAX_BODY_BYTES, larger: dict[str, int] | None = None
+    ) -> None:
+        self.app, self.default = app, limit
+        self.larger = larger if larger is not None else LARGER_BODIES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.default)
         if _NUL_IN_QUERY.search(scope.get("query_string", b"")):
             await _nul_answer("query")(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(self.limit)(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(limit)(scope, receive, send)
             return
         chunks, size, more = [], 0, True
         while more:
@@ -77,8 +83,8 @@ class InputGuard:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                await _too_large(self.limit)(scope, receive, send)
+            if size > limit:
+                await _too_large(limit)(scope, receive, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
