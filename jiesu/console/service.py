@@ -258,7 +258,7 @@ def count_tickets(*, db_session: Session) -> int:
 EXTRA_LABELS = {"receive": "受理", "rate": "市民评价", "escalate": "提级"}
 BOOL_WORDS = {
     "approved": ("同意", "不同意"),
-    "passed": ("审核通过", "退回重办"),
+    "passed": ("通过", "退回重办"),
     "reached": ("已接通", "未接通"),
     "solved": ("已解决", "未解决"),
 }

@@ -24,7 +24,7 @@ import os
 import re
 import secrets
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -392,7 +392,6 @@ class Progress:
     solved: bool | None = None
     satisfaction: str | None = None
     photos: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def _path(ticket: Ticket) -> str:

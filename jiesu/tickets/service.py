@@ -257,7 +257,7 @@ class TicketFilter:
 
 
 SORTS = ("-created", "created", "due", "-updated")
-OPEN_STATES = ("received", "pending_dispatch", "dispatched", "accepted", "replied", "audited")
+IN_UNIT_STATES = ("dispatched", "accepted")
 
 
 def _waiting(kind: str) -> Any:
@@ -327,11 +327,14 @@ def list_tickets(
     if f.waiting:
         stmt = stmt.where(Ticket.status.in_(("dispatched", "accepted")), _waiting(f.waiting))
     now = utcnow()
+    # Overdue and due-soon concern the work still in a unit's hands (a reply stops the clock).
     if f.overdue:
-        stmt = stmt.where(Ticket.status.in_(OPEN_STATES), Ticket.due_at < now)
+        stmt = stmt.where(Ticket.status.in_(IN_UNIT_STATES), Ticket.due_at < now)
     if f.due_within is not None:
         stmt = stmt.where(
-            Ticket.status.in_(OPEN_STATES), Ticket.due_at >= now, Ticket.due_at < now + f.due_within
+            Ticket.status.in_(IN_UNIT_STATES),
+            Ticket.due_at >= now,
+            Ticket.due_at < now + f.due_within,
         )
     if f.supervised:
         stmt = stmt.where(Ticket.id.in_(select(Event.ticket_id).where(Event.action == "supervise")))
