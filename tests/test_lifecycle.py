@@ -68,6 +68,7 @@ LEGAL: dict[str, tuple[Actor, dict[str, Any], dict[str, Any]]] = {
     "reply": (actor("handler", STREET), {}, {"result": "solved", "content": "已到现场维修完毕并回复"}),
     "audit": (actor("dispatcher"), {}, {"passed": True}),
     "evaluate": (actor("callback_agent"), {}, {"reached": True, "solved": True, "satisfaction": "satisfied"}),
+    "rate": (actor("citizen"), {}, {"solved": False, "satisfaction": "dissatisfied"}),
     "reopen": (actor("callback_agent"), {}, {"note": "诉求人反映未解决"}),
     "escalate": (actor("supervisor"), {}, {"reason": "超出街道事权"}),
     "urge": (actor("supervisor"), {}, {"note": "请加快办理"}),

@@ -107,7 +107,8 @@ DONE_MESSAGES = {
 
 def _safe_next(target: str | None) -> str | None:
     """Only a path on this site: never an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+    # Browsers read "\\" as "/": "/\\evil.example" would leave the site like "//evil.example".
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
     parts = urlsplit(target)
     return None if parts.scheme or parts.netloc else target

@@ -1,0 +1,203 @@
+"""Helpers for the real-browser tests: Debian's Chromium, the app served by uvicorn, the demo city.
+
+Playwright drives /usr/bin/chromium (never a browser downloaded by `playwright install`). The app
+runs in a background thread on a free port below 32768, on a fresh SQLite file with the Beijing
+demo pack and a small generated history, so the lists have something to show.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from jiesu.citypack.load import load_pack
+from jiesu.citypack.parse import read_pack
+from jiesu.db.engine import Database
+from jiesu.db.migrate import upgrade
+from jiesu.demo.generate import DEFAULT_PACK, generate
+from jiesu.web.app import create_app
+
+CHROMIUM = Path(os.environ.get("JIESU_CHROMIUM", "/usr/bin/chromium"))
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--lang=zh-CN",
+]
+DESKTOP = {"width": 1400, "height": 900}
+MOBILE = {"width": 390, "height": 844}
+DEMO_PASSWORD = "demo12345"  # every Beijing demo user's
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TIMEOUT_MS = 15_000
+
+
+def require_chromium() -> None:
+    """Skip (or, with CI=true, fail) when Debian's Chromium is not installed."""
+    if CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK):
+        return
+    message = f"Chromium is not installed at {CHROMIUM}"
+    if IN_CI:
+        pytest.fail(
+            f"{message}: CI=true makes the browser tests mandatory "
+            "(apt-get install chromium fonts-noto-cjk; .ci/run does)",
+            pytrace=False,
+        )
+    pytest.skip(f"{message}; `apt-get install chromium fonts-noto-cjk` to run the browser tests")
+
+
+# ---- the demo city ---------------------------------------------------------------------------
+
+
+def demo_database(path: Path, *, days: int = 3, per_day: int = 200) -> str:
+    """A fresh SQLite file: migrated, the Beijing pack loaded, `days` of generated history."""
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    db = Database(url)
+    try:
+        with db.write() as session:
+            load_pack(read_pack(DEFAULT_PACK), db_session=session)
+        generate(db, days=days, per_day=per_day, pack_dir=DEFAULT_PACK)
+    finally:
+        db.dispose()
+    return url
+
+
+# ---- the live server -------------------------------------------------------------------------
+
+
+def free_port(low: int = 20000, high: int = 32000) -> int:
+    """A port nobody listens on, below the ephemeral range (so it is not taken meanwhile)."""
+    start = low + (os.getpid() * 7919 + int(time.time() * 1000)) % (high - low)
+    for offset in range(high - low):
+        port = low + (start - low + offset) % (high - low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}–{high}")
+
+
+@dataclass
+class LiveServer:
+    url: str  # http://127.0.0.1:PORT
+    db: Database
+
+
+@contextmanager
+def live_server(database_url: str) -> Iterator[LiveServer]:
+    """The real app under uvicorn in a background thread, until the block ends."""
+    db = Database(database_url)
+    port = free_port()
+    config = uvicorn.Config(
+        app=create_app(db), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="jiesu-live-server", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the app did not answer {base}/healthz")
+        time.sleep(0.05)
+    try:
+        yield LiveServer(base, db)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        db.dispose()
+
+
+# ---- pages -----------------------------------------------------------------------------------
+
+
+def login(page: Any, base: str, username: str, password: str = DEMO_PASSWORD) -> None:
+    """Sign in through the form; the page ends on the user's workbench."""
+    page.goto(base + "/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    with page.expect_navigation():
+        page.click("form[action='/login'] button[type=submit]")
+    assert "/login" not in page.url, f"{username} could not sign in: {page.inner_text('body')}"
+
+
+def ticket_id_of(page: Any) -> int:
+    """The id in the current /console/tickets/{id} address."""
+    match = re.search(r"/console/tickets/(\d+)", page.url)
+    assert match, page.url
+    return int(match.group(1))
+
+
+def flash_text(page: Any) -> str:
+    """The page's flash message, ok or error ('' when none)."""
+    flash = page.locator(".flash")
+    return flash.first.inner_text().strip() if flash.count() else ""
+
+
+def act(page: Any, action: str, fields: dict[str, Any] | None = None) -> None:
+    """Open `<details id=act-ACTION>` on a ticket page, fill its fields and submit it.
+
+    Values: True/False pick a bool radio; a str fills a text box or picks a <select> option by
+    value; an int fills a number box. The page is left on whatever the app answered.
+    """
+    details = page.locator(f"#act-{action}")
+    assert details.count(), f"no action {action!r} offered here: {available_actions(page)}"
+    if details.get_attribute("open") is None:
+        details.locator("summary").click()
+    form = details.locator("form")
+    for name, value in (fields or {}).items():
+        if isinstance(value, bool):
+            form.locator(f"input[type=radio][name={name}][value={str(value).lower()}]").check()
+            continue
+        box = form.locator(f"#{action}-{name}")
+        tag = box.evaluate("el => el.tagName.toLowerCase()")
+        if tag == "select":
+            box.select_option(str(value))
+        else:
+            box.fill(str(value))
+    with page.expect_navigation():
+        form.locator("button[type=submit]").click()
+
+
+def available_actions(page: Any) -> list[str]:
+    ids = page.locator("#actions details").evaluate_all("els => els.map(e => e.id)")
+    return [i.removeprefix("act-") for i in ids]
+
+
+def done(page: Any, label: str) -> None:
+    """Assert the action went through: the green flash naming it, no error."""
+    assert not page.locator(".flash-error").count(), flash_text(page)
+    ok = page.locator(".flash-ok")
+    assert ok.count(), f"no confirmation after {label}: {page.url}"
+    assert ok.first.inner_text().strip() == f"已完成：{label}"
+
+
+def status_of(page: Any) -> str:
+    """The status code of the ticket page's chip (`st-<status>`)."""
+    chip = page.locator("h1 ~ .chip[class*='st-']").first
+    classes = chip.get_attribute("class") or ""
+    match = re.search(r"\bst-(\w+)", classes)
+    assert match, classes
+    return match.group(1)

@@ -1,0 +1,152 @@
+"""The console's pure pieces: possible actions, form → fields, countdown text and colour,
+safe redirects, bilingual messages, the deadline a list shows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from test_lifecycle import CENTRE, OTHER_STREET, STREET, actor, facts
+
+from jiesu.console.service import FormValues, form_to_fields
+from jiesu.console.views import _safe_next, row_deadline
+from jiesu.tickets.lifecycle import ACTIONS, BY_NAME, available, decide
+from jiesu.timelimits.deadlines import Deadline
+from jiesu.web.templating import remaining, urgency_class, zh
+
+
+def names(actions: list) -> set[str]:  # type: ignore[type-arg]
+    return {a.name for a in actions}
+
+
+def test_a_dispatcher_is_offered_dispatch_on_a_received_ticket() -> None:
+    offered = names(available(facts("received", lead=None, lead_path=None), actor("dispatcher")))
+    assert {"dispatch", "transfer", "reject", "merge", "recategorize"} <= offered
+    assert "accept" not in offered and "answer" not in offered  # answer is the agent's
+
+
+def test_the_lead_street_is_offered_its_work_and_another_street_nothing() -> None:
+    f = facts("accepted", accepted=frozenset({STREET}))
+    assert {"contact", "reply", "request_return", "request_extension", "whistle", "suspend"} <= (
+        names(available(f, actor("handler", STREET)))
+    )
+    assert names(available(f, actor("handler", OTHER_STREET))) == set()
+
+
+def test_a_waiting_return_hides_a_second_request_and_offers_the_review() -> None:
+    f = facts("accepted", return_pending=True)
+    assert "request_return" not in names(available(f, actor("handler", STREET)))
+    assert "review_return" in names(available(f, actor("dispatcher")))
+
+
+def test_only_a_citizen_is_offered_rate() -> None:
+    for role in ("callback_agent", "admin", "agent", "dispatcher"):
+        assert "rate" not in names(available(facts("audited"), actor(role)))
+    assert names(available(facts("audited"), actor("citizen"))) == {"rate"}
+
+
+@pytest.mark.parametrize("status", ["received", "dispatched", "accepted", "replied", "audited"])
+@pytest.mark.parametrize("role", ["agent", "dispatcher", "callback_agent", "supervisor", "admin"])
+def test_every_offered_action_passes_role_relation_and_state(status: str, role: str) -> None:
+    """What the page offers is what decide() lets through (fields aside)."""
+    f = facts(status, promise_pending=False)
+    who = actor(role, CENTRE)
+    for action in available(f, who):
+        try:
+            decide(action.name, f, who, {})
+        except Exception as exc:  # only field errors (422) may remain
+            assert getattr(exc, "status", None) in (422, 409), (action.name, exc)
+
+
+def test_form_values_become_typed_fields() -> None:
+    form = FormValues([("approved", "true"), ("days", "5"), ("note", " 同意 ")])
+    assert form_to_fields(BY_NAME["review_extension"], form) == {
+        "approved": True,
+        "days": 5,
+        "note": "同意",
+    }
+
+
+def test_a_unit_picked_from_the_list_keeps_only_its_code() -> None:
+    form = FormValues([("lead", "110101001 东华门街道"), ("co_handlers", "A1"),
+                       ("co_handlers", ""), ("co_handlers", "B2")])  # fmt: skip
+    assert form_to_fields(BY_NAME["dispatch"], form) == {"lead": "110101001",
+                                                         "co_handlers": ["A1", "B2"]}  # fmt: skip
+
+
+def test_empty_and_unknown_inputs_are_left_for_the_lifecycle_to_refuse() -> None:
+    form = FormValues([("approved", "maybe"), ("days", "五"), ("stray", "x"), ("note", "")])
+    fields = form_to_fields(BY_NAME["review_extension"], form)
+    assert fields == {"approved": "maybe", "days": "五"}
+    with pytest.raises(Exception) as refused:
+        decide("review_extension", facts("accepted", extension_pending=True),
+               actor("dispatcher"), fields)  # fmt: skip
+    assert getattr(refused.value, "status", None) == 422
+
+
+def test_every_action_field_kind_is_handled_by_the_form_converter() -> None:
+    kinds = {f.kind for a in ACTIONS for f in a.fields}
+    assert kinds <= {"text", "bool", "choice", "unit", "units", "int", "ticket"}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (3 * 86400 + 2 * 3600 + 59, "剩 3天2小时"),
+        (5 * 3600 + 7 * 60, "剩 5小时7分"),
+        (42 * 60, "剩 42分钟"),
+        (10, "剩 1分钟"),
+        (-(86400 + 3600), "超期 1天1小时"),
+    ],
+)
+def test_countdown_text(seconds: float, text: str) -> None:
+    assert remaining(seconds) == text
+
+
+def test_colour_by_how_much_of_the_limit_is_used() -> None:
+    assert urgency_class(0.1) == "dl-ok"
+    assert urgency_class(0.5) == "dl-mid"
+    assert urgency_class(0.8) == "dl-warn"  # the worker warns at 80% too
+    assert urgency_class(0.99, overdue=True) == "dl-over"
+    assert urgency_class(None) == "dl-none"
+
+
+@pytest.mark.parametrize(
+    ("target", "safe"),
+    [
+        ("/console/inbox", "/console/inbox"),
+        ("/console/tickets?status=accepted", "/console/tickets?status=accepted"),
+        ("//evil.example/x", None),
+        ("https://evil.example/", None),
+        ("/\\evil.example", None),  # browsers read the backslash as a slash
+        ("javascript:alert(1)", None),
+        (None, None),
+    ],
+)
+def test_after_sign_in_only_a_path_on_this_site_is_followed(
+    target: str | None, safe: str | None
+) -> None:
+    assert _safe_next(target) == safe
+
+
+def test_the_interface_shows_the_chinese_half_of_a_message() -> None:
+    assert zh("工单已关闭 / the ticket is closed") == "工单已关闭"
+    assert zh("只有中文") == "只有中文"
+    assert zh(None) == ""
+
+
+def _deadline(phase: str, unit: str | None, due_in_h: float, met: bool = False) -> Deadline:
+    now = datetime(2026, 11, 20, 9, tzinfo=UTC)
+    return Deadline(
+        phase=phase, unit=unit, limit=None, start=now, due=now + timedelta(hours=due_in_h),  # type: ignore[arg-type]
+        met_at=now if met else None, remaining_seconds=due_in_h * 3600, progress=0.1,
+        paused=False,
+    )  # fmt: skip
+
+
+def test_a_list_shows_the_soonest_open_deadline_of_the_readers_unit_first() -> None:
+    ds = [_deadline("accept", "S1", 1, met=True), _deadline("complete", "S1", 50),
+          _deadline("report", "D9", 0.5)]  # fmt: skip
+    assert row_deadline(ds, "S1").phase == "complete"  # type: ignore[union-attr]
+    assert row_deadline(ds, "X").phase == "report"  # type: ignore[union-attr]
+    assert row_deadline([_deadline("accept", "S1", 1, met=True)]) is None
