@@ -394,8 +394,10 @@ def main() -> int:
           f"requests per page (after {args.warmup} warm-up), median of the runs' p95")  # fmt: skip
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        # A kept SQLite database must outlive the temporary directory.
+        place = Path(tempfile.mkdtemp(prefix="jiesu-bench-")) if args.keep else Path(tmp)
         for backend in backends:
-            info = bench_backend(backend, args, Path(tmp))
+            info = bench_backend(backend, args, place)
             print_table(info)
             results.append(info)
     print(json.dumps({"machine": machine, "args": vars(args), "results": results},

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -201,3 +202,41 @@ def status_of(page: Any) -> str:
     match = re.search(r"\bst-(\w+)", classes)
     assert match, classes
     return match.group(1)
+
+
+# ---- the API, for setting the scene --------------------------------------------------------
+
+
+class Api:
+    """The live server's JSON API as the demo users, for the steps a test is not about."""
+
+    def __init__(self, base: str) -> None:
+        self.client = httpx.Client(base_url=base, timeout=30)
+        self.tokens: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _headers(self, username: str) -> dict[str, str]:
+        if username not in self.tokens:
+            r = self.client.post(
+                "/api/v1/auth/token", json={"username": username, "password": DEMO_PASSWORD}
+            )
+            assert r.status_code == 200, r.text
+            self.tokens[username] = r.json()["access_token"]
+        return {"Authorization": f"Bearer {self.tokens[username]}"}
+
+    def create(self, username: str = "agent1", **ticket: Any) -> dict[str, Any]:
+        body = {"channel": "phone", **ticket}
+        r = self.client.post("/api/v1/tickets", json=body, headers=self._headers(username))
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def act(self, username: str, ticket_id: int, action: str, **fields: Any) -> dict[str, Any]:
+        r = self.client.post(
+            f"/api/v1/tickets/{ticket_id}/actions/{action}",
+            json=fields,
+            headers=self._headers(username),
+        )
+        assert r.status_code == 200, f"{action}: {r.status_code} {r.text}"
+        return dict(r.json())

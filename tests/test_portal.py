@@ -60,7 +60,7 @@ def form(**fields: Any) -> dict[str, Any]:
         "request_type": "complain",
         "content": "小区门口的路灯坏了一个多月，晚上出行很不方便，请尽快修复。",
         "title": "路灯不亮",
-        "address": "东一街道幸福小区南门",
+        "address": "幸福小区南门外人行道",
         "name": "张先生",
         "phone": "13800138000",
     }
@@ -183,7 +183,7 @@ def test_submit_creates_a_web_ticket_with_a_tracking_code(client: TestClient, db
         assert ticket.requester_phone == "13800138000"
         assert ticket.requester_name == "张先生" and ticket.requester_confidential is True
         assert ticket.request_type == "complain" and ticket.title == "路灯不亮"
-        assert ticket.address == "东一街道幸福小区南门"
+        assert ticket.address == "幸福小区南门外人行道"
         assert ticket.status == "received" and ticket.version == 1
         events = s.scalars(select(Event).where(Event.ticket_id == ticket.id)).all()
         assert [e.action for e in events] == ["receive"] and events[0].actor_id == portal.id
@@ -230,7 +230,7 @@ def test_invalid_input_rerenders_the_form_in_chinese(
     assert message in r.text
     assert r.headers["content-type"].startswith("text/html")
     assert "小区门口的路灯坏了一个多月" in r.text or "content" in fields  # what was typed stays
-    assert "东一街道幸福小区南门" in r.text
+    assert "幸福小区南门外人行道" in r.text
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Ticket)) == 0
 
@@ -365,7 +365,7 @@ def test_track_shows_the_request_and_its_status(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     assert number in r.text and "已受理" in r.text
     assert "路灯不亮" in r.text and "小区门口的路灯坏了一个多月" in r.text
-    assert "东一街道幸福小区南门" in r.text and "受理时间" in r.text
+    assert "幸福小区南门外人行道" in r.text and "受理时间" in r.text
     assert "评价办理结果" not in r.text
     assert "13800138000" not in r.text  # the requester's phone is not shown back
     for name in STAFF_NAMES:

@@ -17,6 +17,7 @@ from jiesu.access.policy import Principal
 from jiesu.db.base import utcnow
 from jiesu.org.models import Unit
 from jiesu.taxonomy.models import Category
+from jiesu.taxonomy.routing import Catalogue
 from jiesu.taxonomy.service import load_catalogue
 from jiesu.tickets.actions import actor_of, facts_of
 from jiesu.tickets.lifecycle import BY_NAME, Action, TicketFacts, available
@@ -172,13 +173,16 @@ def handling_units(*, db_session: Session) -> list[Unit]:
     return sorted(units, key=lambda u: (order.get(u.kind, 9), u.code))
 
 
-def suggest_lead(ticket: Ticket, *, db_session: Session) -> Suggestion | None:
+def suggest_lead(
+    ticket: Ticket, *, db_session: Session, catalogue: Catalogue | None = None
+) -> Suggestion | None:
     """The dispatch catalogue's lead for this ticket's category and place, with its reason."""
     if ticket.category is None:
         return None
     district = ticket.district.code if ticket.district else None
     street = ticket.street.code if ticket.street else None
-    route = load_catalogue(db_session=db_session).route(ticket.category.code, district, street)
+    catalogue = catalogue or load_catalogue(db_session=db_session)
+    route = catalogue.route(ticket.category.code, district, street)
     if route is None:
         return None
     name = db_session.scalar(select(Unit.name).where(Unit.code == route.unit))

@@ -7,6 +7,8 @@ can do nothing the API would refuse, and answers with the same reasons.
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,12 +34,14 @@ from jiesu.console.service import (
     handling_units,
     navigation,
     queues,
+    suggest_lead,
     ticket_view,
 )
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, DomainError, Invalid, NotFound
 from jiesu.org.models import Unit, User
 from jiesu.settings import get_settings
+from jiesu.taxonomy.service import load_catalogue
 from jiesu.tickets.actions import take_action
 from jiesu.tickets.lifecycle import BY_NAME, STATES
 from jiesu.tickets.models import Attachment
@@ -54,7 +58,8 @@ from jiesu.tickets.service import (
 from jiesu.tickets.shapes import TicketCreate, normalise_phone
 from jiesu.timelimits.deadlines import Deadline
 from jiesu.web.deps import DB, SESSION_COOKIE, ReadSession, check_csrf, client_ip, require_page
-from jiesu.web.templating import render, secure_cookies, zh
+from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES
+from jiesu.web.templating import local, render, secure_cookies, zh
 
 router = APIRouter(include_in_schema=False)
 
@@ -107,7 +112,7 @@ DONE_MESSAGES = {
 
 def _safe_next(target: str | None) -> str | None:
     """Only a path on this site: never an open redirect."""
-    # Browsers read "\\" as "/": "/\\evil.example" would leave the site like "//evil.example".
+    # Browsers read a backslash as a slash: "/" + "\\evil.example" would leave the site.
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
     parts = urlsplit(target)
@@ -204,15 +209,21 @@ def row_deadline(deadlines: list[Deadline], unit_code: str | None = None) -> Dea
     return min(pool, key=lambda d: d.due) if pool else None  # type: ignore[arg-type, return-value]
 
 
-def rows_with_deadlines(tickets: list[Any], actor: Principal, session: Any) -> list[dict[str, Any]]:
+def rows_with_deadlines(
+    tickets: list[Any], actor: Principal, session: Any, *, suggest: bool = False
+) -> list[dict[str, Any]]:
     now = utcnow()
     unit = session.get(Unit, actor.unit_id)
     code = unit.code if unit else None
+    catalogue = load_catalogue(db_session=session) if suggest and tickets else None
     return [
         {
             "t": t,
             "dl": row_deadline(ticket_deadlines(t, db_session=session, now=now), code),
             "requester": masked_requester(t),
+            "suggestion": suggest_lead(t, db_session=session, catalogue=catalogue)
+            if catalogue
+            else None,
         }
         for t in tickets
     ]
@@ -261,6 +272,7 @@ def _list_page(
     title: str,
     base: TicketFilter,
     tabs: list[dict[str, Any]] | None = None,
+    suggest: bool = False,
 ) -> Response:
     user_filter, page_no, args = _filters(request)
     f = _merge(base, user_filter)
@@ -275,7 +287,8 @@ def _list_page(
         "console/list.html",
         frame(
             request, actor, session, title=title, tabs=tabs, rows=rows_with_deadlines(
-                tickets, actor, session), total=total, page=page_no, pages=pages, args=args,
+                tickets, actor, session, suggest=suggest), total=total, suggest=suggest,
+            page=page_no, pages=pages, args=args,
             query=lambda **more: "?" + "&".join(
                 f"{k}={quote(str(v))}" for k, v in {**keep, **more}.items() if v),
             categories=categories(db_session=session), sort=f.sort,
@@ -288,6 +301,40 @@ def ticket_list(request: Request, actor: Reader, session: ReadSession) -> Respon
     return _list_page(request, actor, session, title="工单查询", base=TicketFilter())
 
 
+EXPORT_LIMIT = 10_000
+
+
+@router.get("/console/tickets.csv")
+def ticket_export(request: Request, actor: Reader, session: ReadSession) -> Response:
+    """The search list as CSV (Excel opens it), with the user's filters and permissions and
+    the requester masked as on screen; at most EXPORT_LIMIT rows."""
+    f, _, _ = _filters(request)
+    tickets, total = list_tickets(f, actor=actor, db_session=session, page=1,
+                                  page_size=EXPORT_LIMIT)  # fmt: skip
+    out = io.StringIO()
+    out.write("\ufeff")  # Excel reads UTF-8 with a BOM
+    writer = csv.writer(out)
+    writer.writerow(["工单编号", "标题", "诉求类型", "事项分类", "渠道", "诉求人", "电话",
+                     "地址", "状态", "主办单位", "受理时间", "办结时限"])  # fmt: skip
+    for t in tickets:
+        who = masked_requester(t)
+        writer.writerow([
+            t.number, _cell(t.title), REQUEST_TYPE_NAMES.get(t.request_type or "", ""),
+            t.category.full_name if t.category else "", CHANNEL_NAMES.get(t.channel, t.channel),
+            _cell(who.name or ""), who.phone or "", _cell(t.address or ""),
+            STATES.get(t.status, t.status), t.lead_unit.name if t.lead_unit else "",
+            local(t.created_at), local(t.due_at),
+        ])  # fmt: skip
+    headers = {"Content-Disposition": 'attachment; filename="tickets.csv"',
+               "X-Total-Count": str(total), "Cache-Control": "no-store"}  # fmt: skip
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def _cell(text: str) -> str:
+    """A spreadsheet must not run what a citizen typed: =, +, -, @ start a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def _workbench(
     workbench: str, title: str, request: Request, actor: Principal, session: Any
 ) -> Response:
@@ -295,7 +342,8 @@ def _workbench(
     tab = request.query_params.get("tab") or qs[0].key
     current = next((q for q in qs if q.key == tab), qs[0])
     tabs = [{"href": f"?tab={q.key}", "label": q.label, "active": q is current} for q in qs]
-    return _list_page(request, actor, session, title=title, base=current.filter, tabs=tabs)
+    return _list_page(request, actor, session, title=title, base=current.filter, tabs=tabs,
+                      suggest=workbench == "dispatch" and current.key == "pending")  # fmt: skip
 
 
 @router.get("/console/dispatch", response_class=HTMLResponse)
