@@ -107,7 +107,7 @@ def _section_data(section: str, request: Request, session: Session) -> dict[str,
     if section == "categories":
         return {"rows": session.scalars(select(Category).order_by(Category.code)).all()}
     if section == "catalogue":
-        units = dict(session.execute(select(Unit.id, Unit.name)).tuples().all())
+        units = dict(session.execute(select(Unit.id, Unit.name)).all())
         cats = {c.id: c for c in session.scalars(select(Category))}
         rules = session.scalars(select(DispatchRule).order_by(DispatchRule.id)).all()
         return {"rows": rules, "unit_names": units, "cats": cats}

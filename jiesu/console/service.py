@@ -314,5 +314,5 @@ def unit_names_for(ticket: Ticket, *, db_session: Session) -> dict[str, str]:
     if not codes:
         return {}
     return dict(
-        db_session.execute(select(Unit.code, Unit.name).where(Unit.code.in_(codes))).tuples().all()
+        db_session.execute(select(Unit.code, Unit.name).where(Unit.code.in_(codes))).all()
     )

@@ -54,7 +54,7 @@ def load_catalogue(*, db_session: Session) -> Catalogue:
     infos = {
         u.code: UnitInfo(u.code, u.kind, code_of.get(u.parent_id or -1), u.function) for u in units
     }
-    cat_code = dict(db_session.execute(select(Category.id, Category.code)).tuples().all())
+    cat_code = dict(db_session.execute(select(Category.id, Category.code)).all())
     rules = [
         Rule(
             cat_code[r.category_id],

@@ -1,0 +1,541 @@
+"""Real-browser journeys through the console and the citizen portal (Playwright + Chromium).
+
+The app runs under uvicorn on a fresh SQLite file with the Beijing demo city and three days of
+generated history; Debian's Chromium (/usr/bin/chromium) drives it as a citizen and as the
+demo staff would. Without Chromium the module skips, or fails with CI=true.
+
+The last test saves a screenshot of every workbench: to docs/screenshots/ with
+`JIESU_SCREENSHOTS=1`, to a temporary folder otherwise (so it always checks the pages render).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from jiesu.tickets.models import Ticket
+from tests.browser_support import (
+    CHROMIUM,
+    DESKTOP,
+    LAUNCH_ARGS,
+    MOBILE,
+    TIMEOUT_MS,
+    Api,
+    LiveServer,
+    act,
+    demo_database,
+    done,
+    flash_text,
+    live_server,
+    login,
+    require_chromium,
+    status_of,
+    ticket_id_of,
+)
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+DONGHUAMEN = "110101001"  # 东城区东华门街道
+ZJW = "BJ-ZJW"  # 北京市住房和城乡建设委员会
+STAFF_NAMES = ("马春燕", "刘洋", "杨帆", "王丽娜", "高立新", "北京市民热线服务中心")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+DUE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    require_chromium()
+    url = demo_database(tmp_path_factory.mktemp("browser") / "demo.sqlite3")
+    with live_server(url) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser(site: LiveServer) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def api(site: LiveServer) -> Iterator[Api]:
+    client = Api(site.url)
+    yield client
+    client.close()
+
+
+class People:
+    """One browser context per person (their own cookies), signed in when a username is given."""
+
+    def __init__(self, browser: Any, base: str) -> None:
+        self.browser, self.base = browser, base
+        self.contexts: list[Any] = []
+
+    def __call__(self, username: str | None = None, *, mobile: bool = False) -> Any:
+        context = self.browser.new_context(
+            viewport=MOBILE if mobile else DESKTOP,
+            device_scale_factor=2 if mobile else 1,
+            is_mobile=mobile,
+            has_touch=mobile,
+            locale="zh-CN",
+            timezone_id="Asia/Shanghai",
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        self.contexts.append(context)
+        page = context.new_page()
+        if username:
+            login(page, self.base, username)
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def people(browser: Any, site: LiveServer) -> Iterator[People]:
+    crowd = People(browser, site.url)
+    yield crowd
+    crowd.close()
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def open_from_queue(page: Any, base: str, path: str, number: str) -> None:
+    """Find ticket `number` in a workbench tab (`path` with its ?tab=) and open it."""
+    page.goto(base + path)
+    page.fill("#f-text", number)
+    with page.expect_navigation():
+        page.click("form.filters button[type=submit]")
+    link = page.locator(f"#ticket-list td.num a:text-is('{number}')")
+    assert link.count() == 1, f"{number} is not listed on {path}: {page.inner_text('main')}"
+    with page.expect_navigation():
+        link.click()
+    assert page.locator("h1").first.inner_text().strip() == f"工单 {number}"
+
+
+def due_of(page: Any, phase: str) -> datetime:
+    """The 截止时间 of the deadline row for `phase` (办结, 签收 …) on a ticket page."""
+    cell = page.locator(f"#deadlines tbody tr:has(td:first-child:text-is('{phase}')) td").nth(3)
+    text = cell.inner_text().strip()
+    assert DUE.fullmatch(text), f"{phase}: {text!r}"
+    return datetime.strptime(text, "%Y-%m-%d %H:%M")
+
+
+def portal_submit(page: Any, base: str, **values: str) -> tuple[str, str]:
+    """Submit a request on the portal; the ticket number and tracking code it shows."""
+    page.goto(base + "/portal/submit")
+    page.select_option("#request_type", values.pop("request_type", "complain"))
+    for name, value in values.items():
+        page.fill(f"#{name}", value)
+    with page.expect_navigation():
+        page.click("#submit-form button[type=submit]")
+    assert page.locator("#number").count(), f"not submitted: {flash_text(page)}"
+    number = page.locator("#number").inner_text().strip()
+    code = page.locator("#code").inner_text().strip()
+    assert re.fullmatch(r"\d{13}", number), number
+    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{8}", code), code
+    return number, code
+
+
+def portal_track(page: Any, base: str, number: str, code: str) -> str:
+    """Track a ticket on the portal; the page's visible text."""
+    page.goto(base + "/portal/track")
+    page.fill("#number", number)
+    page.fill("#code", code)
+    with page.expect_navigation():
+        page.click("#track-form button[type=submit]")
+    assert not page.locator(".flash-error").count(), flash_text(page)
+    return str(page.inner_text("body"))
+
+
+def id_of(site: LiveServer, number: str) -> int:
+    with site.db.read() as s:
+        ticket_id = s.scalar(select(Ticket.id).where(Ticket.number == number))
+    assert ticket_id is not None, number
+    return int(ticket_id)
+
+
+def status_in_db(site: LiveServer, ticket_id: int) -> str:
+    with site.db.read() as s:
+        ticket = s.get(Ticket, ticket_id)
+        assert ticket is not None
+        return ticket.status
+
+
+def dispatched_ticket(api: Api, lead: str = DONGHUAMEN, **extra: Any) -> dict[str, Any]:
+    """A phoned-in ticket about 东华门街道, dispatched to `lead` (the scene, via the API)."""
+    ticket = api.create(
+        content=extra.pop("content", "南池子大街12号院门口垃圾桶满溢多日无人清运，气味很大。"),
+        address="东城区东华门街道南池子大街12号院",
+        street=DONGHUAMEN,
+        request_type="complain",
+        category_code="020501",
+        requester=extra.pop("requester", {"name": "王建华", "phone": "13812345678"}),
+        **extra,
+    )
+    api.act("dispatcher1", ticket["id"], "dispatch", lead=lead)
+    return ticket
+
+
+# ---- 1. the whole journey ----------------------------------------------------------------------
+
+CONTENT = "东城区东华门街道南池子大街12号院门口的垃圾桶满溢三天了，一直没人清运，气味很大，请尽快处理。"
+CONTACT_NOTE = "已电话联系诉求人，约定当日下午现场查看"
+REPLY = "经现场核实，已协调环卫所当日清运垃圾并增加清运频次，诉求人表示认可。"
+
+
+def test_citizen_to_callback_whole_journey(site: LiveServer, people: People) -> None:
+    base = site.url
+    # A citizen submits on the portal (phone-sized) and keeps the number and the code.
+    citizen = people(mobile=True)
+    number, code = portal_submit(
+        citizen, base, content=CONTENT, address="东城区东华门街道南池子大街12号院",
+        name="李先生", phone="13812345678",
+    )  # fmt: skip
+    assert citizen.locator("#sent-content").inner_text().strip() == CONTENT
+
+    # The dispatcher finds it in 待派单 and sends it to 东华门街道.
+    dispatcher = people("dispatcher1")
+    assert dispatcher.url.endswith("/console/dispatch")
+    open_from_queue(dispatcher, base, "/console/dispatch?tab=pending", number)
+    ticket_id = ticket_id_of(dispatcher)
+    assert status_of(dispatcher) in ("received", "pending_dispatch")
+    assert dispatcher.locator("#deadlines").count() == 0  # no clock before dispatch
+    act(dispatcher, "dispatch", {"lead": DONGHUAMEN, "note": "属地街道负责环境卫生"})
+    done(dispatcher, "派单")
+    assert status_of(dispatcher) == "dispatched"
+    assert "东华门街道" in dispatcher.locator("#timeline").inner_text()
+
+    # The street's handler sees it in the inbox with a countdown, signs, contacts, replies.
+    handler = people("donghuamen.handler")
+    assert handler.url.endswith("/console/inbox")
+    handler.fill("#f-text", number)
+    with handler.expect_navigation():
+        handler.click("form.filters button[type=submit]")
+    row = handler.locator(f"#ticket-list tbody tr:has(a:text-is('{number}'))")
+    assert row.count() == 1, handler.inner_text("main")
+    countdown = row.locator("[data-due]")
+    assert countdown.count() == 1
+    assert re.search(r"\bdl-(ok|mid|warn|over)\b", countdown.get_attribute("class") or "")
+    assert "剩" in countdown.inner_text() or "超" in countdown.inner_text()
+    with handler.expect_navigation():
+        row.locator(f"a:text-is('{number}')").click()
+    assert ticket_id_of(handler) == ticket_id
+    act(handler, "accept")
+    done(handler, "签收")
+    assert status_of(handler) == "accepted"
+    act(handler, "contact", {"note": CONTACT_NOTE})
+    done(handler, "联系诉求人")
+    act(handler, "reply", {"result": "solved", "content": REPLY})
+    done(handler, "办结反馈")
+    assert status_of(handler) == "replied"
+
+    # The centre checks the reply (办结审核) and passes it.
+    open_from_queue(dispatcher, base, "/console/dispatch?tab=audit", number)
+    assert REPLY in dispatcher.locator("#timeline").inner_text()
+    act(dispatcher, "audit", {"passed": True})
+    done(dispatcher, "审核")
+    assert status_of(dispatcher) == "audited"
+
+    # The callback agent reaches the citizen and records the evaluation.
+    agent = people("callback1")
+    assert agent.url.endswith("/console/callbacks")
+    open_from_queue(agent, base, "/console/callbacks?tab=callback", number)
+    act(agent, "evaluate", {"reached": True, "solved": True, "satisfaction": "satisfied"})
+    done(agent, "回访评价")
+    assert status_of(agent) == "evaluated"
+    assert "已解决 · 满意" in agent.locator("#ticket-content ~ dl").inner_text()
+
+    # The citizen tracks it: the reply and the result, and nobody's name from the staff.
+    text = portal_track(citizen, base, number, code)
+    assert number in text
+    assert REPLY in text
+    assert "已解决" in text
+    assert "满意" in text
+    for hidden in (*STAFF_NAMES, CONTACT_NOTE, "属地街道负责环境卫生"):
+        assert hidden not in text, f"the portal shows {hidden!r}"
+    assert citizen.locator("form[action='/portal/rate']").count() == 0  # already evaluated
+    assert status_in_db(site, ticket_id) == "evaluated"
+
+
+def test_citizen_rates_the_reply_on_the_portal(
+    site: LiveServer, people: People, api: Api
+) -> None:
+    citizen = people(mobile=True)
+    number, code = portal_submit(
+        citizen, site.url, content="东华门街道北池子大街路灯不亮已经一周，晚上出行很不方便。",
+        address="东城区东华门街道北池子大街", phone="13700001111",
+    )  # fmt: skip
+    ticket_id = id_of(site, number)
+    text = portal_track(citizen, site.url, number, code)
+    assert "已受理" in text
+    assert citizen.locator("form[action='/portal/rate']").count() == 0  # nothing to rate yet
+
+    reply = "已安排维修人员更换路灯灯泡，现已恢复照明。"
+    api.act("dispatcher1", ticket_id, "dispatch", lead=DONGHUAMEN)
+    api.act("donghuamen.handler", ticket_id, "accept")
+    api.act("donghuamen.handler", ticket_id, "contact", note="电话联系诉求人核实位置")
+    api.act("donghuamen.handler", ticket_id, "reply", result="solved", content=reply)
+    api.act("dispatcher1", ticket_id, "audit", passed=True)
+
+    text = portal_track(citizen, site.url, number, code)
+    assert reply in text
+    form = citizen.locator("form[action='/portal/rate']")
+    assert form.count() == 1, "no rating form on an audited ticket"
+    form.locator("input[name=solved][value=yes]").check()
+    satisfaction = form.locator("[name=satisfaction]")
+    if satisfaction.first.evaluate("el => el.tagName.toLowerCase()") == "select":
+        satisfaction.select_option("very_satisfied")
+    else:
+        form.locator("input[name=satisfaction][value=very_satisfied]").check()
+    note = form.locator("[name=note]")
+    if note.count():
+        note.fill("处理很及时，谢谢！")
+    with citizen.expect_navigation():
+        form.locator("button[type=submit]").click()
+    assert "感谢您的评价" in flash_text(citizen)
+    assert "非常满意" in citizen.inner_text("body")
+    assert citizen.locator("form[action='/portal/rate']").count() == 0
+    assert status_in_db(site, ticket_id) == "evaluated"
+
+
+# ---- 2. a return -------------------------------------------------------------------------------
+
+
+def test_wrong_unit_returns_and_the_ticket_is_redispatched(
+    site: LiveServer, people: People, api: Api
+) -> None:
+    base = site.url
+    ticket = api.create(
+        content="东华门街道东厂胡同有商户占道经营，堆放杂物影响通行。",
+        address="东城区东华门街道东厂胡同", street=DONGHUAMEN, request_type="complain",
+        requester={"name": "赵女士", "phone": "13600002222"},
+    )  # fmt: skip
+    number = ticket["number"]
+
+    dispatcher = people("dispatcher1")
+    open_from_queue(dispatcher, base, "/console/dispatch?tab=pending", number)
+    act(dispatcher, "dispatch", {"lead": ZJW})
+    done(dispatcher, "派单")
+
+    wrong = people("zjw.handler")
+    open_from_queue(wrong, base, "/console/inbox?tab=todo", number)
+    act(wrong, "request_return", {"reason": "占道经营属街道城管执法职责，非本委职责范围"})
+    done(wrong, "申请退单")
+    assert status_of(wrong) == "dispatched"
+    assert wrong.locator("h1 ~ .chip:text-is('退单待审核')").count() == 1
+
+    open_from_queue(dispatcher, base, "/console/dispatch?tab=returns", number)
+    act(dispatcher, "review_return", {"approved": True, "note": "同意退单，改派属地街道"})
+    done(dispatcher, "审核退单")
+    assert status_of(dispatcher) == "pending_dispatch"
+
+    open_from_queue(dispatcher, base, "/console/dispatch?tab=pending", number)
+    act(dispatcher, "dispatch", {"lead": DONGHUAMEN})
+    done(dispatcher, "派单")
+    assert status_of(dispatcher) == "dispatched"
+    units = dispatcher.locator("section:has(h2:text-is('承办单位')) tbody").inner_text()
+    assert "北京市住房和城乡建设委员会" in units and "东华门街道" in units
+
+    # The street now has it; the department no longer does.
+    street = people("donghuamen.handler")
+    open_from_queue(street, base, "/console/inbox?tab=todo", number)
+    assert "accept" in [d.removeprefix("act-") for d in _action_ids(street)]
+    wrong.goto(f"{base}/console/inbox?tab=todo&text={number}")
+    assert wrong.locator(f"#ticket-list a:text-is('{number}')").count() == 0
+
+
+def _action_ids(page: Any) -> list[str]:
+    return list(page.locator("#actions details").evaluate_all("els => els.map(e => e.id)"))
+
+
+# ---- 3. an extension ---------------------------------------------------------------------------
+
+
+def test_extension_moves_the_completion_deadline(
+    site: LiveServer, people: People, api: Api
+) -> None:
+    base = site.url
+    ticket = dispatched_ticket(api, content="东华门街道某小区外墙脱落需要维修加固，涉及多部门协调。")
+    number = ticket["number"]
+
+    handler = people("donghuamen.handler")
+    open_from_queue(handler, base, "/console/inbox?tab=todo", number)
+    act(handler, "accept")
+    done(handler, "签收")
+    before = due_of(handler, "办结")
+    act(handler, "request_extension", {"days": 5, "reason": "需协调产权单位和施工队，时间较长"})
+    done(handler, "申请延期")
+    assert handler.locator("h1 ~ .chip:text-is('延期待审核')").count() == 1
+
+    dispatcher = people("dispatcher1")
+    open_from_queue(dispatcher, base, "/console/dispatch?tab=extensions", number)
+    act(dispatcher, "review_extension", {"approved": True, "days": 5})
+    done(dispatcher, "审核延期")
+    after = due_of(dispatcher, "办结")
+    assert after > before, (before, after)
+    assert (after - before).days >= 5  # five working days are at least five calendar days
+    assert dispatcher.locator("h1 ~ .chip:text-is('延期待审核')").count() == 0
+
+    handler.reload()
+    assert due_of(handler, "办结") == after
+
+
+# ---- 4. masking --------------------------------------------------------------------------------
+
+
+def test_handler_sees_the_phone_masked_until_revealed(
+    site: LiveServer, people: People, api: Api
+) -> None:
+    ticket = dispatched_ticket(api, requester={"name": "王建华", "phone": "13812345678"})
+    url = f"{site.url}/console/tickets/{ticket['id']}"
+
+    handler = people("donghuamen.handler")
+    handler.goto(url)
+    requester = handler.locator("#requester")
+    shown = requester.inner_text()
+    assert "138****5678" in shown
+    assert "13812345678" not in shown and "王建华" not in shown
+    requester.locator("button:text-is('查看完整信息')").click()
+    handler.locator("#revealed").wait_for()
+    assert handler.locator("#revealed").inner_text().strip() == "王建华 · 13812345678"
+    assert "已记录查看" in requester.inner_text()
+
+    other = people("xichanganjie.handler")
+    response = other.goto(url)
+    assert response is not None and response.status == 404
+    assert other.locator("h1").inner_text().strip() == "找不到页面"
+    assert "13812345678" not in other.content() and "138****5678" not in other.content()
+
+
+# ---- 5. intake ---------------------------------------------------------------------------------
+
+
+def test_agent_sees_the_callers_history_and_answers_directly(
+    site: LiveServer, people: People, api: Api
+) -> None:
+    phone = "13911112222"
+    earlier = [
+        api.create("agent2", content=text, requester={"name": "孙先生", "phone": phone})
+        for text in ("咨询社保卡补办需要哪些材料？", "小区附近施工夜间噪音扰民。")
+    ]
+    agent = people("agent1")
+    assert agent.url.endswith("/console/intake")
+    agent.locator("#phone").press_sequentially(phone)
+    history = agent.locator("#history-box #history tbody tr")
+    history.first.wait_for()
+    assert history.count() == 2
+    listed = agent.locator("#history-box").inner_text()
+    for t in earlier:
+        assert t["number"] in listed
+
+    agent.fill("#name", "孙先生")
+    agent.select_option("#request_type", "consult")
+    agent.fill("#content", "咨询居住证办理需要准备哪些材料，在哪里办理。")
+    agent.check("input[name=then][value=answer]")
+    answer = "持身份证、居住登记凭证到居住地派出所或社区服务站办理，可先在北京通预约。"
+    agent.fill("#answer-answer", answer)
+    with agent.expect_navigation():
+        agent.click("#intake-form button[type=submit]")
+    assert flash_text(agent) == "已受理，工单已建立", flash_text(agent)
+    assert status_of(agent) == "answered"
+    assert answer in agent.locator("#timeline").inner_text()
+    assert status_in_db(site, ticket_id_of(agent)) == "answered"
+
+
+# ---- screenshots -------------------------------------------------------------------------------
+
+UGLY = re.compile(r"\bNone\b|\bnull\b|undefined|Traceback|\{\s*\"|\[object ")
+
+
+def test_screenshots_of_every_workbench(
+    site: LiveServer, people: People, api: Api, tmp_path: Path
+) -> None:
+    """Each workbench as its user sees it; to docs/screenshots with JIESU_SCREENSHOTS=1."""
+    out = SCREENSHOTS if os.environ.get("JIESU_SCREENSHOTS") == "1" else tmp_path
+    out.mkdir(parents=True, exist_ok=True)
+    base = site.url
+    ugly: dict[str, str] = {}
+
+    def shot(page: Any, name: str, *, full_page: bool = True) -> None:
+        page.wait_for_load_state("networkidle")
+        found = UGLY.search(page.inner_text("body"))
+        if found:
+            ugly[name] = found.group(0)
+        page.screenshot(path=str(out / f"{name}.png"), full_page=full_page)
+
+    # The scene: a caller with history, a ticket the street is handling, one to rate.
+    phone = "13522223333"
+    for text in ("反映东华门街道南河沿大街井盖松动，车辆经过有响声。",
+                 "咨询东城区老年人优待卡如何办理。"):  # fmt: skip
+        api.create("agent2", content=text, requester={"name": "周女士", "phone": phone})
+    handled = dispatched_ticket(api, content=CONTENT)
+    api.act("donghuamen.handler", handled["id"], "accept")
+    api.act("donghuamen.handler", handled["id"], "contact", note=CONTACT_NOTE)
+    api.act("supervisor1", handled["id"], "urge", note="群众反映强烈，请加快办理")
+
+    page = people()
+    page.goto(base + "/login")
+    shot(page, "login", full_page=False)
+
+    agent = people("agent1")
+    agent.locator("#phone").press_sequentially(phone)
+    agent.locator("#history-box #history tbody tr").first.wait_for()
+    agent.fill("#name", "周女士")
+    agent.select_option("#request_type", "complain")
+    agent.fill("#address", "东城区东华门街道南河沿大街")
+    agent.fill("#content", "南河沿大街井盖仍然松动，上次反映后没有修好，夜里车辆经过声音很大。")
+    shot(agent, "intake")
+
+    shot(people("dispatcher1"), "dispatch")
+    handler = people("donghuamen.handler")
+    shot(handler, "inbox")
+    handler.goto(f"{base}/console/tickets/{handled['id']}")
+    handler.locator("#act-reply summary").click()
+    shot(handler, "ticket")
+    shot(people("callback1"), "callbacks")
+    shot(people("supervisor1"), "supervision")
+    shot(people("admin"), "admin-users")
+    shot(people("analyst1"), "tickets")
+
+    citizen = people(mobile=True)
+    citizen.goto(base + "/portal/submit")
+    citizen.fill("#content", "北池子大街路灯不亮已经一周，晚上出行很不方便。")
+    citizen.fill("#address", "东城区东华门街道北池子大街")
+    citizen.fill("#phone", "13700003333")
+    shot(citizen, "portal-submit")
+    number, code = portal_submit(
+        citizen, base, content="北池子大街路灯不亮已经一周，晚上出行很不方便，请尽快修复。",
+        address="东城区东华门街道北池子大街", name="陈先生", phone="13700003333",
+    )  # fmt: skip
+    rated = id_of(site, number)
+    api.act("dispatcher1", rated, "dispatch", lead=DONGHUAMEN)
+    api.act("donghuamen.handler", rated, "accept")
+    api.act("donghuamen.handler", rated, "contact", note="电话联系诉求人核实位置")
+    api.act("donghuamen.handler", rated, "reply", result="solved",
+            content="已安排维修人员更换路灯灯泡，现已恢复照明，感谢您的反映。")  # fmt: skip
+    api.act("dispatcher1", rated, "audit", passed=True)
+    portal_track(citizen, base, number, code)
+    shot(citizen, "portal-track")
+
+    names = sorted(p.stem for p in out.glob("*.png"))
+    assert names == sorted(
+        ["login", "intake", "dispatch", "inbox", "ticket", "callbacks", "supervision",
+         "admin-users", "tickets", "portal-submit", "portal-track"]
+    )  # fmt: skip
+    assert not ugly, f"pages showing raw values: {ugly}"
