@@ -313,6 +313,4 @@ def unit_names_for(ticket: Ticket, *, db_session: Session) -> dict[str, str]:
             codes.update(v for v in (e.data or {}).get(key) or [] if isinstance(v, str))
     if not codes:
         return {}
-    return dict(
-        db_session.execute(select(Unit.code, Unit.name).where(Unit.code.in_(codes))).all()
-    )
+    return dict(db_session.execute(select(Unit.code, Unit.name).where(Unit.code.in_(codes))).all())

@@ -17,7 +17,9 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from jiesu.access.permissions import HOME
@@ -44,7 +46,7 @@ from jiesu.settings import get_settings
 from jiesu.taxonomy.service import load_catalogue
 from jiesu.tickets.actions import take_action
 from jiesu.tickets.lifecycle import BY_NAME, STATES
-from jiesu.tickets.models import Attachment
+from jiesu.tickets.models import Assignment, Attachment, Ticket
 from jiesu.tickets.service import (
     SORTS,
     TicketFilter,
@@ -215,6 +217,15 @@ def rows_with_deadlines(
     now = utcnow()
     unit = session.get(Unit, actor.unit_id)
     code = unit.code if unit else None
+    if tickets:  # the timelines the deadlines come from, in two queries for the whole page
+        session.scalars(
+            select(Ticket)
+            .where(Ticket.id.in_([t.id for t in tickets]))
+            .options(
+                selectinload(Ticket.assignments).selectinload(Assignment.unit),
+                selectinload(Ticket.events),
+            )
+        ).all()
     catalogue = load_catalogue(db_session=session) if suggest and tickets else None
     return [
         {
