@@ -333,6 +333,22 @@ def test_a_photo_over_2_mb_is_refused_with_a_page(client: TestClient, db: Databa
         assert s.scalar(select(func.count()).select_from(Ticket)) == 0
 
 
+def test_a_control_character_in_a_text_field_is_refused_with_a_page(client: TestClient) -> None:
+    """Needs the size guard to leave the NUL check of POST /portal/submit to the portal (the
+    photos are binary): the portal refuses control characters in its text fields itself."""
+    for bad in ("\x00", "\x07"):
+        r = post_submit(client, form(content=f"小区门口的路灯坏了一个多月{bad}请尽快修复"))
+        assert r.status_code == 422, r.text[:300]
+        assert "控制字符" in r.text and r.headers["content-type"].startswith("text/html")
+
+
+def test_errors_under_portal_are_portal_pages(client: TestClient) -> None:
+    r = client.get("/portal/no-such-page")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html") and "市民服务热线" in r.text
+    assert 'href="/portal"' in r.text
+
+
 def test_without_the_portal_account_the_portal_says_so(client: TestClient, db: Database) -> None:
     with db.write() as s:
         s.execute(update(User).where(User.username == PORTAL_USERNAME).values(active=False))

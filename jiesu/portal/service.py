@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -271,7 +272,7 @@ def submit(
     photos: list[Photo],
     *,
     db_session: Session,
-    photo_path: Any,
+    photo_path: Callable[[str], Path],
     now: datetime | None = None,
 ) -> tuple[Ticket, str]:
     """Take the request in as the portal account; the ticket and its tracking code (the only
@@ -284,8 +285,9 @@ def submit(
     # Part of taking the request in, not a change to it: written without a version step, so
     # that the ticket's version still counts its events.
     db_session.execute(
-        update(Ticket.__table__).where(Ticket.__table__.c.id == ticket.id).values(tracking_hash=digest)
-    )  # fmt: skip
+        update(Ticket).where(Ticket.id == ticket.id).values(tracking_hash=digest),
+        execution_options={"synchronize_session": False},
+    )
     set_committed_value(ticket, "tracking_hash", digest)
     for photo in photos:
         store_photo(photo, photo_path(photo.sha256))
@@ -305,18 +307,13 @@ def submit(
 def recent_failures(ip: str | None, *, db_session: Session, now: datetime) -> int:
     if ip is None:
         return 0
-    return (
-        db_session.scalar(
-            select(func.count())
-            .select_from(AuditLog)
-            .where(
-                AuditLog.action == FAILED_ACTION,
-                AuditLog.ip == ip,
-                AuditLog.at > now - TRACK_WINDOW,
-            )
-        )  # fmt: skip
-        or 0
-    )
+    count = db_session.scalar(
+        select(func.count()).select_from(AuditLog).where(
+            AuditLog.action == FAILED_ACTION, AuditLog.ip == ip,
+            AuditLog.at > now - TRACK_WINDOW,
+        )
+    )  # fmt: skip
+    return count or 0
 
 
 def find_tracked(
@@ -332,7 +329,7 @@ def find_tracked(
         )
     number, code = normalise_number(number), normalise_code(code)
     ticket = None
-    if number.isdigit() and len(number) <= 16:
+    if number.isascii() and number.isdigit() and len(number) <= 16:
         ticket = db_session.scalar(
             select(Ticket).where(Ticket.number == number).options(selectinload(Ticket.events))
         )

@@ -183,8 +183,8 @@ async def _lookup(request: Request, db: Any) -> tuple[dict[str, str], int | None
     number, code = values["number"], normalise_code(values["code"])
     values["code"] = code
     if not number or not code:
-        error = Invalid("请填写工单编号和查询码", field="number")
-        return values, None, _track_error(request, number[:32], error)
+        missing = Invalid("请填写工单编号和查询码", field="number")
+        return values, None, _track_error(request, number[:32], missing)
     with db.write() as session:  # a failure is remembered even though the answer is an error
         ticket, error = find_tracked(number, code, ip=client_ip(request), db_session=session)
         ticket_id = ticket.id if ticket is not None else None

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,6 +30,7 @@ from jiesu.console.views import router as console_router
 from jiesu.db.engine import Database
 from jiesu.errors import DomainError
 from jiesu.org.views import router as org_router
+from jiesu.portal.service import SUBMIT_BODY_LIMIT
 from jiesu.portal.views import router as portal_router
 from jiesu.settings import city_tz, get_settings
 from jiesu.taxonomy.service import calendar_warnings
@@ -42,7 +43,7 @@ log = logging.getLogger("jiesu.web")
 MAX_BODY_BYTES = 256 * 1024
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # Paths that take more: the portal's form with up to 3 photos of 2 MB each.
-LARGER_BODIES = {"/portal/submit": 7 * 1024 * 1024}
+LARGER_BODIES = {"/portal/submit": SUBMIT_BODY_LIMIT}
 
 
 # A NUL in text: PostgreSQL refuses it (a 500 if it got that far), SQLite would store it.
@@ -73,8 +74,9 @@ class InputGuard:
             await _nul_answer("query")(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
+        html = scope["path"].startswith(HTML_PREFIXES)
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(limit)(scope, receive, send)
+            await _too_large(limit, html=html)(scope, receive, send)
             return
         chunks, size, more = [], 0, True
         while more:
@@ -84,12 +86,15 @@ class InputGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _too_large(limit)(scope, receive, send)
+                await _too_large(limit, html=html)(scope, receive, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if _NUL_IN_JSON.search(body):
+        # A multipart body carries files (photos are full of NUL bytes); the one endpoint that
+        # takes it (the portal) checks its own text fields.
+        multipart = dict(scope.get("headers") or []).get(b"content-type", b"")
+        if not multipart.startswith(b"multipart/form-data") and _NUL_IN_JSON.search(body):
             await _nul_answer("body")(scope, receive, send)
             return
         replayed = False
@@ -115,7 +120,18 @@ def _nul_answer(field: str) -> JSONResponse:
     )
 
 
-def _too_large(limit: int) -> JSONResponse:
+def _too_large(limit: int, *, html: bool = False) -> Response:
+    if html:  # a page, not JSON, for someone in a browser
+        mb = limit / 1024 / 1024
+        text = f"提交的内容过大（上限约 {mb:.0f} MB），请减少或压缩照片后重试。"
+        return HTMLResponse(
+            "<!doctype html><html lang=zh-CN><meta charset=utf-8>"
+            "<meta name=viewport content='width=device-width, initial-scale=1'>"
+            f"<title>内容过大</title><link rel=stylesheet href='/static/app.css'>"
+            f"<body class=portal><main class=portal-main><div class='flash flash-error'>{text}"
+            "</div><p><a href='javascript:history.back()'>返回</a></p></main></body></html>",
+            status_code=413,
+        )
     return JSONResponse(
         {
             "error": "too_large",

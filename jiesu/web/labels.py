@@ -47,6 +47,7 @@ AUDIT_ACTIONS = {
     "lockout": "账号锁定",
     "logout": "退出",
     "reveal": "查看诉求人信息",
+    "track_failed": "市民查询码错误",
     "password_change": "修改密码",
     "password_reset": "重置密码",
     "user_create": "新建用户",
