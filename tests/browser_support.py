@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -38,6 +39,9 @@ LAUNCH_ARGS = [
     "--disable-component-update",
     "--lang=zh-CN",
 ]
+# Chromium's own words (file pickers, date fields, form hints) follow the process language: with
+# Debian's chromium-l10n installed they read in Chinese, as on a citizen's phone.
+LAUNCH_ENV = {**os.environ, "LANG": "zh_CN.UTF-8", "LANGUAGE": "zh_CN:zh"}
 DESKTOP = {"width": 1400, "height": 900}
 MOBILE = {"width": 390, "height": 844}
 DEMO_PASSWORD = "demo12345"  # every Beijing demo user's
@@ -53,16 +57,37 @@ def require_chromium() -> None:
     if IN_CI:
         pytest.fail(
             f"{message}: CI=true makes the browser tests mandatory "
-            "(apt-get install chromium fonts-noto-cjk; .ci/run does)",
+            "(apt-get install chromium chromium-l10n fonts-noto-cjk; .ci/run does)",
             pytrace=False,
         )
-    pytest.skip(f"{message}; `apt-get install chromium fonts-noto-cjk` to run the browser tests")
+    pytest.skip(
+        f"{message}; `apt-get install chromium chromium-l10n fonts-noto-cjk` to run the browser "
+        "tests"
+    )
+
+
+def has_cjk_font() -> bool:
+    """Whether fontconfig knows a Chinese font (without one, screenshots show empty boxes)."""
+    try:
+        found = subprocess.run(
+            ["fc-list", ":lang=zh", "family"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return bool(found.stdout.strip())
+
+
+def launch(playwright: Any) -> Any:
+    """Debian's Chromium, headless, in Chinese."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=LAUNCH_ARGS, env=LAUNCH_ENV
+    )
 
 
 # ---- the demo city ---------------------------------------------------------------------------
 
 
-def demo_database(path: Path, *, days: int = 3, per_day: int = 200) -> str:
+def demo_database(path: Path, *, days: int = 4, per_day: int = 300) -> str:
     """A fresh SQLite file: migrated, the Beijing pack loaded, `days` of generated history."""
     url = f"sqlite:///{path}"
     upgrade(url)

@@ -11,8 +11,9 @@ from test_lifecycle import CENTRE, OTHER_STREET, STREET, actor, facts
 from jiesu.console.service import FormValues, form_to_fields
 from jiesu.console.views import _safe_next, row_deadline
 from jiesu.tickets.lifecycle import ACTIONS, BY_NAME, available, decide
+from jiesu.tickets.service import title_from
 from jiesu.timelimits.deadlines import Deadline
-from jiesu.web.templating import remaining, urgency_class, zh
+from jiesu.web.templating import duration_text, remaining, tier_text, urgency_class, zh
 
 
 def names(actions: list) -> set[str]:  # type: ignore[type-arg]
@@ -150,3 +151,42 @@ def test_a_list_shows_the_soonest_open_deadline_of_the_readers_unit_first() -> N
     assert row_deadline(ds, "S1").phase == "complete"  # type: ignore[union-attr]
     assert row_deadline(ds, "X").phase == "report"  # type: ignore[union-attr]
     assert row_deadline([_deadline("accept", "S1", 1, met=True)]) is None
+
+
+@pytest.mark.parametrize(
+    ("limit", "text"),
+    [
+        ("2wh", "2个工作小时"),
+        ("7wd", "7个工作日"),
+        ("24h", "24小时"),
+        ("30m", "30分钟"),
+        ("3d", "3天"),
+        ("odd", "odd"),
+    ],
+)
+def test_a_limit_reads_as_people_say_it(limit: str, text: str) -> None:
+    assert duration_text(limit) == text
+
+
+def test_a_tier_reads_as_the_hotline_names_it() -> None:
+    assert [tier_text(t) for t in ("T2h", "T24h", "T7d", "T15d", None)] == [
+        "2小时件", "24小时件", "7日件", "15日件", "—"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "title"),
+    [
+        ("小区暖气不热，已经三天了", "小区暖气不热，已经三天了"),
+        ("楼下垃圾桶满溢三天了。物业一直不来清理，气味很大", "楼下垃圾桶满溢三天了"),
+        (
+            "东华门大街路口的红绿灯坏了很久都没有人来修理实在太危险了请尽快处理",
+            "东华门大街路口的红绿灯坏了很久都没有人来修理实在太危险了请…",
+        ),
+        ("第一行\n第二行", "第一行"),
+    ],
+)
+def test_a_missing_title_is_the_first_sentence_or_ends_with_an_ellipsis(
+    content: str, title: str
+) -> None:
+    assert title_from(content) == title
+    assert len(title_from(content)) <= 30

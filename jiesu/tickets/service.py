@@ -102,7 +102,7 @@ def create_ticket(
         channel=data.channel.value,
         request_type=data.request_type,
         category_id=category.id if category else None,
-        title=data.title or data.content[:TITLE_FROM_CONTENT],
+        title=data.title or title_from(data.content),
         content=data.content,
         requester_name=data.requester.name,
         requester_phone=data.requester.phone,
@@ -155,6 +155,15 @@ def create_ticket(
         )
     db_session.flush()
     return ticket
+
+
+def title_from(content: str) -> str:
+    """A missing title: the content's first sentence, or its start with an ellipsis."""
+    head = content.strip().splitlines()[0] if content.strip() else content
+    for i, ch in enumerate(head[: TITLE_FROM_CONTENT + 1]):
+        if ch in "。！？!?；;" and i >= 4:
+            return head[:i]
+    return head if len(head) <= TITLE_FROM_CONTENT else head[: TITLE_FROM_CONTENT - 1] + "…"
 
 
 def _window(data: TicketCreate, *, db_session: Session) -> dict[str, Any]:

@@ -75,6 +75,27 @@ def remaining(seconds: float | None) -> str:
     return ("超期 " if late else "剩 ") + text
 
 
+DURATION_UNITS = {"m": "分钟", "h": "小时", "wh": "个工作小时", "d": "天", "wd": "个工作日"}
+
+
+def duration_text(value: object) -> str:
+    """2wh → 2个工作小时, 7wd → 7个工作日, 24h → 24小时 (a limit as people say it)."""
+    text = str(value or "")
+    digits = "".join(ch for ch in text if ch.isdigit())
+    unit = text[len(digits):]
+    return f"{digits}{DURATION_UNITS[unit]}" if digits and unit in DURATION_UNITS else text
+
+
+def tier_text(tier: str | None) -> str:
+    """T7d → 7日件, T2h → 2小时件 (the handling tier as the hotline names it)."""
+    if not tier:
+        return "—"
+    body = tier.removeprefix("T")
+    digits = "".join(ch for ch in body if ch.isdigit())
+    unit = {"h": "小时件", "d": "日件", "wd": "个工作日件"}.get(body[len(digits):])
+    return f"{digits}{unit}" if digits and unit else tier
+
+
 def urgency_class(progress: float | None, overdue: bool = False) -> str:
     """Colour by how much of the limit is used: green, amber, red (80% warns), dark red."""
     if overdue:
@@ -103,6 +124,8 @@ def _env() -> Environment:
         remaining=remaining,
         zh=zh,
         urgency=urgency_class,
+        duration=duration_text,
+        tier_name=tier_text,
         status_name=lambda s: STATES.get(s, s),
         channel_name=lambda c: CHANNEL_NAMES.get(c, c),
         role_name=lambda r: ROLE_NAMES.get(r, r),
