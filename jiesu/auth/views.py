@@ -29,7 +29,7 @@ from jiesu.errors import Invalid, NotFound
 from jiesu.org.models import User
 from jiesu.settings import get_settings
 from jiesu.tickets.shapes import Channel
-from jiesu.web.deps import DB, bearer, client_ip, require
+from jiesu.web.deps import DB, SESSION_COOKIE, bearer, client_ip, require
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -100,7 +100,9 @@ def password(
             user,
             body.old_password,
             body.new_password,
-            keep_token=credentials.credentials if credentials else None,
+            keep_token=credentials.credentials
+            if credentials
+            else request.cookies.get(SESSION_COOKIE),
             db_session=session,
             ip=client_ip(request),
         )

@@ -16,7 +16,7 @@ from jiesu.access.permissions import ROLES
 from jiesu.access.policy import Principal
 from jiesu.auth.models import ApiToken, AuditLog
 from jiesu.auth.views import SystemTokenIn, issue_system_token, revoke_system_token
-from jiesu.console.service import FormValues
+from jiesu.console.service import FormValues, small_int
 from jiesu.console.views import frame
 from jiesu.errors import DomainError, Invalid
 from jiesu.org.models import Unit, UnitKind, User
@@ -63,7 +63,8 @@ def _page(request: Request, actor: Principal, session: Session, section: str,
 
 def _page_no(request: Request) -> int:
     raw = request.query_params.get("page", "1")
-    return max(1, min(int(raw), 10_000)) if raw.isdigit() else 1
+    number = small_int(raw)
+    return max(1, min(number, 10_000)) if number is not None else 1
 
 
 async def _form(request: Request) -> FormValues:
@@ -238,7 +239,7 @@ async def token_issue(request: Request, actor: Admin, db: DB) -> Response:
                 "username": form.first("username"), "name": form.first("name"),
                 "scope_channel": form.first("scope_channel") or None,
                 "scope_role": form.first("scope_role") or None,
-                "days": int(form.first("days")) if form.first("days").isdigit() else None,
+                "days": small_int(form.first("days")),
             })  # fmt: skip
         except ValidationError as exc:
             field = ".".join(str(p) for p in exc.errors()[0]["loc"])

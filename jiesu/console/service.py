@@ -4,6 +4,7 @@ into an action's fields. Services take `db_session=` and never commit."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -217,6 +218,14 @@ class FormValues(Mapping[str, list[str]]):
         return values[0].strip() if values else default
 
 
+_SMALL_INT = re.compile(r"-?[0-9]{1,9}")
+
+
+def small_int(text: str) -> int | None:
+    """A whole number as typed in a form, or None ("²" and 5000-digit strings are not)."""
+    return int(text) if _SMALL_INT.fullmatch(text.strip()) else None
+
+
 def form_to_fields(action: Action, form: FormValues) -> dict[str, Any]:
     """An action form's values as the lifecycle table's typed fields. Nothing is validated
     here beyond the shape: `decide()` gives the same answers as for the API."""
@@ -233,7 +242,8 @@ def form_to_fields(action: Action, form: FormValues) -> dict[str, Any]:
         if f.kind == "bool":
             data[f.name] = {"true": True, "false": False}.get(value, value)
         elif f.kind == "int":
-            data[f.name] = int(value) if value.lstrip("-").isdigit() else value
+            number = small_int(value)
+            data[f.name] = number if number is not None else value
         elif f.kind == "unit":
             data[f.name] = value.split()[0]
         else:

@@ -36,6 +36,7 @@ from jiesu.console.service import (
     handling_units,
     navigation,
     queues,
+    small_int,
     suggest_lead,
     ticket_view,
 )
@@ -412,7 +413,7 @@ async def ticket_action(
         data = form_to_fields(known, form)
         with db.write() as session:
             take_action(ticket_id, action, data, actor=actor, db_session=session,
-                        expected_version=int(version) if version.isdigit() else None)  # fmt: skip
+                        expected_version=small_int(version))  # fmt: skip
     except (StaleDataError, IntegrityError):
         error: DomainError = Conflict("工单刚被他人更新，请刷新后重试")
     except DomainError as exc:
@@ -441,7 +442,10 @@ def attachment(attachment_id: int, actor: Reader, session: ReadSession) -> Respo
     row = session.get(Attachment, attachment_id)
     if row is None:
         raise NotFound("附件不存在 / no such attachment")
-    get_ticket(row.ticket_id, actor=actor, db_session=session)  # visibility: 404 if not yours
+    try:  # a photo of a ticket you may not see answers exactly like one that does not exist
+        get_ticket(row.ticket_id, actor=actor, db_session=session)
+    except NotFound:
+        raise NotFound("附件不存在 / no such attachment") from None
     path = upload_path(row.sha256)
     if not path.exists():
         raise NotFound("附件文件缺失 / the attachment's file is missing")
@@ -547,6 +551,8 @@ FIELD_LABELS = {
 
 
 def login_redirect(request: Request) -> RedirectResponse:
+    if request.method != "GET":  # a form's address cannot be reopened after signing in
+        return RedirectResponse("/login", status_code=303)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 

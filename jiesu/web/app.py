@@ -75,7 +75,11 @@ class InputGuard:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         html = scope["path"].startswith(HTML_PREFIXES)
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if (
+            declared is not None
+            and declared.isdigit()
+            and (len(declared) > 12 or int(declared) > limit)
+        ):
             await _too_large(limit, html=html)(scope, receive, send)
             return
         chunks, size, more = [], 0, True

@@ -62,8 +62,10 @@ def csrf_token(request: Request) -> str:
 
 
 async def check_csrf(request: Request) -> None:
-    """Refuse an unsafe cookie-borne request without the page's token (403)."""
-    if request.method in SAFE_METHODS or request.headers.get("authorization"):
+    """Refuse an unsafe cookie-borne request without the page's token (403). Callers call it
+    only for requests signed in by cookie (or not at all): an unrelated Authorization header
+    excuses nothing."""
+    if request.method in SAFE_METHODS:
         return
     session = request.cookies.get(SESSION_COOKIE)
     expected = csrf_token_for(session) if session else request.cookies.get(CSRF_COOKIE)

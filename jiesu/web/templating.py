@@ -82,7 +82,7 @@ def duration_text(value: object) -> str:
     """2wh → 2个工作小时, 7wd → 7个工作日, 24h → 24小时 (a limit as people say it)."""
     text = str(value or "")
     digits = "".join(ch for ch in text if ch.isdigit())
-    unit = text[len(digits):]
+    unit = text[len(digits) :]
     return f"{digits}{DURATION_UNITS[unit]}" if digits and unit in DURATION_UNITS else text
 
 
@@ -92,7 +92,7 @@ def tier_text(tier: str | None) -> str:
         return "—"
     body = tier.removeprefix("T")
     digits = "".join(ch for ch in body if ch.isdigit())
-    unit = {"h": "小时件", "d": "日件", "wd": "个工作日件"}.get(body[len(digits):])
+    unit = {"h": "小时件", "d": "日件", "wd": "个工作日件"}.get(body[len(digits) :])
     return f"{digits}{unit}" if digits and unit else tier
 
 
