@@ -724,9 +724,7 @@ def test_not_found_and_not_yours_answer_the_same(world: World) -> None:
 
 
 def reveal(world: World, who: str, name: str) -> httpx.Response:
-    return world.client.post(
-        f"{TICKETS}/{world.tickets[name]}/reveal", headers=world.as_(who)
-    )
+    return world.client.post(f"{TICKETS}/{world.tickets[name]}/reveal", headers=world.as_(who))
 
 
 def test_reading_a_ticket_shows_the_requester_masked_even_to_the_lead(world: World) -> None:
