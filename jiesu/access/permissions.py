@@ -8,16 +8,8 @@ A test walks every route of the app and checks it against this table for every r
 
 from __future__ import annotations
 
-ROLES = (
-    "agent",
-    "dispatcher",
-    "handler",
-    "unit_admin",
-    "callback_agent",
-    "supervisor",
-    "analyst",
-    "admin",
-)
+from jiesu.citypack.parse import ROLES  # the roles a city pack may give its users
+
 ALL = frozenset(ROLES)
 
 PERMISSIONS: dict[str, frozenset[str]] = {
