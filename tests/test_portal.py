@@ -530,3 +530,33 @@ def test_track_without_csrf_is_403(client: TestClient) -> None:
     number, code = submitted(client)
     r = client.post("/portal/track", data={"number": number, "code": code})
     assert r.status_code == 403
+
+
+# ---- the same form sent twice ------------------------------------------------------------------
+
+
+def test_sending_the_same_form_twice_makes_one_ticket(client: TestClient, db: Database) -> None:
+    page = client.get("/portal/submit").text
+    form_id = re.search(r'name="form_id" value="([^"]+)"', page)
+    assert form_id, page
+    first = post_submit(client, form(form_id=form_id.group(1)))
+    again = post_submit(client, form(form_id=form_id.group(1)))  # a refresh, a double tap
+    assert first.status_code == 201 and again.status_code == 200
+    number = re.search(r'id="number">(\d+)<', first.text).group(1)  # type: ignore[union-attr]
+    assert f'id="number">{number}<' in again.text and "已经提交过" in again.text
+    assert 'id="code"' not in again.text  # the code was shown once
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Ticket)) == 1
+
+
+def test_the_same_form_sent_again_with_other_content_is_not_lost(client: TestClient) -> None:
+    form_id = re.search(r'name="form_id" value="([^"]+)"', client.get("/portal/submit").text)
+    assert form_id
+    assert post_submit(client, form(form_id=form_id.group(1))).status_code == 201
+    changed = post_submit(
+        client, form(form_id=form_id.group(1), content="另外一件事：楼道灯也坏了很久了")
+    )
+    assert changed.status_code == 409 and "已经提交过" in changed.text
+    fresh = re.search(r'name="form_id" value="([^"]+)"', changed.text)
+    assert fresh and fresh.group(1) != form_id.group(1)
+    assert "楼道灯也坏了" in changed.text  # what was typed is kept

@@ -274,12 +274,14 @@ def submit(
     db_session: Session,
     photo_path: Callable[[str], Path],
     now: datetime | None = None,
+    idempotency_key: str | None = None,
 ) -> tuple[Ticket, str]:
     """Take the request in as the portal account; the ticket and its tracking code (the only
     time the code exists in clear). `photo_path(sha256)` says where a photo's bytes go."""
     now = now or utcnow()
     actor = portal_principal(db_session=db_session)
-    ticket = create_ticket(data, actor=actor, db_session=db_session, now=now)
+    ticket = create_ticket(data, actor=actor, db_session=db_session, now=now,
+                           idempotency_key=idempotency_key)  # fmt: skip
     code = new_tracking_code()
     digest = code_hash(code)
     # Part of taking the request in, not a change to it: written without a version step, so

@@ -7,6 +7,8 @@ Chinese with what was typed kept; no answer here is JSON.
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -43,13 +45,15 @@ from jiesu.portal.service import (
 from jiesu.tickets.actions import take_action
 from jiesu.tickets.lifecycle import SATISFACTION
 from jiesu.tickets.models import Ticket
+from jiesu.tickets.service import find_idempotent
 from jiesu.web.deps import DB, check_csrf, client_ip
 from jiesu.web.templating import render, zh
 
 router = APIRouter(include_in_schema=False)
 
+FORM_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 SUBMIT_FIELDS = ("request_type", "content", "title", "address", "lat", "lng", "name", "phone",
-                 "confidential")  # fmt: skip
+                 "confidential", "form_id")  # fmt: skip
 TEXT_KEEP = 4000  # characters of a field kept for re-rendering (the form itself caps lower)
 
 
@@ -89,6 +93,7 @@ def _submit_form(
         types = type_choices(db_session=session)
     return _page(
         request, "submit", status_code=status_code, title="我要反映", types=types, form=values,
+        form_id=values.get("form_id") or secrets.token_urlsafe(16),
         flash=_error(error) if error else None, error_field=error.field if error else None,
         limits={"content_min": CONTENT_MIN, "content_max": CONTENT_MAX, "photos": MAX_PHOTOS,
                 "photo_bytes": MAX_PHOTO_BYTES},
@@ -129,8 +134,23 @@ async def submit_post(request: Request, db: DB) -> Response:
             types = type_choices(db_session=session)
         data = submission(values, types=types)
         photos = await _photos(form)
+        form_id = values.get("form_id", "")
+        key = f"portal-form:{form_id}" if FORM_ID.fullmatch(form_id) else None
         with db.write() as session:
-            ticket, code = submit(data, photos, db_session=session, photo_path=upload_path)
+            try:
+                earlier = key and find_idempotent(
+                    key, data, actor=portal_principal(db_session=session), db_session=session
+                )
+            except Invalid:  # the same form sent again with other content: a new form
+                values["form_id"] = ""
+                raise Conflict(
+                    "这份表单已经提交过。如要反映新的问题，请确认内容后再次提交。"
+                ) from None
+            if earlier:
+                return _page(request, "done", title="已提交", number=earlier.number,
+                             replayed=True, sent={**values, "photos": len(photos)})  # fmt: skip
+            ticket, code = submit(data, photos, db_session=session, photo_path=upload_path,
+                                  idempotency_key=key)  # fmt: skip
             number = ticket.number
     except PortalUnavailable:
         raise
