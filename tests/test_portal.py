@@ -24,7 +24,12 @@ from jiesu.auth.models import AuditLog
 from jiesu.citypack.load import PORTAL_USERNAME
 from jiesu.db.engine import Database
 from jiesu.org.models import User
-from jiesu.portal.service import CODE_ALPHABET, MAX_PHOTO_BYTES, SUBMIT_BODY_LIMIT
+from jiesu.portal.service import (
+    CODE_ALPHABET,
+    MAX_PHOTO_BYTES,
+    SUBMIT_BODY_LIMIT,
+    without_metadata,
+)
 from jiesu.settings import get_settings
 from jiesu.tickets.models import Attachment, Event, Ticket
 
@@ -254,6 +259,7 @@ def test_a_photo_is_stored_by_checksum_with_its_row(
     number = re.search(r'id="number">(\d+)<', r.text)
     assert number
     ticket = ticket_by_number(db, number.group(1))
+    png = without_metadata(png, "PNG")  # what is stored: the picture, re-encoded
     digest = hashlib.sha256(png).hexdigest()
     with db.read() as s:
         rows = s.scalars(select(Attachment).where(Attachment.ticket_id == ticket.id)).all()
@@ -560,3 +566,24 @@ def test_the_same_form_sent_again_with_other_content_is_not_lost(client: TestCli
     fresh = re.search(r'name="form_id" value="([^"]+)"', changed.text)
     assert fresh and fresh.group(1) != form_id.group(1)
     assert "楼道灯也坏了" in changed.text  # what was typed is kept
+
+
+def test_a_photos_location_and_device_are_not_kept(
+    client: TestClient, db: Database, var_dir: Path
+) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "SecretPhone Inc."  # Make
+    exif[0x8825] = {1: "N", 2: (39.0, 54.0, 0.0), 3: "E", 4: (116.0, 23.0, 0.0)}  # GPS
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 120, 200)).save(out, format="JPEG", exif=exif)
+    jpeg = out.getvalue()
+    assert b"SecretPhone" in jpeg
+    r = post_submit(client, form(confidential="on"), [("gps.jpg", jpeg, "image/jpeg")])
+    assert r.status_code == 201, r.text
+    with db.read() as s:
+        row = s.scalars(select(Attachment)).one()
+    stored = (var_dir / "uploads" / row.sha256[:2] / row.sha256).read_bytes()
+    assert b"SecretPhone" not in stored
+    with Image.open(io.BytesIO(stored)) as picture:
+        assert picture.format == "JPEG" and picture.size == (40, 30)
+        assert not picture.getexif()

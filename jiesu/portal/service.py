@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -238,12 +238,27 @@ def photo_from(filename: str | None, data: bytes, index: int) -> Photo:
         raise Invalid(f"{label}格式不支持，请上传 JPG、PNG 或 WebP 格式的照片", field="photos")
     if width * height > MAX_PHOTO_PIXELS:
         raise Invalid(f"{label}尺寸过大，请缩小后再上传", field="photos")
+    data = without_metadata(data, kind)
     return Photo(
         filename=_safe_filename(filename, index, PHOTO_EXTENSIONS[kind]),
         content_type=PHOTO_FORMATS[kind],
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def without_metadata(data: bytes, kind: str) -> bytes:
+    """The picture only: EXIF (GPS position, device, time) and other metadata are dropped by
+    re-encoding, so a photo cannot reveal where or who a (perhaps confidential) citizen is.
+    The orientation EXIF carried is applied to the pixels first."""
+    with Image.open(io.BytesIO(data)) as image:
+        upright = ImageOps.exif_transpose(image)
+        out = io.BytesIO()
+        options: dict[str, Any] = {"quality": 90} if kind in ("JPEG", "WEBP") else {}
+        if kind == "JPEG" and upright.mode not in ("RGB", "L"):
+            upright = upright.convert("RGB")
+        upright.save(out, format=kind, **options)
+        return out.getvalue()
 
 
 def _safe_filename(raw: str | None, index: int, extension: str) -> str:
