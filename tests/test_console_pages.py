@@ -130,3 +130,35 @@ def test_an_intake_error_keeps_what_the_agent_typed(client: TestClient) -> None:
                                              "content": "路灯坏了"})  # fmt: skip
     assert r.status_code == 422
     assert "路灯坏了" in r.text and "来电号码" in r.text
+
+
+def test_a_unit_admin_manages_the_handlers_of_their_own_unit_only(client: TestClient) -> None:
+    from sqlalchemy import select
+
+    from jiesu.org.models import User
+
+    csrf = console_login(client, "s11.admin")
+    assert "本单位人员" in client.get("/console/unit/users").text
+    r = client.post("/console/unit/users", data={"csrf_token": csrf, "username": "s11.new",
+                    "name": "新承办人", "password": "longenough1", "role": "admin",
+                    "unit": "S12"}, follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303, r.text[:500]
+    db = client.app.state.db  # type: ignore[attr-defined]
+    with db.read() as s:
+        made = s.scalar(select(User).where(User.username == "s11.new"))
+        other = s.scalar(select(User).where(User.username == "s12.handler"))
+        me = s.scalar(select(User).where(User.username == "s11.admin"))
+        assert made is not None and made.role == "handler"  # the form cannot ask for more
+        assert made.unit.code == "S11"
+    for target in (other, me):  # another unit's handler; a fellow unit admin
+        r = client.post(f"/console/unit/users/{target.id}", data={  # type: ignore[union-attr]
+            "csrf_token": csrf, "username": "x", "name": "改名", "active": "on"})  # fmt: skip
+        assert r.status_code == 404, target.username  # type: ignore[union-attr]
+    r = client.post(f"/console/unit/users/{made.id}",
+                    data={"csrf_token": csrf, "username": made.username, "name": "新承办人"},
+                    follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303  # disabled: "active" not sent
+    with db.read() as s:
+        assert s.get(User, made.id).active is False  # type: ignore[union-attr]
+    console_login(client, "s11.handler")
+    assert client.get("/console/unit/users").status_code == 403

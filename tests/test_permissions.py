@@ -93,6 +93,10 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/console/admin/calendar"): "admin",
     ("POST", "/console/admin/tokens"): "admin",
     ("POST", "/console/admin/tokens/{token_id}/revoke"): "admin",
+    # console: a unit admin's own people
+    ("GET", "/console/unit/users"): "unit.users",
+    ("POST", "/console/unit/users"): "unit.users",
+    ("POST", "/console/unit/users/{user_id}"): "unit.users",
 }
 
 # Routes anyone may call: signing in and out, health, the home redirect, the API docs.

@@ -29,6 +29,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "workbench.unit": frozenset({"handler", "unit_admin"}),
     "workbench.callback": frozenset({"callback_agent", "admin"}),
     "workbench.supervision": frozenset({"supervisor", "admin"}),
+    # A unit admin (联络员) manages the handlers of their own unit (SPEC §1).
+    "unit.users": frozenset({"unit_admin"}),
     # Administration: users, units, tokens, the audit log, the city's settings.
     "admin": frozenset({"admin"}),
 }

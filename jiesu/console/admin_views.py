@@ -264,3 +264,54 @@ async def token_revoke(token_id: int, request: Request, actor: Admin, db: DB) ->
     except DomainError as exc:
         return _error_page(request, actor, db, "tokens", exc)
     return RedirectResponse("/console/admin/tokens?done=saved", status_code=303)
+
+
+# ---- a unit admin's own people (联络员管理本单位承办人) ----------------------------------------
+
+unit_router = APIRouter(prefix="/console/unit", include_in_schema=False)
+UnitAdmin = Annotated[Principal, Depends(require_page("unit.users"))]
+
+
+def _unit_page(request: Request, actor: Principal, session: Session) -> dict[str, Any]:
+    unit = session.get(Unit, actor.unit_id)
+    rows = session.scalars(
+        select(User).where(User.unit_id == actor.unit_id).order_by(User.role, User.username)
+    ).all()
+    return frame(request, actor, session, title="本单位人员", rows=rows, unit=unit)
+
+
+@unit_router.get("/users", response_class=HTMLResponse)
+def unit_users(request: Request, actor: UnitAdmin, session: ReadSession) -> Response:
+    return render(request, "console/unit_users.html", _unit_page(request, actor, session))
+
+
+async def _unit_write(request: Request, actor: Principal, db: Any, user_id: int | None) -> Response:
+    form = await _form(request)
+    try:
+        with db.write() as session:
+            unit = session.get(Unit, actor.unit_id)
+            data = UserIn(username=form.first("username"), name=form.first("name"),
+                          role="handler", unit=unit.code if unit else "",
+                          password=form.first("password") or None,
+                          active=form.first("active", "on") == "on")  # fmt: skip
+            if user_id is None:
+                create_user(data, actor=actor, db_session=session, ip=client_ip(request))
+            else:
+                data.active = form.first("active") == "on"
+                update_user(user_id, data, actor=actor, db_session=session, ip=client_ip(request))
+    except DomainError as exc:
+        with db.read() as session:
+            ctx = _unit_page(request, actor, session)
+        ctx["flash"] = {"kind": "error", "text": zh(exc.message)}
+        return render(request, "console/unit_users.html", ctx, status_code=exc.status)
+    return RedirectResponse("/console/unit/users?done=saved", status_code=303)
+
+
+@unit_router.post("/users", response_class=HTMLResponse)
+async def unit_user_create(request: Request, actor: UnitAdmin, db: DB) -> Response:
+    return await _unit_write(request, actor, db, None)
+
+
+@unit_router.post("/users/{user_id}", response_class=HTMLResponse)
+async def unit_user_update(user_id: int, request: Request, actor: UnitAdmin, db: DB) -> Response:
+    return await _unit_write(request, actor, db, user_id)

@@ -87,6 +87,7 @@ NAV = (
     ("/console/callbacks", "回访评价", "workbench.callback", "callbacks"),
     ("/console/supervision", "督查督办", "workbench.supervision", "supervision"),
     ("/console/tickets", "工单查询", "tickets.read", None),
+    ("/console/unit/users", "本单位人员", "unit.users", None),
     ("/console/admin/users", "系统管理", "admin", None),
 )
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from jiesu.access.permissions import ROLES
 from jiesu.access.policy import Principal
 from jiesu.auth.service import audit, check_new_password, set_password
-from jiesu.errors import Conflict, Invalid, NotFound
+from jiesu.errors import Conflict, Forbidden, Invalid, NotFound
 from jiesu.org.models import Unit, UnitKind, User
 from jiesu.taxonomy.models import CalendarOverride
 
@@ -47,6 +47,17 @@ def _check_user(data: UserIn) -> None:
         raise Invalid("姓名须为 1–60 个字 / name 1–60 characters", field="name")
 
 
+def _within_own_unit(actor: Principal, data: UserIn, *, db_session: Session) -> None:
+    """A unit admin works on handlers of their own unit only; the admin on anyone."""
+    if actor.role == "admin":
+        return
+    own = db_session.get(Unit, actor.unit_id)
+    if own is None or data.unit.strip() != own.code:
+        raise Forbidden("只能管理本单位的人员 / your own unit's users only")
+    if data.role != "handler":
+        raise Forbidden("只能设置承办人角色 / a unit admin sets up handlers only")
+
+
 def create_user(data: UserIn, *, actor: Principal, db_session: Session, ip: str | None) -> User:
     username = data.username.strip().lower()
     if not (2 <= len(username) <= 60) or not set(username) <= USERNAME_CHARS:
@@ -55,6 +66,7 @@ def create_user(data: UserIn, *, actor: Principal, db_session: Session, ip: str 
             field="username",
         )
     _check_user(data)
+    _within_own_unit(actor, data, db_session=db_session)
     if db_session.scalar(select(User.id).where(User.username == username)):
         raise Conflict(f"用户名 {username} 已存在 / username taken", field="username")
     unit = _unit(data.unit, db_session=db_session)
@@ -75,9 +87,12 @@ def update_user(
     user_id: int, data: UserIn, *, actor: Principal, db_session: Session, ip: str | None
 ) -> User:
     user = db_session.get(User, user_id)
-    if user is None:
+    if user is None or (
+        actor.role != "admin" and (user.unit_id != actor.unit_id or user.role != "handler")
+    ):
         raise NotFound("没有这个用户 / no such user")
     _check_user(data)
+    _within_own_unit(actor, data, db_session=db_session)
     unit = _unit(data.unit, db_session=db_session)
     if user.id == actor.user_id and (not data.active or data.role != user.role):
         raise Invalid("不能停用自己或修改自己的角色 / you cannot disable or demote yourself",
