@@ -44,7 +44,7 @@ from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, DomainError, Invalid, NotFound
 from jiesu.org.models import Unit, User
 from jiesu.settings import get_settings
-from jiesu.taxonomy.service import load_catalogue
+from jiesu.taxonomy.service import city_clocks, load_catalogue, pack_settings
 from jiesu.tickets.actions import take_action
 from jiesu.tickets.lifecycle import BY_NAME, STATES
 from jiesu.tickets.models import Assignment, Attachment, Ticket
@@ -228,10 +228,15 @@ def rows_with_deadlines(
             )
         ).all()
     catalogue = load_catalogue(db_session=session) if suggest and tickets else None
+    settings = pack_settings(db_session=session)
+    clocks = city_clocks(db_session=session)
     return [
         {
             "t": t,
-            "dl": row_deadline(ticket_deadlines(t, db_session=session, now=now), code),
+            "dl": row_deadline(
+                ticket_deadlines(t, db_session=session, now=now, settings=settings, clocks=clocks),
+                code,
+            ),
             "requester": masked_requester(t),
             "suggestion": suggest_lead(t, db_session=session, catalogue=catalogue)
             if catalogue

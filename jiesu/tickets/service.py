@@ -32,6 +32,7 @@ from jiesu.tickets.shapes import (
     TicketCreate,
     TicketOut,
 )
+from jiesu.timelimits.clocks import Clocks
 from jiesu.timelimits.deadlines import PHASE_NAMES, Deadline, Step, deadlines, report_deadlines
 from jiesu.timelimits.tiers import choose_tier, phase_limits
 
@@ -204,10 +205,17 @@ def tier_for(
 
 
 def ticket_deadlines(
-    ticket: Ticket, *, db_session: Session, now: datetime, extra_units: dict[int, str] | None = None
+    ticket: Ticket,
+    *,
+    db_session: Session,
+    now: datetime,
+    extra_units: dict[int, str] | None = None,
+    settings: dict[str, Any] | None = None,
+    clocks: Clocks | None = None,
 ) -> list[Deadline]:
-    """The current round's deadlines, derived from the timeline (see timelimits/deadlines.py)."""
-    settings = pack_settings(db_session=db_session)
+    """The current round's deadlines, derived from the timeline (see timelimits/deadlines.py).
+    A list computing many passes the city's `settings` and `clocks` once for all rows."""
+    settings = settings if settings is not None else pack_settings(db_session=db_session)
     tier = ticket.tier or settings.get("default_tier")
     if not tier or tier not in settings.get("tiers", {}):
         return []
@@ -215,7 +223,7 @@ def ticket_deadlines(
     steps = [Step(e.action, e.at, codes.get(e.actor_unit_id or -1), e.data) for e in ticket.events]
     lead = next((a.unit.code for a in ticket.assignments if a.active and a.role == "lead"), None)
     limits = phase_limits(settings["tiers"], tier)
-    clocks = city_clocks(db_session=db_session)
+    clocks = clocks or city_clocks(db_session=db_session)
     current = deadlines(steps, limits, lead, clocks, now)
     report_limit = Duration.parse(settings.get("whistle_report_limit", "30m"))
     return current + report_deadlines(steps, report_limit, clocks, now)
