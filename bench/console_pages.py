@@ -370,15 +370,19 @@ def print_table(info: dict[str, Any]) -> None:
     print(f"\n{info['backend']}: {info['tickets_in_db']:,} tickets; inbox user {u['username']} at "
           f"{u['unit']} {u['unit_name']} ({u['todo']:,} in its todo tab; 东华门 has "
           f"{u['donghuamen_todo']:,})")  # fmt: skip
-    print(f"{'page':18s} {'median':>8s} {'p95':>8s} {'p99':>8s} {'p95/healthz':>11s} "
-          f"{'server CPU':>10s}  p95 per run")
+    print(
+        f"{'page':18s} {'median':>8s} {'p95':>8s} {'p99':>8s} {'p95/healthz':>11s} "
+        f"{'server CPU':>10s}  p95 per run"
+    )
     for r in info["pages"]:
         runs = " · ".join(f"{x:.1f}" for x in r["p95_runs_ms"])
         print(f"{r['page']:18s} {r['median_ms']:8.1f} {r['p95_ms']:8.1f} {r['p99_ms']:8.1f} "
               f"{r['x_healthz_p95']:10.1f}× {r['server_cpu_ms']:10.1f}  {runs}")  # fmt: skip
     a = info["acceptance"]
-    print(f"acceptance (inbox and ticket page ≤ {a['limit_ms']:.0f} ms p95): "
-          f"{'holds' if a['holds'] else 'FAILS'}")
+    print(
+        f"acceptance (inbox and ticket page ≤ {a['limit_ms']:.0f} ms p95): "
+        f"{'holds' if a['holds'] else 'FAILS'}"
+    )
 
 
 def main() -> int:
