@@ -24,6 +24,7 @@ from jiesu.taxonomy.models import (
     DispatchRule,
     RequestType,
 )
+from jiesu.taxonomy.service import bump_reference
 
 
 class PackInvalid(ValueError):

@@ -5,6 +5,7 @@ into an action's fields. Services take `db_session=` and never commit."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,7 +20,7 @@ from jiesu.db.base import utcnow
 from jiesu.org.models import Unit
 from jiesu.taxonomy.models import Category
 from jiesu.taxonomy.routing import Catalogue
-from jiesu.taxonomy.service import load_catalogue
+from jiesu.taxonomy.service import UnitOption, load_catalogue, unit_options
 from jiesu.tickets.actions import actor_of, facts_of
 from jiesu.tickets.lifecycle import BY_NAME, Action, TicketFacts, available
 from jiesu.tickets.models import Attachment, Ticket
@@ -92,6 +93,39 @@ NAV = (
 )
 
 
+# The badges are a hint (the workbench itself shows the live count), so each user's are kept for
+# a few seconds: a page view, a ticket page and the next list in a row count the queue once.
+BADGE_TTL_S = 15.0
+_badges: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+
+def _badge_key(actor: Principal, workbench: str, db_session: Session) -> tuple[str, int, str]:
+    return (str(db_session.get_bind().url), actor.user_id, workbench)
+
+
+def forget_badges(actor: Principal) -> None:
+    """After the user acts, their badges count again on the next page."""
+    for key in [k for k in _badges if k[1] == actor.user_id]:
+        _badges.pop(key, None)
+
+
+def _badge(actor: Principal, workbench: str, *, db_session: Session) -> int:
+    key = _badge_key(actor, workbench, db_session)
+    now = time.monotonic()
+    hit = _badges.get(key)
+    if hit and hit[0] > now:
+        return hit[1]
+    count = queue_count(queues(workbench)[0], actor=actor, db_session=db_session)
+    _remember_badge(key, count, now=now)
+    return count
+
+
+def _remember_badge(key: tuple[str, int, str], count: int, *, now: float) -> None:
+    if len(_badges) > 50_000:  # many users over a long day: start again rather than grow
+        _badges.clear()
+    _badges[key] = (now + BADGE_TTL_S, count)
+
+
 @dataclass
 class NavItem:
     href: str
@@ -101,16 +135,28 @@ class NavItem:
 
 
 def navigation(
-    actor: Principal, current: str, *, db_session: Session, counts: bool = True
+    actor: Principal,
+    current: str,
+    *,
+    db_session: Session,
+    counts: bool = True,
+    known: Mapping[str, int] | None = None,
 ) -> list[NavItem]:
+    """The menu for this role, each workbench with the size of its first queue. `known` gives
+    counts the page has already made (a workbench's first tab counts itself), so the badge
+    does not cost a second count of the same rows."""
     items = []
     for href, label, permission, workbench in NAV:
         if not allows(permission, actor.role):
             continue
         count = None
         if counts and workbench:
-            first = queues(workbench)[0]
-            count = queue_count(first, actor=actor, db_session=db_session) or None
+            if known and workbench in known:
+                count = known[workbench] or None
+                key = _badge_key(actor, workbench, db_session)
+                _remember_badge(key, known[workbench], now=time.monotonic())
+            else:
+                count = _badge(actor, workbench, db_session=db_session) or None
         active = current == href or (current.startswith(href + "/") and href != "/console")
         items.append(NavItem(href, label, active, count))
     return items
@@ -166,12 +212,10 @@ def ticket_view(ticket_id: int, *, actor: Principal, db_session: Session) -> Tic
     return view
 
 
-def handling_units(*, db_session: Session) -> list[Unit]:
+def handling_units(*, db_session: Session) -> list[UnitOption]:
     """Every unit a ticket can be sent to, streets first, then departments and companies."""
     order = {"street": 0, "district": 1, "department": 2, "company": 3, "community": 4}
-    units = db_session.scalars(
-        select(Unit).where(Unit.active, Unit.kind != "city").order_by(Unit.code)
-    ).all()
+    units = [u for u in unit_options(db_session=db_session).values() if u.kind != "city"]
     return sorted(units, key=lambda u: (order.get(u.kind, 9), u.code))
 
 
@@ -187,8 +231,8 @@ def suggest_lead(
     route = catalogue.route(ticket.category.code, district, street)
     if route is None:
         return None
-    name = db_session.scalar(select(Unit.name).where(Unit.code == route.unit))
-    return Suggestion(route.unit, name or route.unit, route.reason)
+    unit = unit_options(db_session=db_session).get(route.unit)
+    return Suggestion(route.unit, unit.name if unit else route.unit, route.reason)
 
 
 # ---- forms ------------------------------------------------------------------------------
@@ -252,8 +296,22 @@ def form_to_fields(action: Action, form: FormValues) -> dict[str, Any]:
     return data
 
 
-def categories(*, db_session: Session) -> list[Category]:
-    return list(db_session.scalars(select(Category).where(Category.active).order_by(Category.code)))
+@dataclass(frozen=True)
+class CategoryOption:
+    code: str
+    name: str
+    level: int
+
+
+def categories(*, db_session: Session) -> list[CategoryOption]:
+    """The active categories for a picker: three columns, not whole rows (every list page and
+    the intake form draw one)."""
+    rows = db_session.execute(
+        select(Category.code, Category.name, Category.level)
+        .where(Category.active)
+        .order_by(Category.code)
+    )
+    return [CategoryOption(code, name, level) for code, name, level in rows]
 
 
 def earlier_tickets(phone: str, *, actor: Principal, db_session: Session) -> list[Ticket]:

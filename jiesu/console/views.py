@@ -32,6 +32,7 @@ from jiesu.console.service import (
     categories,
     earlier_tickets,
     event_lines,
+    forget_badges,
     form_to_fields,
     handling_units,
     navigation,
@@ -83,7 +84,13 @@ AgentPage = page("workbench.intake")
 
 
 def frame(
-    request: Request, actor: Principal, session: Any, *, title: str, **context: Any
+    request: Request,
+    actor: Principal,
+    session: Any,
+    *,
+    title: str,
+    nav_known: dict[str, int] | None = None,
+    **context: Any,
 ) -> dict[str, Any]:
     """What every console page's layout needs: who is signed in, the navigation, a flash."""
     unit = session.get(Unit, actor.unit_id)
@@ -97,7 +104,7 @@ def frame(
         "title": title,
         "me": actor,
         "me_unit": unit.name if unit else "",
-        "nav": navigation(actor, request.url.path, db_session=session),
+        "nav": navigation(actor, request.url.path, db_session=session, known=nav_known),
         "flash": flash,
         **context,
     }
@@ -290,11 +297,15 @@ def _list_page(
     base: TicketFilter,
     tabs: list[dict[str, Any]] | None = None,
     suggest: bool = False,
+    counts_for: str | None = None,
 ) -> Response:
+    """One list page. `counts_for` names the workbench whose navigation badge this list is
+    (its first tab): unfiltered, the page's own total is the badge."""
     user_filter, page_no, args = _filters(request)
     f = _merge(base, user_filter)
     tickets, total = list_tickets(f, actor=actor, db_session=session, page=page_no,
                                   page_size=PAGE_SIZE)  # fmt: skip
+    nav_known = {counts_for: total} if counts_for and f == base else None
     pages = max(1, -(-total // PAGE_SIZE))
     keep = {k: v for k, v in args.items() if v}
     if "tab" in request.query_params:
@@ -303,7 +314,8 @@ def _list_page(
         request,
         "console/list.html",
         frame(
-            request, actor, session, title=title, tabs=tabs, rows=rows_with_deadlines(
+            request, actor, session, title=title, nav_known=nav_known, tabs=tabs,
+            rows=rows_with_deadlines(
                 tickets, actor, session, suggest=suggest), total=total, suggest=suggest,
             page=page_no, pages=pages, args=args,
             query=lambda **more: "?" + "&".join(
@@ -360,7 +372,8 @@ def _workbench(
     current = next((q for q in qs if q.key == tab), qs[0])
     tabs = [{"href": f"?tab={q.key}", "label": q.label, "active": q is current} for q in qs]
     return _list_page(request, actor, session, title=title, base=current.filter, tabs=tabs,
-                      suggest=workbench == "dispatch" and current.key == "pending")  # fmt: skip
+                      suggest=workbench == "dispatch" and current.key == "pending",
+                      counts_for=workbench if current is qs[0] else None)  # fmt: skip
 
 
 @router.get("/console/dispatch", response_class=HTMLResponse)
@@ -419,6 +432,7 @@ async def ticket_action(
         with db.write() as session:
             take_action(ticket_id, action, data, actor=actor, db_session=session,
                         expected_version=small_int(version))  # fmt: skip
+        forget_badges(actor)
     except (StaleDataError, IntegrityError):
         error: DomainError = Conflict("工单刚被他人更新，请刷新后重试")
     except DomainError as exc:
@@ -537,6 +551,7 @@ async def intake(request: Request, actor: AgentPage, db: DB) -> Response:
                      if k.startswith(f"{then}.")]))  # fmt: skip
                 take_action(ticket.id, then, fields, actor=actor, db_session=session)
             ticket_id = ticket.id
+        forget_badges(actor)
     except DomainError as exc:
         with db.read() as session:
             ctx = _intake_context(request, actor, session, form=values, then=then)

@@ -15,6 +15,7 @@ from jiesu.auth.service import audit, check_new_password, set_password
 from jiesu.errors import Conflict, Forbidden, Invalid, NotFound
 from jiesu.org.models import Unit, UnitKind, User
 from jiesu.taxonomy.models import CalendarOverride
+from jiesu.taxonomy.service import bump_reference
 
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
 
@@ -209,6 +210,7 @@ def set_calendar_day(
         db_session.add(row)
     else:
         row.kind, row.note, row.source = kind, note, "admin"
+    bump_reference(db_session=db_session)
     audit("calendar_set", db_session=db_session, user=_by(actor, db_session), ip=ip,
           day=day.isoformat(), kind=kind)  # fmt: skip
     return row
@@ -221,5 +223,6 @@ def remove_calendar_day(
     if row is None:
         raise NotFound("该日期没有调休设置 / no entry for that day")
     db_session.delete(row)
+    bump_reference(db_session=db_session)
     audit("calendar_remove", db_session=db_session, user=_by(actor, db_session), ip=ip,
           day=day.isoformat())  # fmt: skip
