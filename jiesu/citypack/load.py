@@ -56,6 +56,8 @@ def load_pack(pack: Pack, *, db_session: Session) -> Counter[str]:
     _ensure_portal_account(units, db_session, stats)
     _load_calendar(pack, db_session, stats)
     _load_settings(pack, db_session, stats)
+    if stats:
+        bump_reference(db_session=db_session)
     db_session.flush()
     return stats
 
