@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from jiesu.intel.cli import app as intel_app
 from jiesu.settings import REPO_ROOT, get_settings
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.add_typer(pack_app, name="citypack")
 app.add_typer(demo_app, name="demo")
 app.add_typer(user_app, name="user")
 app.add_typer(docs_app, name="docs")
+app.add_typer(intel_app, name="intel")
 
 out = Console()
 err = Console(stderr=True)

@@ -93,6 +93,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/console/admin/calendar"): "admin",
     ("POST", "/console/admin/tokens"): "admin",
     ("POST", "/console/admin/tokens/{token_id}/revoke"): "admin",
+    ("POST", "/console/admin/models/{model_id}/activate"): "admin",
+    ("POST", "/console/admin/intel"): "admin",
     # console: a unit admin's own people
     ("GET", "/console/unit/users"): "unit.users",
     ("POST", "/console/unit/users"): "unit.users",

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from jiesu.auth.passwords import hash_password
 from jiesu.citypack.parse import CategoryRow, Pack, UnitRow
+from jiesu.intel.models import Place
 from jiesu.org.models import Unit, User
 from jiesu.taxonomy.models import (
     CalendarOverride,
@@ -53,6 +54,7 @@ def load_pack(pack: Pack, *, db_session: Session) -> Counter[str]:
     _load_request_types(pack, db_session, stats)
     _load_dispatch(pack, units, categories, db_session, stats)
     _load_users(pack, units, db_session, stats)
+    _load_places(pack, units, db_session, stats)
     _ensure_portal_account(units, db_session, stats)
     _load_calendar(pack, db_session, stats)
     _load_settings(pack, db_session, stats)
@@ -214,6 +216,26 @@ def _load_users(pack: Pack, units: dict[str, Unit], s: Session, stats: Counter[s
             stats["users.created"] += 1
         else:
             _assign(user, values, stats, "users")
+
+
+def _load_places(pack: Pack, units: dict[str, Unit], s: Session, stats: Counter[str]) -> None:
+    """places.csv, matched by (name, unit): a place that leaves the pack is deactivated, like
+    the units, so that nothing the pack no longer vouches for is read as an address."""
+    existing = {(p.name, p.unit_id): p for p in s.scalars(select(Place))}
+    seen = set()
+    for row in pack.places:
+        key = (row.name, units[row.unit].id)
+        seen.add(key)
+        values = {"kind": row.kind, "aliases": row.aliases, "active": True}
+        if key in existing:
+            _assign(existing[key], values, stats, "places")
+        else:
+            s.add(Place(name=key[0], unit_id=key[1], **values))
+            stats["places.created"] += 1
+    for key, place in existing.items():
+        if key not in seen and place.active:
+            place.active = False
+            stats["places.deactivated"] += 1
 
 
 PORTAL_USERNAME = "portal"

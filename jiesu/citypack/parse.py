@@ -42,6 +42,9 @@ REQUEST_TYPES = ("consult", "help", "complain", "report", "suggest", "praise")
 SEVEN_HAVES = ("幼有所育", "学有所教", "劳有所得", "病有所医", "老有所养", "住有所居", "弱有所扶")
 FIVE_QUALITIES = ("便利性", "宜居性", "多样性", "公正性", "安全性")
 ROUTES = ("street", "district_function", "unit")
+# places.csv: what a name is (docs/citypack.md) and the units a place may belong to.
+PLACE_KINDS = ("alias", "landmark", "road", "community", "estate")
+PLACE_UNIT_KINDS = ("district", "street", "community")
 SATISFACTION_LEVELS = (
     "very_satisfied",
     "satisfied",
@@ -58,7 +61,7 @@ LIMITS = {
     "unit.code": 40, "unit.name": 100, "unit.short_name": 60, "unit.function": 40,
     "unit.alias": 60, "category.code": 20, "category.name": 60, "category.keyword": 30,
     "user.username": 60, "user.name": 60, "user.password": 200, "dispatch.note": 200,
-    "calendar.note": 60, "request_type": 20,
+    "calendar.note": 60, "request_type": 20, "place.name": 60, "place.alias": 60,
 }  # fmt: skip
 
 
@@ -144,6 +147,15 @@ class CalendarRow:
 
 
 @dataclass
+class PlaceRow:
+    line: int
+    name: str
+    kind: str
+    unit: str
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Pack:
     root: Path
     settings: dict[str, Any]
@@ -153,6 +165,7 @@ class Pack:
     users: list[UserRow]
     calendar: list[CalendarRow]
     errors: list[PackError]
+    places: list[PlaceRow] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -248,7 +261,10 @@ def read_pack(root: str | Path) -> Pack:
     dispatch = _read_dispatch(r, units, categories)
     users = _read_users(r, units)
     calendar = _read_calendar(r)
-    return Pack(r.root, settings, units, categories, dispatch, users, calendar, r.errors)
+    places = _read_places(r, units)
+    return Pack(
+        r.root, settings, units, categories, dispatch, users, calendar, r.errors, places=places
+    )
 
 
 DEFAULT_REQUEST_TYPES = {
@@ -264,8 +280,11 @@ DEFAULT_SCORES = dict(zip(SATISFACTION_LEVELS, (1.0, 1.0, 0.8, 0.0, 0.0), strict
 SETTINGS_KEYS = {
     "code", "name", "timezone", "city_unit", "service_centre_unit", "discipline_unit", "center",
     "request_types", "tiers", "default_tier", "tier_rules", "whistle_report_limit", "weights",
-    "satisfaction_scores", "small_sample",
+    "satisfaction_scores", "small_sample", "intel",
 }  # fmt: skip
+# Intake intelligence (SPEC §8): thresholds from 0 to 1, and the same-event window.
+INTEL_SHARES = ("auto_dispatch", "place_confidence", "duplicate_block")
+INTEL_COUNTS = ("duplicate_window_days", "duplicate_distance_m")
 RULE_KEYS = {"tier", "category", "request_type", "urgent"}
 
 
@@ -435,6 +454,20 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
         Duration.parse(data["whistle_report_limit"])
     except ValueError as exc:
         err(("whistle_report_limit",), f"whistle_report_limit: {exc}")
+    intel = data.get("intel")
+    if intel is not None:
+        if not isinstance(intel, dict):
+            err(("intel",), "intel must be a mapping")
+        else:
+            for key, value in intel.items():
+                if key in INTEL_SHARES:
+                    if value is not None and ((v := _number(value)) is None or not 0 <= v <= 1):
+                        err(("intel", str(key)), f"intel.{key} must be a number from 0 to 1")
+                elif key in INTEL_COUNTS:
+                    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                        err(("intel", str(key)), f"intel.{key} must be a whole number > 0")
+                else:
+                    err(("intel", str(key)), f"intel: unknown key '{key}'")
     small = data.setdefault("small_sample", 30)
     if isinstance(small, bool) or not isinstance(small, int) or small < 0:
         err(("small_sample",), "small_sample must be a whole number >= 0")
@@ -701,4 +734,47 @@ def _read_calendar(r: _Reader) -> list[CalendarRow]:
             continue
         seen[day] = line
         rows.append(CalendarRow(line, day, kind, _cell(row, "note")))
+    return rows
+
+
+def _read_places(r: _Reader, units: list[UnitRow]) -> list[PlaceRow]:
+    """places.csv: the address gazetteer's names beyond the official divisions. The same name
+    may stand for places in two units (a real ambiguity the resolver ranks); the same name
+    twice for one unit is a mistake."""
+    f = "places.csv"
+    if not (r.root / f).exists():
+        return []
+    by_code = {u.code: u for u in units}
+    rows: list[PlaceRow] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, row in r.csv_rows(f, ("name", "kind", "unit"), ("aliases",)):
+        name, kind, unit = _cell(row, "name"), _cell(row, "kind"), _cell(row, "unit")
+        if not name or not kind or not unit:
+            continue
+        aliases = split_list(_cell(row, "aliases"))
+        checks = [("place.name", name)] + [("place.alias", a) for a in aliases]
+        if r.any_too_long(f, line, checks):
+            continue
+        if kind not in PLACE_KINDS:
+            r.error(f, line, f"unknown kind '{kind}' (one of {', '.join(PLACE_KINDS)})")
+            continue
+        target = by_code.get(unit)
+        if target is None:
+            r.error(f, line, f"unknown unit '{unit}'")
+            continue
+        if target.kind not in PLACE_UNIT_KINDS:
+            r.error(f, line, f"unit '{unit}' is a {target.kind}; a place belongs to a "
+                             f"{', '.join(PLACE_UNIT_KINDS)}")  # fmt: skip
+            continue
+        duplicate = False
+        for n in (name, *aliases):
+            if (n, unit) in seen:
+                r.error(f, line, f"duplicate name '{n}' for unit '{unit}' (first at line "
+                                 f"{seen[(n, unit)]})")  # fmt: skip
+                duplicate = True
+        if duplicate:
+            continue
+        for n in (name, *aliases):
+            seen[(n, unit)] = line
+        rows.append(PlaceRow(line, name, kind, unit, aliases))
     return rows

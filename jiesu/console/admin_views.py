@@ -47,6 +47,7 @@ SECTIONS = (
     ("catalogue", "派单目录"),
     ("calendar", "调休日历"),
     ("weights", "考核权重"),
+    ("models", "智能分派"),
     ("tokens", "系统令牌"),
     ("audit", "审计日志"),
 )
@@ -118,6 +119,8 @@ def _section_data(section: str, request: Request, session: Session) -> dict[str,
     if section == "weights":
         settings = pack_settings(db_session=session)
         return {"settings": settings}
+    if section == "models":
+        return _models_data(session)
     if section == "tokens":
         rows = session.scalars(select(ApiToken).where(ApiToken.kind == "system")
                                .options(selectinload(ApiToken.user))
@@ -315,3 +318,52 @@ async def unit_user_create(request: Request, actor: UnitAdmin, db: DB) -> Respon
 @unit_router.post("/users/{user_id}", response_class=HTMLResponse)
 async def unit_user_update(user_id: int, request: Request, actor: UnitAdmin, db: DB) -> Response:
     return await _unit_write(request, actor, db, user_id)
+
+
+# ---- intelligence: models and thresholds ----------------------------------------------------
+
+
+def _models_data(session: Session) -> dict[str, Any]:
+    from jiesu.intel.models import IntelModel
+    from jiesu.intel.service import KINDS, corrections, intel_settings
+
+    rows = session.scalars(
+        select(IntelModel).order_by(IntelModel.kind, IntelModel.version.desc())
+    ).all()
+    since = {r.kind: r.created_at for r in rows if r.active}
+    return {
+        "rows": rows,
+        "kinds": KINDS,
+        "intel": intel_settings(db_session=session),
+        "corrections": {kind: corrections(db_session=session, since=since.get(kind))
+                        for kind in KINDS},
+    }  # fmt: skip
+
+
+@router.post("/models/{model_id}/activate", response_class=HTMLResponse)
+async def model_activate(model_id: int, request: Request, actor: Admin, db: DB) -> Response:
+    from jiesu.intel.service import activate_model
+
+    await _form(request)
+    try:
+        with db.write() as session:
+            activate_model(model_id, db_session=session, actor=actor, ip=client_ip(request))
+    except DomainError as exc:
+        return _error_page(request, actor, db, "models", exc)
+    return RedirectResponse("/console/admin/models?done=saved", status_code=303)
+
+
+@router.post("/intel", response_class=HTMLResponse)
+async def intel_update(request: Request, actor: Admin, db: DB) -> Response:
+    from jiesu.intel.service import DEFAULTS, set_intel_settings
+
+    form = await _form(request)
+    values = {k: form.first(k) for k in DEFAULTS if k in form}
+    if form.first("auto_off") == "on":
+        values["auto_dispatch"] = ""
+    try:
+        with db.write() as session:
+            set_intel_settings(values, actor=actor, db_session=session, ip=client_ip(request))
+    except DomainError as exc:
+        return _error_page(request, actor, db, "models", exc)
+    return RedirectResponse("/console/admin/models?done=saved", status_code=303)

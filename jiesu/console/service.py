@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from jiesu.access.permissions import allows
 from jiesu.access.policy import Principal
 from jiesu.db.base import utcnow
+from jiesu.intel.service import stored_advice
+from jiesu.intel.shapes import IntakeAdvice
 from jiesu.org.models import Unit
 from jiesu.taxonomy.models import Category
 from jiesu.taxonomy.routing import Catalogue
@@ -176,6 +178,7 @@ class TicketView:
     suggestion: Suggestion | None = None
     units: list[Unit] = field(default_factory=list)  # for unit pickers, when a form has one
     unit_names: dict[str, str] = field(default_factory=dict)  # codes in the timeline
+    advice: IntakeAdvice | None = None  # what intake intelligence suggested (centre only)
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,8 @@ def ticket_view(ticket_id: int, *, actor: Principal, db_session: Session) -> Tic
         ),
     )
     view.unit_names = unit_names_for(ticket, db_session=db_session)
+    if actor.is_service_centre:
+        view.advice = stored_advice(ticket.id, db_session=db_session)
     pickers = {"unit", "units"}
     if any(f.kind in pickers for a in actions for f in a.fields):
         view.units = handling_units(db_session=db_session)

@@ -43,6 +43,7 @@ from jiesu.console.service import (
 )
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, DomainError, Invalid, NotFound
+from jiesu.intel.service import advise
 from jiesu.org.models import Unit, User
 from jiesu.settings import get_settings
 from jiesu.taxonomy.service import city_clocks, load_catalogue, pack_settings
@@ -545,6 +546,8 @@ async def intake(request: Request, actor: AgentPage, db: DB) -> Response:
             raise Invalid(f"{FIELD_LABELS.get(where, where)}：{first['msg']}", field=where) from exc
         with db.write() as session:
             ticket = create_ticket(data, actor=actor, db_session=session)
+            # The agent's own choice of what happens next wins over automatic dispatch.
+            advise(ticket, actor=actor, db_session=session, automatic=then == "keep")
             if then != "keep":
                 fields = form_to_fields(BY_NAME[then], FormValues(
                     [(k.removeprefix(f"{then}."), v) for k, v in form.items_list()

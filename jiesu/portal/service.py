@@ -42,6 +42,7 @@ from jiesu.auth.service import audit, principal_of
 from jiesu.citypack.load import PORTAL_USERNAME
 from jiesu.db.base import utcnow
 from jiesu.errors import DomainError, Invalid, NotFound, TooManyRequests
+from jiesu.intel.service import advise
 from jiesu.org.models import Unit, User
 from jiesu.taxonomy.models import RequestType
 from jiesu.tickets.lifecycle import REJECT_REASONS, REPLY_RESULTS, SATISFACTION, TRANSFER_TO
@@ -297,6 +298,7 @@ def submit(
     actor = portal_principal(db_session=db_session)
     ticket = create_ticket(data, actor=actor, db_session=db_session, now=now,
                            idempotency_key=idempotency_key)  # fmt: skip
+    advise(ticket, actor=actor, db_session=db_session, now=now)
     code = new_tracking_code()
     digest = code_hash(code)
     # Part of taking the request in, not a change to it: written without a version step, so

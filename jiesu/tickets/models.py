@@ -74,6 +74,7 @@ class Ticket(Base):
         Index("ix_ticket_lead_status", "lead_unit_id", "status"),
         Index("ix_ticket_street_created", "street_id", "created_at"),
         Index("ix_ticket_status_due", "status", "due_at"),
+        Index("ix_ticket_category_created", "category_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from jiesu.intel.shapes import IntakeAdvice
 from jiesu.tickets.models import Channel
 
 MAX_CONTENT = 20_000  # characters; a long letter fits, a pasted file does not
@@ -185,6 +186,8 @@ class TicketOut(BaseModel):
     deadlines: list[DeadlineOut] | None = None
     assignments: list[AssignmentOut] | None = None
     events: list[EventOut] | None = None
+    # At intake only: what intelligence suggested and whether the ticket was dispatched on it.
+    suggestions: IntakeAdvice | None = None
 
 
 class TicketPage(BaseModel):

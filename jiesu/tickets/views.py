@@ -12,6 +12,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from jiesu.access.policy import Principal
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Forbidden, Invalid
+from jiesu.intel.service import advise, stored_advice
 from jiesu.tickets.actions import take_action
 from jiesu.tickets.service import (
     TicketFilter,
@@ -67,11 +68,15 @@ def create(
                 ):
                     response.headers["Idempotent-Replayed"] = "true"
                     response.headers["Location"] = f"/api/v1/tickets/{earlier.id}"
-                    return ticket_out(earlier, principal)
+                    out = ticket_out(earlier, principal)
+                    out.suggestions = stored_advice(earlier.id, db_session=session)
+                    return out
                 ticket = create_ticket(
                     body, actor=principal, db_session=session, idempotency_key=key
                 )
+                advice = advise(ticket, actor=principal, db_session=session)
                 out = ticket_out(ticket, principal)
+                out.suggestions = advice
             response.headers["Location"] = f"/api/v1/tickets/{ticket.id}"
             return out  # only now: the transaction has committed
         except IntegrityError:

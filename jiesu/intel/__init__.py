@@ -1,0 +1,1 @@
+"""Intake intelligence: suggestions for a new ticket (category, request type, urgency, place)."""

@@ -1,0 +1,595 @@
+"""Intake intelligence (智能派单, SPEC §8): when a ticket comes in, suggest its category and
+request type, resolve its place, find the lead unit by the dispatch catalogue, look for the same
+event among recent tickets and for danger signs, and dispatch at once when the city's threshold
+allows it. Also the model registry (versions, evaluation, the active one) and the training data
+the city's own history gives. Services take `db_session=` and never commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from jiesu.access.policy import Principal
+from jiesu.auth.service import audit
+from jiesu.db.base import utcnow
+from jiesu.errors import Invalid, NotFound
+from jiesu.intel import address, duplicates, urgency
+from jiesu.intel.classify import TextClassifier
+from jiesu.intel.models import IntakeAdviceRow, IntelModel
+from jiesu.intel.shapes import (
+    DuplicateCandidate,
+    IntakeAdvice,
+    LabelSuggestion,
+    LeadSuggestion,
+    PlaceSuggestion,
+    Ranked,
+    UrgencySuggestion,
+)
+from jiesu.org.models import Unit, User
+from jiesu.taxonomy.models import Category, CitySetting, RequestType
+from jiesu.taxonomy.service import cached, load_catalogue, pack_settings, unit_options
+from jiesu.tickets.lifecycle import CENTRE_INTAKE
+from jiesu.tickets.models import Event, Ticket
+
+KINDS = {"category": "事项分类", "request_type": "诉求类型"}
+
+# The city's settings for intake intelligence: `intel:` in pack.yaml, under the admin's own
+# values (city_setting "intel"). No threshold, no automatic dispatch.
+DEFAULTS: dict[str, Any] = {
+    "auto_dispatch": None,  # confidence (0–1) above which a ticket is dispatched on suggestions
+    "place_confidence": 0.8,  # a resolved place is written to the ticket from this confidence
+    "duplicate_window_days": 7,
+    "duplicate_distance_m": 300,
+    "duplicate_block": 0.9,  # a candidate this similar stops automatic dispatch
+}
+ADMIN_KEY = "intel"
+RECENT_LIMIT = 500
+MERGE_INTO_NOT = (
+    "merged",
+    "closed",
+    "rejected",
+)  # a candidate must be able to be the master  # recent tickets compared with a new one (same street or category)
+
+
+def intel_settings(*, db_session: Session) -> dict[str, Any]:
+    own = db_session.get(CitySetting, ADMIN_KEY)
+    return {
+        **DEFAULTS,
+        **(pack_settings(db_session=db_session).get("intel") or {}),
+        **(own.value if own else {}),
+    }
+
+
+def set_intel_settings(
+    values: dict[str, Any], *, actor: Principal, db_session: Session, ip: str | None
+) -> dict[str, Any]:
+    """The admin's thresholds; each checked, then stored over the pack's."""
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in DEFAULTS:
+            raise Invalid(f"未知设置 {key} / unknown setting", field=key)
+        if key == "auto_dispatch" and value in (None, ""):
+            clean[key] = None
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise Invalid(f"{key} 须为数字 / must be a number", field=key) from None
+        if key in ("auto_dispatch", "place_confidence", "duplicate_block") and not (
+            0 <= number <= 1
+        ):
+            raise Invalid(f"{key} 须在 0–1 之间 / must be within 0–1", field=key)
+        if key in ("duplicate_window_days", "duplicate_distance_m") and not 0 < number <= 10_000:
+            raise Invalid(f"{key} 须为正数 / must be positive", field=key)
+        clean[key] = (
+            int(number) if key.startswith("duplicate_") and key != "duplicate_block" else number
+        )
+    row = db_session.get(CitySetting, ADMIN_KEY)
+    if row is None:
+        db_session.add(CitySetting(key=ADMIN_KEY, value=clean))
+    else:
+        row.value = {**row.value, **clean}
+    audit("intel_settings", db_session=db_session, user=db_session.get(User, actor.user_id), ip=ip,
+          **clean)  # fmt: skip
+    return intel_settings(db_session=db_session)
+
+
+# ---- the model registry ------------------------------------------------------------------------
+
+
+def register_model(
+    directory: Path,
+    *,
+    db_session: Session,
+    name: str | None = None,
+    activate: bool = False,
+    created_by_id: int | None = None,
+) -> IntelModel:
+    """Store a model written by `jiesu intel train --out DIR` as the next version of its kind.
+    It is checked by loading it first: a model that does not load is never registered."""
+    model = TextClassifier.load(directory)  # checks the SHA-256 in meta.json
+    meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    kind = meta.get("kind") or "category"
+    if kind not in KINDS:
+        raise Invalid(f"未知的模型类型 {kind} / unknown model kind", field="kind")
+    artifact = (directory / "model.joblib").read_bytes()
+    last = db_session.scalar(
+        select(IntelModel.version).where(IntelModel.kind == kind).order_by(
+            IntelModel.version.desc()).limit(1)
+    )  # fmt: skip
+    row = IntelModel(
+        kind=kind,
+        version=(last or 0) + 1,
+        name=(name or meta.get("name") or f"{KINDS[kind]}模型")[:100],
+        source=str(meta.get("source") or directory)[:300],
+        rows=int(meta.get("training_rows") or 0),
+        labels=list(model.labels),
+        evaluation=meta.get("evaluation") or {},
+        meta={k: v for k, v in meta.items() if k != "evaluation"},
+        artifact=artifact,
+        sha256=hashlib.sha256(artifact).hexdigest(),
+        created_by_id=created_by_id,
+        created_at=utcnow(),
+    )
+    db_session.add(row)
+    db_session.flush()
+    if activate:
+        activate_model(row.id, db_session=db_session)
+    return row
+
+
+def activate_model(
+    model_id: int, *, db_session: Session, actor: Principal | None = None, ip: str | None = None
+) -> IntelModel:
+    row = db_session.get(IntelModel, model_id)
+    if row is None:
+        raise NotFound("没有这个模型 / no such model")
+    for other in db_session.scalars(
+        select(IntelModel).where(IntelModel.kind == row.kind, IntelModel.active)
+    ):
+        other.active = False
+    db_session.flush()
+    row.active, row.activated_at = True, utcnow()
+    if actor is not None:
+        audit("model_activate", db_session=db_session, user=db_session.get(User, actor.user_id), ip=ip,
+              target=f"{row.kind} v{row.version}")  # fmt: skip
+    return row
+
+
+def deactivate_models(kind: str, *, db_session: Session) -> None:
+    for row in db_session.scalars(select(IntelModel).where(IntelModel.kind == kind)):
+        row.active = False
+
+
+_loaded: dict[tuple[str, int], TextClassifier] = {}
+
+
+def active_model(
+    kind: str, *, db_session: Session
+) -> tuple[IntelModel | None, TextClassifier | None]:
+    """The active model of a kind, loaded once per process (artifacts are immutable by id)."""
+    row = db_session.scalar(select(IntelModel).where(IntelModel.kind == kind, IntelModel.active))
+    if row is None:
+        return None, None
+    key = (str(db_session.get_bind().url), row.id)
+    model = _loaded.get(key)
+    if model is None:
+        artifact = db_session.scalar(select(IntelModel.artifact).where(IntelModel.id == row.id))
+        if artifact is None or hashlib.sha256(artifact).hexdigest() != row.sha256:
+            raise Invalid("模型文件校验失败 / model artifact does not match its checksum")
+        with tempfile.TemporaryDirectory(prefix="jiesu-model-") as tmp:
+            folder = Path(tmp)
+            (folder / "model.joblib").write_bytes(artifact)
+            (folder / "meta.json").write_text(
+                json.dumps({**row.meta, "sha256": row.sha256, "kind": row.kind},
+                           ensure_ascii=False), encoding="utf-8")  # fmt: skip
+            model = TextClassifier.load(folder)
+        if len(_loaded) > 32:
+            _loaded.clear()
+        _loaded[key] = model
+    return row, model
+
+
+# ---- suggestions at intake -----------------------------------------------------------------
+
+
+def _label(
+    kind: str, row: IntelModel, model: TextClassifier, text: str, names: dict[str, str]
+) -> LabelSuggestion:
+    p = model.predict_one(text)
+    ranked = [Ranked(code=_code(label, names), name=_name(label, names), confidence=round(c, 4))
+              for label, c in p.ranked[:3]]  # fmt: skip
+    return LabelSuggestion(
+        code=_code(p.label, names), name=_name(p.label, names),
+        confidence=round(float(p.confidence), 4), ranked=ranked,
+        model=f"{row.name} v{row.version}",
+    )  # fmt: skip
+
+
+def _code(label: str, names: dict[str, str]) -> str:
+    """A model's label is a code of the city's taxonomy, or (trained on a file) its name."""
+    if label in names:
+        return label
+    by_name = {n: c for c, n in names.items()}
+    return by_name.get(label, label)
+
+
+def _name(label: str, names: dict[str, str]) -> str:
+    return names.get(label) or label
+
+
+def _category_names(db_session: Session) -> dict[str, str]:
+    def build() -> dict[str, str]:
+        rows = db_session.execute(select(Category.code, Category.name).where(Category.active))
+        return dict(rows.all())
+
+    return cached("category_names", build, db_session=db_session)
+
+
+def _request_type_names(db_session: Session) -> dict[str, str]:
+    def build() -> dict[str, str]:
+        rows = db_session.execute(select(RequestType.code, RequestType.name))
+        return dict(rows.all())
+
+    return cached("request_type_names", build, db_session=db_session)
+
+
+def gazetteer(*, db_session: Session) -> address.Gazetteer:
+    return cached("gazetteer", lambda: address.gazetteer_from_db(db_session=db_session),
+                  db_session=db_session)  # fmt: skip
+
+
+@dataclass
+class Context:
+    """What one intake knows while it advises."""
+
+    ticket: Ticket
+    actor: Principal
+    settings: dict[str, Any]
+    now: datetime
+
+
+def advise(
+    ticket: Ticket,
+    *,
+    actor: Principal,
+    db_session: Session,
+    now: datetime | None = None,
+    automatic: bool = True,
+) -> IntakeAdvice:
+    """Suggest, apply what is safe to apply, dispatch when the city's threshold allows, and
+    keep the advice with the ticket. Called in the intake transaction, after `create_ticket`."""
+    now = now or utcnow()
+    settings = intel_settings(db_session=db_session)
+    advice = IntakeAdvice()
+    text = f"{ticket.title}\n{ticket.content}"
+    units = unit_options(db_session=db_session)
+
+    cat_row, cat_model = active_model("category", db_session=db_session)
+    if cat_model is not None and cat_row is not None:
+        advice.category = _label("category", cat_row, cat_model, text,
+                                 _category_names(db_session))  # fmt: skip
+    rt_row, rt_model = active_model("request_type", db_session=db_session)
+    if rt_model is not None and rt_row is not None:
+        advice.request_type = _label("request_type", rt_row, rt_model, text,
+                                     _request_type_names(db_session))  # fmt: skip
+
+    advice.place = _place(ticket, text, units, db_session=db_session)
+    if (
+        ticket.street_id is None
+        and advice.place.street
+        and (advice.place.confidence >= float(settings["place_confidence"]))
+    ):
+        street = db_session.scalar(select(Unit).where(Unit.code == advice.place.street))
+        if street is not None:
+            _set(ticket, db_session, street_id=street.id, district_id=street.parent_id)
+            advice.applied.append("place")
+    elif (
+        ticket.district_id is None
+        and ticket.street_id is None
+        and advice.place.district
+        and (advice.place.confidence >= float(settings["place_confidence"]))
+    ):
+        district = db_session.scalar(select(Unit.id).where(Unit.code == advice.place.district))
+        if district is not None:
+            _set(ticket, db_session, district_id=district)
+            advice.applied.append("district")
+
+    found = urgency.detect(text)
+    if found.level != "normal":
+        advice.urgency = UrgencySuggestion(
+            level=found.level, signs=[s.label_zh for s in found.signs],
+            tier=found.tier_suggestion, transfer=found.transfer, reason=found.reason_zh,
+        )  # fmt: skip
+        if not ticket.urgent:
+            _make_urgent(ticket, db_session=db_session)
+            advice.applied.append("urgency")
+
+    category_code = ticket.category.code if ticket.category else None
+    category_sure = category_code is not None
+    if (
+        category_code is None
+        and advice.category
+        and advice.category.code in _category_names(db_session)
+    ):
+        category_code = advice.category.code
+    district = units_code(ticket.district_id, db_session)
+    street = units_code(ticket.street_id, db_session)
+    if category_code:
+        route = load_catalogue(db_session=db_session).route(category_code, district, street)
+        if route is not None:
+            name = units[route.unit].name if route.unit in units else route.unit
+            advice.lead = LeadSuggestion(unit=route.unit, name=name, reason=route.reason)
+
+    advice.duplicates = _duplicates(ticket, text, category_code, settings, now,
+                                    db_session=db_session)  # fmt: skip
+
+    threshold = settings.get("auto_dispatch")
+    if automatic:
+        advice.why_not_automatic = _why_not(advice, ticket, actor, threshold, category_sure,
+                                            settings)  # fmt: skip
+        if not advice.why_not_automatic and advice.lead is not None:
+            _dispatch(ticket, advice, actor, category_sure, db_session=db_session)
+    db_session.add(IntakeAdviceRow(
+        ticket_id=ticket.id, advice=advice.model_dump(mode="json"),
+        category_model_id=cat_row.id if cat_row else None,
+        auto_dispatched=advice.auto_dispatched, created_at=now,
+    ))  # fmt: skip
+    db_session.flush()
+    db_session.expire(ticket)  # its place, category and lead may have changed underneath
+    return advice
+
+
+def units_code(unit_id: int | None, db_session: Session) -> str | None:
+    if unit_id is None:
+        return None
+    return db_session.scalar(select(Unit.code).where(Unit.id == unit_id))
+
+
+def _place(
+    ticket: Ticket, text: str, units: dict[str, Any], *, db_session: Session
+) -> PlaceSuggestion:
+    if ticket.street_id is not None:
+        street = db_session.get(Unit, ticket.street_id)
+        district = db_session.get(Unit, ticket.district_id) if ticket.district_id else None
+        return PlaceSuggestion(
+            street=street.code if street else None, street_name=street.name if street else None,
+            district=district.code if district else None,
+            district_name=district.name if district else None,
+            confidence=1.0, source="given",
+        )  # fmt: skip
+    gaz = gazetteer(db_session=db_session)
+    best = None
+    for source, where in (("address", ticket.address), ("content", text)):
+        if where:
+            found = gaz.resolve(where)
+            if found.street or found.district:
+                best = (source, found)
+                break
+    if best is None and ticket.lat is not None and ticket.lng is not None:
+        point = gaz.resolve_point(ticket.lng, ticket.lat)
+        if point is not None and (point.street or point.district):
+            best = ("point", point)
+    if best is None:
+        return PlaceSuggestion(source="none")
+    source, r = best
+
+    def name(code: str | None) -> str | None:
+        return units[code].name if code and code in units else None
+
+    return PlaceSuggestion(
+        district=r.district, district_name=name(r.district), street=r.street,
+        street_name=name(r.street), community=getattr(r, "community", None),
+        confidence=round(float(r.confidence), 3), source=source,
+        evidence=[str(e) for e in (getattr(r, "evidence", None) or [])][:5],
+        candidates=[Ranked(code=c.street or c.district or "", name=name(c.street or c.district) or "",
+                           confidence=round(float(c.confidence), 3))
+                    for c in (getattr(r, "candidates", None) or [])[:5]],
+    )  # fmt: skip
+
+
+def _make_urgent(ticket: Ticket, *, db_session: Session) -> None:
+    """Danger signs raise the tier (the pack's rule for urgent tickets, T2h in Beijing)."""
+    from jiesu.timelimits.tiers import choose_tier
+
+    settings = pack_settings(db_session=db_session)
+    tier = ticket.tier
+    if settings.get("tiers"):
+        tier = choose_tier(
+            settings.get("tier_rules") or [],
+            category_code=ticket.category.code if ticket.category else None,
+            request_type=ticket.request_type,
+            urgent=True,
+            category_tier=ticket.category.effective_tier if ticket.category else None,
+            default_tier=settings["default_tier"],
+        )
+    _set(ticket, db_session, urgent=True, tier=tier)
+
+
+def _set(ticket: Ticket, db_session: Session, **values: Any) -> None:
+    """Part of taking the request in, not a change to it: written without a version step, so
+    that the ticket's version still counts its events (as the portal's tracking code)."""
+    db_session.execute(
+        update(Ticket).where(Ticket.id == ticket.id).values(**values),
+        execution_options={"synchronize_session": False},
+    )
+    for key, value in values.items():
+        set_committed_value(ticket, key, value)
+
+
+def _duplicates(
+    ticket: Ticket,
+    text: str,
+    category_code: str | None,
+    settings: dict[str, Any],
+    now: datetime,
+    *,
+    db_session: Session,
+) -> list[DuplicateCandidate]:
+    """Recent open tickets of the same street or category that may be the same event."""
+    window = timedelta(days=int(settings["duplicate_window_days"]))
+    category_id = ticket.category_id
+    if category_id is None and category_code:
+        category_id = db_session.scalar(select(Category.id).where(Category.code == category_code))
+    near = []
+    if ticket.street_id is not None:
+        near.append(Ticket.street_id == ticket.street_id)
+    if category_id is not None:
+        near.append(Ticket.category_id == category_id)
+    if ticket.requester_phone:
+        near.append(Ticket.requester_phone == ticket.requester_phone)
+    if not near:
+        return []
+    rows = db_session.execute(
+        select(Ticket.id, Ticket.number, Ticket.title, Ticket.content, Ticket.created_at,
+               Ticket.street_id, Ticket.lat, Ticket.lng, Ticket.category_id)
+        .where(Ticket.created_at >= now - window, Ticket.id != ticket.id,
+               Ticket.master_id.is_(None), Ticket.status.notin_(MERGE_INTO_NOT),
+               or_(*near))
+        .order_by(Ticket.created_at.desc())
+        .limit(RECENT_LIMIT)
+    ).all()  # fmt: skip
+    if not rows:
+        return []
+    new = duplicates.Doc(
+        id=ticket.id, text=text, created_at=now, street=ticket.street_id,
+        point=(ticket.lat, ticket.lng) if ticket.lat is not None and ticket.lng is not None else None,
+        category=category_id,
+    )  # fmt: skip
+    recent = [
+        duplicates.Doc(id=r.id, text=f"{r.title}\n{r.content}", created_at=r.created_at,
+                       street=r.street_id,
+                       point=(r.lat, r.lng) if r.lat is not None and r.lng is not None else None,
+                       category=r.category_id)
+        for r in rows
+    ]  # fmt: skip
+    found = duplicates.candidates(new, recent, window=window,
+                                  max_distance_m=float(settings["duplicate_distance_m"]),
+                                  limit=5)  # fmt: skip
+    by_id = {r.id: r for r in rows}
+    return [
+        DuplicateCandidate(id=c.id, number=by_id[c.id].number, title=by_id[c.id].title,
+                           score=round(float(c.score), 3), kind=c.kind, reasons=list(c.reasons_zh))
+        for c in found
+    ]  # fmt: skip
+
+
+def _why_not(
+    advice: IntakeAdvice,
+    ticket: Ticket,
+    actor: Principal,
+    threshold: Any,
+    category_sure: bool,
+    settings: dict[str, Any],
+) -> list[str]:
+    """Every reason the ticket waits for a dispatcher (empty: dispatch now)."""
+    why = []
+    if threshold is None:
+        return ["本市未开启自动派单"]
+    threshold = float(threshold)
+    if actor.role not in CENTRE_INTAKE:
+        why.append("受理人无派单权限")
+    if not category_sure and (advice.category is None or advice.category.confidence < threshold):
+        why.append("分类置信度不足")
+    if advice.place is None or advice.place.source == "none":
+        why.append("未识别到地址")
+    elif advice.place.source != "given" and advice.place.confidence < threshold:
+        why.append("地址置信度不足")
+    if advice.lead is None:
+        why.append("派单目录未给出承办单位")
+    if advice.urgency is not None and advice.urgency.transfer:
+        why.append(f"疑似紧急警情，建议转{advice.urgency.transfer}")
+    if any(d.score >= float(settings["duplicate_block"]) for d in advice.duplicates):
+        why.append("疑似重复诉求，待人工并单")
+    if ticket.status not in ("received", "pending_dispatch"):
+        why.append("工单已处理")
+    return why
+
+
+def _dispatch(
+    ticket: Ticket, advice: IntakeAdvice, actor: Principal, category_sure: bool, *,
+    db_session: Session,
+) -> None:  # fmt: skip
+    from jiesu.tickets.actions import take_action
+
+    assert advice.lead is not None
+    if not category_sure and advice.category is not None:
+        _set(
+            ticket,
+            db_session,
+            category_id=db_session.scalar(
+                select(Category.id).where(Category.code == advice.category.code)
+            ),
+        )
+        advice.applied.append("category")
+    if (
+        ticket.request_type is None
+        and advice.request_type is not None
+        and (advice.request_type.code in _request_type_names(db_session))
+    ):
+        _set(ticket, db_session, request_type=advice.request_type.code)
+        advice.applied.append("request_type")
+    db_session.flush()
+    take_action(ticket.id, "dispatch", {"lead": advice.lead.unit,
+                                        "note": f"智能派单：{advice.lead.reason}"},
+                actor=actor, db_session=db_session)  # fmt: skip
+    advice.auto_dispatched = True
+
+
+def stored_advice(ticket_id: int, *, db_session: Session) -> IntakeAdvice | None:
+    row = db_session.get(IntakeAdviceRow, ticket_id)
+    return IntakeAdvice.model_validate(row.advice) if row else None
+
+
+# ---- the city's own history as training data ----------------------------------------------
+
+
+def training_rows(
+    kind: str, *, db_session: Session, since: datetime | None = None, limit: int | None = None
+) -> Iterator[tuple[str, str]]:
+    """(text, label) from handled tickets: the category or request type as it stands now, so
+    a dispatcher's re-categorisation (改分类) and a category fixed after an approved return are
+    what the next model learns. Merged and rejected tickets teach nothing."""
+    label = Category.code if kind == "category" else Ticket.request_type
+    stmt = select(Ticket.title, Ticket.content, label).where(
+        Ticket.status.notin_(("received", "pending_dispatch", "merged", "rejected")),
+    )
+    if kind == "category":
+        stmt = stmt.join(Category, Category.id == Ticket.category_id)
+    else:
+        stmt = stmt.where(Ticket.request_type.is_not(None))
+    if since is not None:
+        stmt = stmt.where(Ticket.created_at >= since)
+    stmt = stmt.order_by(Ticket.id.desc())
+    if limit:
+        stmt = stmt.limit(limit)
+    for title, content, value in db_session.execute(stmt).yield_per(5000):
+        yield f"{title}\n{content}", value
+
+
+def corrections(*, db_session: Session, since: datetime | None = None) -> dict[str, int]:
+    """How many tickets were corrected (re-categorised, or returned and re-dispatched) since a
+    date: what a new model would learn that the active one has not."""
+    stmt = select(Event.action, Event.data).where(
+        or_(Event.action == "recategorize",
+            and_(Event.action == "review_return")),
+    )  # fmt: skip
+    if since is not None:
+        stmt = stmt.where(Event.at >= since)
+    out = {"recategorize": 0, "return_approved": 0}
+    for action, data in db_session.execute(stmt):
+        if action == "recategorize":
+            out["recategorize"] += 1
+        elif (data or {}).get("approved"):
+            out["return_approved"] += 1
+    return out
