@@ -21,6 +21,9 @@ class Settings:
     var_dir: Path
     timezone: str
     token_ttl_hours: int
+    # District/street boundary polygons (GeoJSON) for coordinates → place; the city's own file,
+    # not shipped in the pack when its licence forbids it. None: points resolve to nothing.
+    boundaries: Path | None = None
 
 
 def default_database_url(var_dir: Path) -> str:
@@ -35,6 +38,7 @@ def get_settings() -> Settings:
         var_dir=var_dir,
         timezone=os.environ.get("JIESU_TIMEZONE", "Asia/Shanghai"),
         token_ttl_hours=int(os.environ.get("JIESU_TOKEN_TTL_HOURS", "12")),
+        boundaries=Path(b) if (b := os.environ.get("JIESU_BOUNDARIES")) else None,
     )
 
 

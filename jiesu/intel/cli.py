@@ -156,3 +156,97 @@ def cv_cmd(
     except ValueError as e:
         _fail(str(e))
     _print(result)
+
+
+# ---- the city's database: register, train on its history, the daily duplicates pass --------
+
+
+@app.command("register")
+def register_cmd(
+    model_dir: Annotated[Path, typer.Option("--model", help="A folder written by `train`.")],
+    name: Annotated[str | None, typer.Option(help="A name shown in the admin page.")] = None,
+    source: Annotated[str | None, typer.Option(help="What it was trained on.")] = None,
+    activate: Annotated[bool, typer.Option(help="Make it the active model of its kind.")] = False,
+) -> None:
+    """Store a trained model in the database as the next version of its kind."""
+    from jiesu.cli import _db
+    from jiesu.errors import DomainError
+    from jiesu.intel.classify import ModelFileError
+    from jiesu.intel.service import register_model
+
+    db = _db()
+    try:
+        with db.write() as s:
+            row = register_model(model_dir, db_session=s, name=name, activate=activate)
+            if source:
+                row.source = source[:300]
+            out = {"id": row.id, "kind": row.kind, "version": row.version, "active": row.active}
+    except (ModelFileError, DomainError) as e:
+        _fail(str(e))
+    _print(out)
+
+
+@app.command("train-db")
+def train_db_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder for model.joblib and meta.json.")],
+    kind: KindOpt = "category",
+    limit: Annotated[int, typer.Option(help="The most recent handled tickets to learn from.")] = (
+        200_000
+    ),
+    holdout: Annotated[float, typer.Option(help="Share kept apart for the evaluation.")] = 0.1,
+    register: Annotated[bool, typer.Option(help="Register it in the database.")] = False,
+    activate: Annotated[bool, typer.Option(help="Register and make it active.")] = False,
+) -> None:
+    """Train on the city's own handled tickets: the category (or request type) as it stands now,
+    so re-categorisations and corrected dispatches teach the next model. A random share is kept
+    apart and the evaluation on it is stored with the model."""
+    import random
+
+    from jiesu.cli import _db
+    from jiesu.intel.classify import evaluate, train
+    from jiesu.intel.service import register_model, training_rows
+
+    _check_kind(kind)
+    db = _db()
+    with db.read() as s:
+        rows = list(training_rows(kind, db_session=s, limit=limit))
+    if len(rows) < 50:
+        _fail(f"历史工单太少（{len(rows)} 件），无法训练")
+    random.Random(0).shuffle(rows)
+    cut = int(len(rows) * (1 - holdout))
+    start = time.perf_counter()
+    model = train([t for t, _ in rows[:cut]], [y for _, y in rows[:cut]], kind=kind)
+    seconds = round(time.perf_counter() - start, 1)
+    evaluation = evaluate(model, [t for t, _ in rows[cut:]], [y for _, y in rows[cut:]])
+    model.save(out, evaluation=evaluation)
+    result: dict[str, Any] = {"out": str(out), "kind": kind, "training_rows": cut,
+                              "holdout_rows": len(rows) - cut, "train_seconds": seconds,
+                              "macro_f1": evaluation["macro_f1"],
+                              "accuracy": evaluation["accuracy"]}  # fmt: skip
+    if register or activate:
+        with db.write() as s:
+            row = register_model(out, db_session=s, activate=activate,
+                                 name=f"{'事项分类' if kind == 'category' else '诉求类型'}（本市历史）")  # fmt: skip
+            row.source = f"本市历史工单 {len(rows)} 件（留出 {holdout:.0%} 评估）"
+            result |= {"id": row.id, "version": row.version, "active": row.active}
+    _print(result)
+
+
+@app.command("duplicates")
+def duplicates_cmd(
+    day: Annotated[str, typer.Option(help="The day to check, YYYY-MM-DD (the city's time).")],
+) -> None:
+    """The daily batch pass: same-event groups among a day's tickets, as merge suggestions."""
+    from datetime import date, datetime, timedelta
+
+    from jiesu.cli import _db
+    from jiesu.intel.service import duplicate_groups
+    from jiesu.settings import city_tz
+
+    try:
+        first = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=city_tz())
+    except ValueError:
+        _fail(f"日期格式应为 YYYY-MM-DD：{day}")
+    with _db().read() as s:
+        groups = duplicate_groups(first, first + timedelta(days=1), db_session=s)
+    _print({"day": day, "groups": groups, "count": len(groups)})

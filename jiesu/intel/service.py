@@ -36,6 +36,7 @@ from jiesu.intel.shapes import (
     UrgencySuggestion,
 )
 from jiesu.org.models import Unit, User
+from jiesu.settings import get_settings
 from jiesu.taxonomy.models import Category, CitySetting, RequestType
 from jiesu.taxonomy.service import cached, load_catalogue, pack_settings, unit_options
 from jiesu.tickets.lifecycle import CENTRE_INTAKE
@@ -245,8 +246,14 @@ def _request_type_names(db_session: Session) -> dict[str, str]:
 
 
 def gazetteer(*, db_session: Session) -> address.Gazetteer:
-    return cached("gazetteer", lambda: address.gazetteer_from_db(db_session=db_session),
-                  db_session=db_session)  # fmt: skip
+    boundaries = get_settings().boundaries
+    if boundaries is not None and not boundaries.is_file():
+        boundaries = None  # a missing file must not stop intake; /healthz is where to look
+    return cached(
+        "gazetteer",
+        lambda: address.gazetteer_from_db(db_session=db_session, boundaries=boundaries),
+        db_session=db_session,
+    )
 
 
 @dataclass
@@ -592,4 +599,45 @@ def corrections(*, db_session: Session, since: datetime | None = None) -> dict[s
             out["recategorize"] += 1
         elif (data or {}).get("approved"):
             out["return_approved"] += 1
+    return out
+
+
+# ---- the daily batch pass --------------------------------------------------------------------
+
+
+def duplicate_groups(
+    day_start: datetime, day_end: datetime, *, db_session: Session
+) -> list[list[dict[str, Any]]]:
+    """Same-event groups among one day's tickets (and the window before it, so a repeat of last
+    week's order is found too); every group holds at least one ticket of that day. Each ticket
+    is `{id, number, title, status, street}`, earliest first."""
+    settings = intel_settings(db_session=db_session)
+    window = timedelta(days=int(settings["duplicate_window_days"]))
+    rows = db_session.execute(
+        select(Ticket.id, Ticket.number, Ticket.title, Ticket.content, Ticket.created_at,
+               Ticket.street_id, Ticket.lat, Ticket.lng, Ticket.category_id, Ticket.status)
+        .where(Ticket.created_at >= day_start - window, Ticket.created_at < day_end,
+               Ticket.master_id.is_(None))
+        .order_by(Ticket.created_at)
+    ).all()  # fmt: skip
+    docs = [
+        duplicates.Doc(id=r.id, text=f"{r.title}\n{r.content}", created_at=r.created_at,
+                       street=r.street_id,
+                       point=(r.lat, r.lng) if r.lat is not None and r.lng is not None else None,
+                       category=r.category_id)
+        for r in rows
+    ]  # fmt: skip
+    by_id = {r.id: r for r in rows}
+    streets = {u.id: u.code for u in db_session.execute(select(Unit.id, Unit.code)).all()}
+    out = []
+    for group in duplicates.batch_groups(
+        docs, window=window, max_distance_m=float(settings["duplicate_distance_m"])
+    ):
+        if not any(day_start <= by_id[i].created_at < day_end for i in group):
+            continue
+        out.append([
+            {"id": i, "number": by_id[i].number, "title": by_id[i].title,
+             "status": by_id[i].status, "street": streets.get(by_id[i].street_id or -1)}
+            for i in group
+        ])  # fmt: skip
     return out
