@@ -222,3 +222,25 @@ def test_the_centre_sees_the_advice_on_the_ticket_page(client: TestClient, db: D
     console_login(client, "dispatcher1")
     page = client.get(f"/console/tickets/{second['id']}").text
     assert "智能建议" in page and first["number"] in page and "并入此单" in page
+
+
+def test_the_daily_pass_groups_one_event_reported_three_times(
+    client: TestClient, db: Database
+) -> None:
+    from datetime import timedelta
+
+    from jiesu.db.base import utcnow
+    from jiesu.intel.service import duplicate_groups
+
+    headers = auth(client, "agent1")
+    text = "西一镇农贸市场门口垃圾堆了一个星期没人清运，臭味很大"
+    same = [post(client, headers, content=text + tail, street="S21", category_code="01")
+            for tail in ("", "。", "，请尽快处理")]  # fmt: skip
+    post(client, headers, content="东二街道学校门口接送孩子拥堵", street="S12")
+    now = utcnow()
+    with db.read() as s:
+        groups = duplicate_groups(now - timedelta(hours=1), now + timedelta(minutes=1),
+                                  db_session=s)  # fmt: skip
+        earlier = duplicate_groups(now - timedelta(days=3), now - timedelta(days=2), db_session=s)
+    assert [[t["number"] for t in g] for g in groups] == [[t["number"] for t in same]]
+    assert groups[0][0]["street"] == "S21" and earlier == []
