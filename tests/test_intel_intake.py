@@ -244,3 +244,28 @@ def test_the_daily_pass_groups_one_event_reported_three_times(
         earlier = duplicate_groups(now - timedelta(days=3), now - timedelta(days=2), db_session=s)
     assert [[t["number"] for t in g] for g in groups] == [[t["number"] for t in same]]
     assert groups[0][0]["street"] == "S21" and earlier == []
+
+
+def test_the_intake_form_shows_suggestions_as_the_agent_types(
+    client: TestClient, db: Database
+) -> None:
+    earlier = post(client, auth(client, "agent1"), street="S11",
+                   content="东一街道幸福小区楼道里燃气味很浓，像是漏气了")  # fmt: skip
+    csrf = console_login(client, "agent1")
+    before = ticket_count(db)
+    r = client.post("/console/intake/suggest", data={
+        "csrf_token": csrf, "content": "东一街道幸福小区楼道里燃气味很浓，像是漏气了",
+        "address": "东区东一街道幸福小区", "category_code": "0101", "phone": ""})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert "东一街道" in r.text and "紧急" in r.text and earlier["number"] in r.text
+    assert "城乡建设类直派属地街乡" in r.text
+    assert ticket_count(db) == before  # a preview stores nothing
+    empty = client.post("/console/intake/suggest", data={"csrf_token": csrf, "content": ""})
+    assert "输入诉求内容后" in empty.text
+    forged = client.post("/console/intake/suggest", data={"content": "燃气泄漏"})
+    assert forged.status_code == 403
+
+
+def ticket_count(db: Database) -> int:
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(Ticket)) or 0

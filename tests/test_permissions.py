@@ -82,6 +82,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/console/attachments/{attachment_id}"): "tickets.read",
     ("GET", "/console/intake"): "workbench.intake",
     ("GET", "/console/intake/history"): "workbench.intake",
+    ("POST", "/console/intake/suggest"): "workbench.intake",
     ("POST", "/console/intake"): "workbench.intake",
     # console: administration
     ("GET", "/console/admin"): "admin",

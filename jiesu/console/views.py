@@ -43,7 +43,7 @@ from jiesu.console.service import (
 )
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, DomainError, Invalid, NotFound
-from jiesu.intel.service import advise
+from jiesu.intel.service import advise, preview
 from jiesu.org.models import Unit, User
 from jiesu.settings import get_settings
 from jiesu.taxonomy.service import city_clocks, load_catalogue, pack_settings
@@ -59,6 +59,7 @@ from jiesu.tickets.service import (
     masked_requester,
     reveal_requester,
     ticket_deadlines,
+    title_from,
 )
 from jiesu.tickets.shapes import TicketCreate, normalise_phone
 from jiesu.timelimits.deadlines import Deadline
@@ -498,6 +499,28 @@ def _intake_context(
 @router.get("/console/intake", response_class=HTMLResponse)
 def intake_page(request: Request, actor: AgentPage, session: ReadSession) -> Response:
     return render(request, "console/intake.html", _intake_context(request, actor, session))
+
+
+@router.post("/console/intake/suggest", response_class=HTMLResponse)
+async def intake_suggest(request: Request, actor: AgentPage, db: DB) -> Response:
+    """htmx: smart-dispatch suggestions for the form as the agent types (nothing is stored)."""
+    form = FormValues(list((await request.form()).multi_items()))  # type: ignore[arg-type]
+    content = form.first("content")[:5000]
+    advice = None
+    if len(content.strip()) >= 4:
+        phone = form.first("phone")
+        try:
+            phone = normalise_phone(phone) if phone.strip() else ""
+        except ValueError:
+            phone = ""
+        with db.read() as session:
+            advice = preview(
+                title=form.first("title")[:200] or title_from(content), content=content,
+                address=form.first("address")[:300], street=form.first("street").split(" ")[0],
+                category=form.first("category_code")[:20], phone=phone, actor=actor,
+                db_session=session,
+            )  # fmt: skip
+    return render(request, "console/_suggest.html", {"ad": advice})
 
 
 @router.get("/console/intake/history", response_class=HTMLResponse)

@@ -342,6 +342,8 @@ def advise(
                                     db_session=db_session)  # fmt: skip
 
     threshold = settings.get("auto_dispatch")
+    if ticket.id is None:  # a preview of a form still being filled in
+        return advice
     if automatic:
         advice.why_not_automatic = _why_not(advice, ticket, actor, threshold, category_sure,
                                             settings)  # fmt: skip
@@ -426,6 +428,10 @@ def _make_urgent(ticket: Ticket, *, db_session: Session) -> None:
 def _set(ticket: Ticket, db_session: Session, **values: Any) -> None:
     """Part of taking the request in, not a change to it: written without a version step, so
     that the ticket's version still counts its events (as the portal's tracking code)."""
+    if ticket.id is None:  # a preview: nothing stored
+        for key, value in values.items():
+            setattr(ticket, key, value)
+        return
     db_session.execute(
         update(Ticket).where(Ticket.id == ticket.id).values(**values),
         execution_options={"synchronize_session": False},
@@ -641,3 +647,34 @@ def duplicate_groups(
             for i in group
         ])  # fmt: skip
     return out
+
+
+def preview(
+    *,
+    title: str,
+    content: str,
+    address: str | None,
+    street: str | None,
+    category: str | None,
+    phone: str | None,
+    actor: Principal,
+    db_session: Session,
+) -> IntakeAdvice:
+    """The suggestions for an intake form as the agent types: the same advice as at intake,
+    on a ticket that is never stored."""
+    draft = Ticket(title=title, content=content, address=address or None,
+                   requester_phone=phone or None, urgent=False, tier=None)  # fmt: skip
+    if street:
+        unit = db_session.scalar(select(Unit).where(Unit.code == street, Unit.kind == "street"))
+        if unit is not None:
+            draft.street_id, draft.district_id = unit.id, unit.parent_id
+    if category:
+        draft.category = db_session.scalar(
+            select(Category).where(Category.code == category, Category.active)
+        )
+        draft.category_id = draft.category.id if draft.category else None
+    try:
+        return advise(draft, actor=actor, db_session=db_session, automatic=False)
+    finally:
+        if draft in db_session:
+            db_session.expunge(draft)
