@@ -479,13 +479,7 @@ def _duplicates(
         point=(ticket.lat, ticket.lng) if ticket.lat is not None and ticket.lng is not None else None,
         category=category_id,
     )  # fmt: skip
-    recent = [
-        duplicates.Doc(id=r.id, text=f"{r.title}\n{r.content}", created_at=r.created_at,
-                       street=r.street_id,
-                       point=(r.lat, r.lng) if r.lat is not None and r.lng is not None else None,
-                       category=r.category_id)
-        for r in rows
-    ]  # fmt: skip
+    recent = [_doc(r) for r in rows]
     found = duplicates.candidates(new, recent, window=window,
                                   max_distance_m=float(settings["duplicate_distance_m"]),
                                   limit=5)  # fmt: skip
@@ -495,6 +489,20 @@ def _duplicates(
                            score=round(float(c.score), 3), kind=c.kind, reasons=list(c.reasons_zh))
         for c in found
     ]  # fmt: skip
+
+
+def _doc(r: Any) -> duplicates.Doc:
+    """A ticket row (id, title, content, created_at, street_id, lat, lng, category_id) as the
+    duplicates module compares it."""
+    point = (r.lat, r.lng) if r.lat is not None and r.lng is not None else None
+    return duplicates.Doc(
+        id=r.id,
+        text=f"{r.title}\n{r.content}",
+        created_at=r.created_at,
+        street=r.street_id,
+        point=point,
+        category=r.category_id,
+    )
 
 
 def _why_not(
@@ -626,13 +634,7 @@ def duplicate_groups(
                Ticket.master_id.is_(None))
         .order_by(Ticket.created_at)
     ).all()  # fmt: skip
-    docs = [
-        duplicates.Doc(id=r.id, text=f"{r.title}\n{r.content}", created_at=r.created_at,
-                       street=r.street_id,
-                       point=(r.lat, r.lng) if r.lat is not None and r.lng is not None else None,
-                       category=r.category_id)
-        for r in rows
-    ]  # fmt: skip
+    docs = [_doc(r) for r in rows]
     by_id = {r.id: r for r in rows}
     streets = {u.id: u.code for u in db_session.execute(select(Unit.id, Unit.code)).all()}
     out = []
