@@ -162,7 +162,9 @@ def print_classifier(r: dict[str, Any]) -> None:
     print(f"\nclassifier (category): trained on {r['train_rows']:,} segmented rows, "
           f"evaluated on {r['dev_rows']} raw dev rows")  # fmt: skip
     print(f"{'figure':24s} {'measured':>12s}  {'goal':>10s}")
-    print(f"{'macro-F1 (dev)':24s} {r['macro_f1']:12.4f}  {'≥ 0.90':>10s}  {goal(g['macro_f1>=0.90'])}")
+    print(
+        f"{'macro-F1 (dev)':24s} {r['macro_f1']:12.4f}  {'≥ 0.90':>10s}  {goal(g['macro_f1>=0.90'])}"
+    )
     print(f"{'accuracy (dev)':24s} {r['accuracy']:12.4f}")
     print(f"{'single p50 (ms)':24s} {r['single_p50_ms']:12.2f}")
     print(f"{'single p99 (ms)':24s} {r['single_p99_ms']:12.2f}  {'≤ 10':>10s}  {goal(g['p99<=10ms'])}"
@@ -371,7 +373,11 @@ def _rate(fn: Callable[[str], Any], texts: list[str], runs: int) -> int:
 def print_urgency(r: dict[str, Any]) -> None:
     print("\nurgency (tests/data/urgency_texts.csv)")
     print(f"{'rows':22s} {'n':>4s} {'P':>6s} {'R':>6s} {'F1':>6s}  tp/fp/fn/tn   transfer")
-    for name, label in (("test", "test split"), ("batch4", "batch 4 (held out)"), ("all", "all rows")):
+    for name, label in (
+        ("test", "test split"),
+        ("batch4", "batch 4 (held out)"),
+        ("all", "all rows"),
+    ):
         s = r[name]
         c = s["confusion"]
         print(f"{label:22s} {s['n']:4d} {s['precision']:6.3f} {s['recall']:6.3f} {s['f1']:6.3f}  "
@@ -394,7 +400,9 @@ def _raw_messages(args: argparse.Namespace) -> list[str]:
         path = args.data / "teddycup2020" / name
         if path.is_file():
             with path.open(encoding="utf-8-sig", newline="") as f:
-                texts += [f"{r['留言主题'].strip()}\n{r['留言详情'].strip()}" for r in csv.DictReader(f)]
+                texts += [
+                    f"{r['留言主题'].strip()}\n{r['留言详情'].strip()}" for r in csv.DictReader(f)
+                ]
     return texts
 
 
@@ -445,7 +453,11 @@ def part_duplicates(args: argparse.Namespace) -> dict[str, Any]:
     docs = []
     for i in range(10_000):
         t = texts[i] if i < len(texts) else rng.choice(texts) + f"\n补充：第{i}次反映"
-        docs.append(duplicates.Doc(id=i, text=t, created_at=now - timedelta(minutes=rng.randrange(8 * 1440))))
+        docs.append(
+            duplicates.Doc(
+                id=i, text=t, created_at=now - timedelta(minutes=rng.randrange(8 * 1440))
+            )
+        )
     secs, groups = [], 0
     for run in range(args.runs):
         duplicates._text.cache_clear()
@@ -538,7 +550,11 @@ def populate(url: str, tickets: int, days: int, tag: str) -> dict[str, Any]:
             r = generate(db, days=k, per_day=per_day, end=today - timedelta(days=left),
                          seed=12345 + part)  # fmt: skip
             part += 1
-            made, events, assignments = made + r.tickets, events + r.events, assignments + r.assignments
+            made, events, assignments = (
+                made + r.tickets,
+                events + r.events,
+                assignments + r.assignments,
+            )
             log(f"[{tag}] {made:,} tickets written ({days - left}/{days} days, "
                 f"{time.perf_counter() - started:.0f} s)")  # fmt: skip
         if db.dialect == "postgresql":
@@ -600,7 +616,9 @@ def intake_bodies(url: str, n: int, rng: random.Random) -> list[dict[str, Any]]:
             streets = s.execute(
                 select(Unit.name, Unit.parent_id).where(Unit.kind == "street", Unit.active)
             ).all()  # fmt: skip
-            districts = dict(s.execute(select(Unit.id, Unit.name).where(Unit.kind == "district")).all())
+            districts = dict(
+                s.execute(select(Unit.id, Unit.name).where(Unit.kind == "district")).all()
+            )
     finally:
         db.dispose()
     bodies = []
@@ -719,8 +737,6 @@ def intake_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[st
 
         for b in bodies[: args.warmup]:
             check(post(b))
-        first = bodies[0]
-        info["example"] = {"request": first}
         post_ms: list[list[float]] = []
         health_ms: list[list[float]] = []
         cpu_ms: list[float] = []
@@ -744,8 +760,8 @@ def intake_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[st
                 check(resp)
             cpu_ms.append(1000 * (server.cpu_seconds() - cpu) / n)
             post_ms.append(ps)
-        last = resp.json()
-        info["example"]["suggestions"] = last.get("suggestions")
+        # The last request measured and its answer's suggestions, for reading.
+        info["example"] = {"request": b, "suggestions": resp.json().get("suggestions")}
         api.close()
         plain.close()
     finally:
@@ -770,7 +786,9 @@ def intake_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[st
                        "p95_ms": round(statistics.median(h95s), 1),
                        "p95_runs_ms": [round(x, 1) for x in h95s]}  # fmt: skip
     info["checks"] = checks
-    info["suggestions_ok"] = checks["category"] == checks["answers"] and checks["place"] == checks["answers"]
+    info["suggestions_ok"] = (
+        checks["category"] == checks["answers"] and checks["place"] == checks["answers"]
+    )
     info["goals"] = {"p95<=50ms": info["post"]["p95_ms"] <= 50}
     return info
 
@@ -818,13 +836,19 @@ RUNNERS: dict[str, tuple[Callable[[argparse.Namespace], dict[str, Any]], Callabl
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default=",".join(PARTS), help=f"parts, comma-separated: {', '.join(PARTS)}")
+    ap.add_argument(
+        "--only", default=",".join(PARTS), help=f"parts, comma-separated: {', '.join(PARTS)}"
+    )
     ap.add_argument("--runs", type=int, default=3, help="repetitions of every timed measurement")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--texts", type=int, default=2000, help="classifier: single-text predictions per run")
+    ap.add_argument(
+        "--texts", type=int, default=2000, help="classifier: single-text predictions per run"
+    )
     ap.add_argument("--batch", type=int, default=5000, help="classifier: texts in the batch")
-    ap.add_argument("--tickets", type=int, default=1_000_000, help="intake: tickets in the database")
+    ap.add_argument(
+        "--tickets", type=int, default=1_000_000, help="intake: tickets in the database"
+    )
     ap.add_argument("--days", type=int, default=20, help="intake: days of generated history")
     ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     ap.add_argument("--requests", type=int, default=300, help="intake: POSTs per run")
@@ -841,7 +865,9 @@ def main() -> int:
     }  # fmt: skip
     print(f"machine: {machine['node']} {machine['arch']}, {machine['cores']} cores, "
           f"Python {machine['python']}, SQLite {machine['sqlite']}")  # fmt: skip
-    print(f"parts: {', '.join(parts)}; {args.runs} runs per timed figure (median); data {args.data}")
+    print(
+        f"parts: {', '.join(parts)}; {args.runs} runs per timed figure (median); data {args.data}"
+    )
     results: dict[str, Any] = {}
     for name in parts:
         run, show = RUNNERS[name]
