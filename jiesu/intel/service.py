@@ -175,16 +175,32 @@ def deactivate_models(kind: str, *, db_session: Session) -> None:
 _loaded: dict[tuple[str, int], TextClassifier] = {}
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """The active model as intake needs it: its id and label, not its evaluation (the JSON of a
+    200-class confusion matrix is not read on every intake)."""
+
+    id: int
+    name: str
+    version: int
+
+
 def active_model(
     kind: str, *, db_session: Session
-) -> tuple[IntelModel | None, TextClassifier | None]:
+) -> tuple[ModelRef | None, TextClassifier | None]:
     """The active model of a kind, loaded once per process (artifacts are immutable by id)."""
-    row = db_session.scalar(select(IntelModel).where(IntelModel.kind == kind, IntelModel.active))
-    if row is None:
+    found = db_session.execute(
+        select(IntelModel.id, IntelModel.name, IntelModel.version).where(
+            IntelModel.kind == kind, IntelModel.active)
+    ).first()  # fmt: skip
+    if found is None:
         return None, None
-    key = (str(db_session.get_bind().url), row.id)
+    ref = ModelRef(*found)
+    key = (str(db_session.get_bind().url), ref.id)
     model = _loaded.get(key)
     if model is None:
+        row = db_session.get(IntelModel, ref.id)
+        assert row is not None
         artifact = db_session.scalar(select(IntelModel.artifact).where(IntelModel.id == row.id))
         if artifact is None or hashlib.sha256(artifact).hexdigest() != row.sha256:
             raise Invalid("模型文件校验失败 / model artifact does not match its checksum")
@@ -198,14 +214,14 @@ def active_model(
         if len(_loaded) > 32:
             _loaded.clear()
         _loaded[key] = model
-    return row, model
+    return ref, model
 
 
 # ---- suggestions at intake -----------------------------------------------------------------
 
 
 def _label(
-    kind: str, row: IntelModel, model: TextClassifier, text: str, names: dict[str, str]
+    kind: str, row: ModelRef, model: TextClassifier, text: str, names: dict[str, str]
 ) -> LabelSuggestion:
     p = model.predict_one(text)
     ranked = [Ranked(code=_code(label, names), name=_name(label, names), confidence=round(c, 4))
@@ -449,16 +465,20 @@ def _duplicates(
     *,
     db_session: Session,
 ) -> list[DuplicateCandidate]:
-    """Recent open tickets of the same street or category that may be the same event."""
+    """Recent open tickets of the same street (or category) or caller that may be the same
+    event."""
     window = timedelta(days=int(settings["duplicate_window_days"]))
     category_id = ticket.category_id
     if category_id is None and category_code:
         category_id = db_session.scalar(select(Category.id).where(Category.code == category_code))
+    # Only rows the rule could accept: with a street, the same street (another street's ticket
+    # is another event); without one, the same category (in the district when known).
     near = []
     if ticket.street_id is not None:
         near.append(Ticket.street_id == ticket.street_id)
-    if category_id is not None:
-        near.append(Ticket.category_id == category_id)
+    elif category_id is not None:
+        near.append(and_(Ticket.category_id == category_id, Ticket.district_id == ticket.district_id)
+                    if ticket.district_id is not None else Ticket.category_id == category_id)  # fmt: skip
     if ticket.requester_phone:
         near.append(Ticket.requester_phone == ticket.requester_phone)
     if not near:
