@@ -547,6 +547,9 @@ def test_screenshots_of_every_workbench(
     agent.select_option("#request_type", "complain")
     agent.fill("#address", "东城区东华门街道南河沿大街")
     agent.fill("#content", "南河沿大街井盖仍然松动，上次反映后没有修好，夜里车辆经过声音很大。")
+    agent.locator("#content").press("End")  # a key press: the suggestions follow the typing
+    agent.locator("#suggest-box #suggest-list").wait_for()
+    assert "东华门街道" in agent.locator("#suggest-box").inner_text()
     shot(agent, "intake")
 
     shot(people("dispatcher1"), "dispatch")
