@@ -47,14 +47,11 @@ import json
 import os
 import platform
 import random
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,7 +62,6 @@ os.environ.setdefault("JIESU_ARGON2_PROFILE", "cheapest")  # before anything imp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG = os.environ.get("JIESU_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DATA = Path(os.environ.get("JIESU_SHARED_DATA", ROOT.parent / "shared" / "data"))
 TESTS_DATA = ROOT / "tests" / "data"
 PASSWORD = "demo12345"
@@ -494,29 +490,6 @@ def print_duplicates(r: dict[str, Any]) -> None:
 # ---- 6. intake through the API -------------------------------------------------------------------
 
 
-def fresh(backend: str, tmp: Path) -> tuple[str, Any]:
-    from sqlalchemy import create_engine, text
-
-    if backend == "sqlite":
-        return f"sqlite:///{tmp / f'{uuid.uuid4().hex}.sqlite3'}", None
-    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
-    name = f"jiesu_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    return PG.rsplit("/", 1)[0] + "/" + name, (admin, name)
-
-
-def drop(handle: Any) -> None:
-    from sqlalchemy import text
-
-    if handle is None:
-        return
-    admin, name = handle
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def populate(url: str, tickets: int, days: int, tag: str) -> dict[str, Any]:
     """Pack + history in chunks of days (each `generate` one transaction), oldest first, so
     that progress shows; generate continues the day counters of the chunk before."""
@@ -636,59 +609,9 @@ def intake_bodies(url: str, n: int, rng: random.Random) -> list[dict[str, Any]]:
     return bodies
 
 
-def free_port() -> int:
-    for _ in range(100):
-        port = random.randint(20000, 32000)
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise SystemExit("no free port below 32768")
-
-
-class Server:
-    """`uvicorn jiesu.web.asgi:app` in its own process on a port below 32768."""
-
-    def __init__(self, url: str, var_dir: Path) -> None:
-        import httpx
-
-        self.port = free_port()
-        env = {**os.environ, "JIESU_DATABASE_URL": url, "JIESU_VAR_DIR": str(var_dir),
-               "JIESU_ARGON2_PROFILE": "cheapest", "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": str(ROOT)}  # fmt: skip
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "jiesu.web.asgi:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env=env,
-        )  # fmt: skip
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.base + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit("the server did not answer /healthz within 60 s")
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def intake_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import httpx
+    from console_pages import Server, drop, fresh  # the console bench's server and databases
     from sqlalchemy import func, select
 
     from jiesu.db.engine import Database
