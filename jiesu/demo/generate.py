@@ -407,11 +407,14 @@ def generate(
     pack_dir: Path = DEFAULT_PACK,
     progress: bool = False,
     workers: int | None = None,
+    metrics: bool = True,
 ) -> Result:
     """Write `days` days of history ending on `end` (default today, city time) for the loaded city.
 
     `workers` story-telling processes work while this process writes (default: one per core but
-    one on SQLite for runs of 20,000 tickets or more, none otherwise).
+    one on SQLite for runs of 20,000 tickets or more, none otherwise). With `metrics`, the
+    assessment's facts and rollups are rebuilt from the events afterwards (the bulk load writes
+    events without taking actions, so nothing maintained them on the way).
     """
     started = time.perf_counter()
     ctx = load_context(db, pack_dir)
@@ -460,6 +463,11 @@ def generate(
             n_events += len(day.events)
             n_assignments += len(day.assignments)
             bar.advance(progress_task, count)
+    if metrics:
+        from jiesu.assessment.service import rebuild
+
+        with db.write() as session:
+            rebuild(db_session=session)
     return Result(n_tickets, n_events, n_assignments, time.perf_counter() - started)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from jiesu.access.policy import Principal
+from jiesu.assessment import service as assessment
 from jiesu.auth.service import audit
 from jiesu.db.base import utcnow
 from jiesu.errors import Invalid, NotFound
@@ -454,6 +455,10 @@ def _set(ticket: Ticket, db_session: Session, **values: Any) -> None:
     )
     for key, value in values.items():
         set_committed_value(ticket, key, value)
+    if values.keys() & {"street_id", "district_id", "category_id", "request_type"}:
+        assessment.refresh_intake(ticket, db_session=db_session)
+    if "tier" in values:  # an urgent tier changes the limits the facts are judged by
+        assessment.refresh(ticket, db_session=db_session)
 
 
 def _duplicates(

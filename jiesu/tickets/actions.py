@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from jiesu.access.policy import Principal
+from jiesu.assessment import service as assessment
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Invalid
 from jiesu.org.models import Unit
@@ -33,6 +34,7 @@ PENDING = {
     "extension_pending": ("request_extension", ("review_extension",)),
     "suspended": ("suspend", ("resume",)),
     "promise_pending": ("accept_with_missing", ("fulfil_missing",)),
+    "exemption_pending": ("request_exemption", ("review_exemption",)),
 }
 
 
@@ -45,8 +47,10 @@ def facts_of(ticket: Ticket) -> TicketFacts:
             (e.action for e in reversed(ticket.events) if e.action in (opens, *closes)), None
         )
         flags[flag] = last == opens
+    review = next((e for e in reversed(ticket.events) if e.action == "review_exemption"), None)
     return TicketFacts(
         status=ticket.status,
+        exempt=review is not None and bool(review.data.get("approved")),
         round=ticket.round,
         lead=lead.unit.code if lead else None,
         lead_path=lead.unit.path if lead else None,
@@ -113,6 +117,9 @@ def take_action(
         if transition.action == "accept_with_missing":
             track_promise(ticket, event, transition.data["promised_days"], db_session=db_session)
     db_session.flush()  # the version check happens here: a concurrent winner makes this fail
+    assessment.refresh(ticket, db_session=db_session)  # the rollups follow the timeline
+    if transition.action == "recategorize":
+        assessment.refresh_intake(ticket, db_session=db_session)
     if transition.notify:
         answer = final_answer(ticket) if "requester" in transition.notify else None
         notices_for(ticket, event, transition.notify, previous_lead=previous_lead,

@@ -70,6 +70,18 @@ WINDOW_CAUSES = {
     "coordination": "需多方协调",
     "misconduct": "工作人员吃拿卡要",  # goes to the discipline/supervision unit
 }
+# 考核剔除: reasons an order may be taken out of a unit's assessment, with the centre's approval.
+EXEMPTION_REASONS = {
+    "force_majeure": "不可抗力",
+    "unreasonable": "诉求明显不合理",
+    "malicious": "恶意或重复骚扰诉求",
+    "beyond_powers": "超出本市事权",
+    "policy": "现行政策法规无法解决",
+    "misdispatch": "非本单位职责且已如实反馈",
+}
+# The states in which an order's assessment can still be questioned (考核剔除): from dispatch on,
+# closed included — the monthly figures are settled after the order is.
+ASSESSED = frozenset({"dispatched", "accepted", "replied", "audited", "evaluated", "closed"})
 MAX_ROUNDS = 3  # a reopen beyond the third round escalates
 
 
@@ -126,6 +138,8 @@ class TicketFacts:
     accepted: frozenset[str] = frozenset()  # units that signed in this round
     promise_pending: bool = False  # 容缺: a missing document is still owed
     master: bool = False  # other tickets are merged into this one
+    exemption_pending: bool = False  # an exemption request awaits the centre's review
+    exempt: bool = False  # an exemption (考核剔除) has been approved
 
 
 # ---- fields --------------------------------------------------------------------------------
@@ -252,6 +266,20 @@ def _not_to_itself(f: TicketFacts, d: dict[str, Any], _a: Actor) -> str | None:
     if f.lead and f.lead in units:
         return "不能向本单位吹哨或提级 / a unit cannot summon or escalate to itself"
     return None
+
+
+def _no_exemption_pending(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
+    if f.exemption_pending:
+        return "已有考核剔除申请待审核 / an exemption request is already waiting"
+    return "已批准考核剔除 / the exemption is already approved" if f.exempt else None
+
+
+def _exemption_pending(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
+    return (
+        None
+        if f.exemption_pending
+        else "没有待审核的考核剔除申请 / no exemption request is waiting"
+    )
 
 
 def _after_return_review(f: TicketFacts, d: dict[str, Any], _a: Actor) -> str:
@@ -467,6 +495,26 @@ ACTIONS: tuple[Action, ...] = (
         effects=("new category and tier", "recompute every limit from the new tier"),
         why="A wrong category is corrected; the time limits follow the new category's tier "
         "(and the correction becomes training data for dispatch).",
+    ),
+    Action(
+        "request_exemption", "申请考核剔除", ASSESSED, UNIT_ROLES,
+        Relation.lead, "=",
+        fields=(Field("reason", "剔除理由", "choice", choices=EXEMPTION_REASONS),
+                note(required=True, min_length=10)),
+        guards=(_no_exemption_pending,), notify=("centre",),
+        why="An order the unit could not fairly be judged on (force majeure, a malicious or "
+        "plainly unreasonable demand …) is taken out of its assessment only with the centre's "
+        "approval, the evidence written down.",
+    ),
+    Action(
+        "review_exemption", "审核考核剔除", ASSESSED, SUPERVISORS, Relation.centre, "=",
+        fields=(Field("approved", "是否同意", "bool"), note()),
+        guards=(_exemption_pending,),
+        effects=("approved: the order leaves the unit's response, resolution and satisfaction "
+                 "rates",),
+        notify=("unit",),
+        why="The centre decides; an approved exemption is shown on the order and in the "
+        "assessment's drill-down, never silently.",
     ),
     Action(
         "merge", "并单", frozenset({"received", "pending_dispatch"}), CENTRE_INTAKE,

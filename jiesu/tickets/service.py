@@ -12,6 +12,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from jiesu.access.policy import Principal, mask_name, mask_phone
+from jiesu.assessment import service as assessment
 from jiesu.auth.service import audit
 from jiesu.citypack.parse import Duration
 from jiesu.db.base import utcnow
@@ -155,6 +156,8 @@ def create_ticket(
             ticket, received, ("discipline",), previous_lead=None, db_session=db_session, now=now
         )
     db_session.flush()
+    assessment.refresh(ticket, db_session=db_session, events=[received])
+    assessment.refresh_intake(ticket, db_session=db_session)
     return ticket
 
 

@@ -1,0 +1,1 @@
+"""Analysis and proactive governance (SPEC §6): early warnings, hotspots, monthly themes."""
