@@ -31,6 +31,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "workbench.supervision": frozenset({"supervisor", "admin"}),
     # A unit admin (联络员) manages the handlers of their own unit (SPEC §1).
     "unit.users": frozenset({"unit_admin"}),
+    # Assessment and analysis (SPEC §5–6): the dashboard (大屏), the three rates and rankings
+    # (a unit sees its own figures), reports, early warnings and proactive tasks.
+    "dashboard.view": frozenset({"dispatcher", "supervisor", "analyst", "admin"}),
+    "assessment.view": frozenset({"supervisor", "analyst", "admin", "unit_admin"}),
+    "reports.view": frozenset({"supervisor", "analyst", "admin", "unit_admin"}),
+    "reports.build": frozenset({"analyst", "admin"}),
+    "warnings.view": frozenset({"dispatcher", "supervisor", "analyst", "admin"}),
+    "warnings.handle": frozenset({"dispatcher", "admin"}),  # a task is taken in and dispatched
     # Administration: users, units, tokens, the audit log, the city's settings.
     "admin": frozenset({"admin"}),
 }

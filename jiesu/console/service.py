@@ -90,6 +90,10 @@ NAV = (
     ("/console/callbacks", "回访评价", "workbench.callback", "callbacks"),
     ("/console/supervision", "督查督办", "workbench.supervision", "supervision"),
     ("/console/tickets", "工单查询", "tickets.read", None),
+    ("/console/dashboard", "数据大屏", "dashboard.view", None),
+    ("/console/assessment", "考评排名", "assessment.view", None),
+    ("/console/warnings", "预警治理", "warnings.view", None),
+    ("/console/reports", "分析报告", "reports.view", None),
     ("/console/unit/users", "本单位人员", "unit.users", None),
     ("/console/admin/users", "系统管理", "admin", None),
 )

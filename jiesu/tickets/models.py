@@ -45,6 +45,7 @@ class Channel(StrEnum):
     collection_point = "collection_point"  # 说事点
     window = "window"  # 办不成事窗口
     import_ = "import"
+    proactive = "proactive"  # 主动治理: a task the centre opens from an early warning
 
 
 class Status(StrEnum):

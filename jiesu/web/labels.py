@@ -22,6 +22,7 @@ CHANNEL_NAMES = {
     "collection_point": "说事点",
     "window": "办不成事窗口",
     "import": "历史导入",
+    "proactive": "主动治理",
 }
 UNIT_KIND_NAMES = {
     "city": "市级",

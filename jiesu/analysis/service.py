@@ -1,0 +1,523 @@
+"""Early warnings from the database, and proactive tasks (主动治理) made from them.
+
+`scan(day)` feeds the pure detectors of `detect.py` with what they need, read through indexes
+and rollups only (a Beijing month is two million orders; nothing here reads them all):
+
+- bursts: the intake rollup's street × top-category and district × top-category counts for the
+  last nine weeks and last year's same weeks; the evidence is the day's orders of that street
+  (or district) and category;
+- repeats: callers with 3+ orders, and addresses with 3+ orders in one category, in the last 30
+  days (found by grouping in the database), then windowed by the detector;
+- bounces: orders with 3+ return requests or 3+ dispatches/escalations in the last 90 days (the
+  event index by action and time);
+- inaction: the units' last three months from the assessment rollups;
+- emerging topics: the words of the last 7 days' orders against the 28 days before (a sample of
+  at most `TOPIC_SAMPLE` orders per window, spread evenly by id);
+- monthly themes (每月一题): the six months' leaf-category counts from the intake rollup.
+
+Each signal is stored once by its key (a second scan updates its figures and evidence, never its
+status). A warning becomes a **proactive task**: an order of channel `proactive`, taken in by the
+centre with the warning's explanation, linked to its evidence orders (`ticket_link`), dispatched
+to the area's street (or the unit concerned) like any order, and tracked to closure by the same
+lifecycle. More orders of the same common problem can be linked to the task later (举一反三).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from jiesu.access.policy import Principal
+from jiesu.analysis import detect
+from jiesu.assessment.models import IntakeRollup, MetricFact, TicketLink, Warning
+from jiesu.assessment.service import (
+    category_index,
+    month_bounds,
+    previous_month,
+    unit_index,
+    unit_totals,
+)
+from jiesu.db.base import utcnow
+from jiesu.errors import Conflict, Invalid, NotFound
+from jiesu.settings import city_tz
+from jiesu.tickets.models import Event, Ticket
+from jiesu.tickets.shapes import TicketCreate
+
+KIND_NAMES = {
+    "burst": "诉求激增",
+    "repeat": "重复诉求",
+    "bounce": "反复退单",
+    "inaction": "履职下滑",
+    "topic": "新兴话题",
+    "theme": "每月一题候选",
+}
+STATUS_NAMES = {"open": "待处置", "task": "已立主动治理任务", "dismissed": "已排除"}
+TOPIC_SAMPLE = 20_000
+_PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def _start(day: date) -> datetime:
+    return datetime.combine(day, time(0), city_tz())
+
+
+def address_key(address: str | None) -> str | None:
+    """An address with spaces and punctuation removed (the same place written twice)."""
+    if not address:
+        return None
+    key = _PUNCT.sub("", address)
+    return key or None
+
+
+# ---- reading what the detectors need -------------------------------------------------------
+
+
+def _series(db_session: Session, start: date, end: date) -> dict[tuple[str, str], dict[date, int]]:
+    """(area code, top category) → day → count, for streets and for districts."""
+    units = unit_index(db_session=db_session)
+    out: dict[tuple[str, str], dict[date, int]] = defaultdict(dict)
+    rows = db_session.execute(
+        select(
+            IntakeRollup.day,
+            IntakeRollup.district_id,
+            IntakeRollup.dim,
+            IntakeRollup.key,
+            IntakeRollup.n,
+        ).where(IntakeRollup.dim.in_(("street_top", "top")), IntakeRollup.day.between(start, end))
+    )
+    for day, district_id, dim, key, n in rows:
+        if not n:
+            continue
+        if dim == "street_top":
+            street, _, top = key.partition(":")
+            area = street
+        else:
+            district = units.by_id.get(district_id)
+            if district is None or not key:
+                continue
+            area, top = district.code, key
+        counts = out[(area, top)]
+        counts[day] = counts.get(day, 0) + n
+    return out
+
+
+def _orders(db_session: Session, where: Sequence[Any], limit: int = 5_000) -> list[detect.Order]:
+    units = unit_index(db_session=db_session)
+    categories = category_index(db_session=db_session)
+    tz = city_tz()
+    rows = db_session.execute(
+        select(
+            Ticket.id,
+            Ticket.number,
+            Ticket.created_at,
+            Ticket.category_id,
+            Ticket.district_id,
+            Ticket.street_id,
+            Ticket.requester_phone,
+            Ticket.address,
+            Ticket.title,
+            Ticket.content,
+            Ticket.status,
+            Ticket.lead_unit_id,
+        )
+        .where(*where)
+        .order_by(Ticket.id)
+        .limit(limit)
+    ).all()
+    out = []
+    for r in rows:
+        category = categories.get(r.category_id) if r.category_id else None
+        district = units.by_id.get(r.district_id) if r.district_id else None
+        street = units.by_id.get(r.street_id) if r.street_id else None
+        area = street or district
+        out.append(
+            detect.Order(
+                id=r.id, number=r.number, day=r.created_at.astimezone(tz).date(),
+                category=category.code if category else None,
+                category_top=category.top if category else None,
+                category_name=category.name if category else None,
+                district=district.code if district else None,
+                street=street.code if street else None,
+                area_name=(f"{district.name}{street.name}" if district and street
+                           else area.name if area else None),
+                phone=r.requester_phone, address_key=address_key(r.address),
+                text=f"{r.title}\n{r.content}", has_lead=r.lead_unit_id is not None,
+                open=r.status not in ("closed", "merged", "answered", "transferred", "rejected"),
+            )
+        )  # fmt: skip
+    return out
+
+
+def _burst_evidence(db_session: Session, signal: detect.Signal, day: date) -> tuple[int, ...]:
+    units = unit_index(db_session=db_session)
+    categories = category_index(db_session=db_session)
+    area = units.by_code.get(signal.area or "")
+    if area is None:
+        return ()
+    column = Ticket.street_id if area.kind == "street" else Ticket.district_id
+    rows = db_session.execute(
+        select(Ticket.id, Ticket.category_id).where(
+            column == area.id,
+            Ticket.created_at >= _start(day),
+            Ticket.created_at < _start(day + timedelta(days=1)),
+        )
+    )
+    return tuple(
+        tid for tid, cid in rows
+        if cid is not None and (c := categories.get(cid)) is not None and c.top == signal.category
+    )  # fmt: skip
+
+
+def _repeat_candidates(db_session: Session, day: date) -> list[detect.Order]:
+    since = _start(day - timedelta(days=29))
+    until = _start(day + timedelta(days=1))
+    window = (Ticket.created_at >= since, Ticket.created_at < until)
+    phones = (
+        select(Ticket.requester_phone)
+        .where(*window, Ticket.requester_phone.is_not(None))
+        .group_by(Ticket.requester_phone)
+        .having(func.count() >= 3)
+    )
+    places = (
+        select(Ticket.address, Ticket.category_id)
+        .where(*window, Ticket.address.is_not(None), Ticket.category_id.is_not(None))
+        .group_by(Ticket.address, Ticket.category_id)
+        .having(func.count() >= 3)
+    )
+    place_rows = db_session.execute(places.limit(2_000)).all()
+    conditions: list[Any] = [Ticket.requester_phone.in_(phones.limit(2_000))]
+    if place_rows:
+        conditions.append(
+            or_(*[(Ticket.address == a) & (Ticket.category_id == c) for a, c in place_rows])
+        )
+    return _orders(db_session, [*window, or_(*conditions)], limit=20_000)
+
+
+def _bounce_candidates(db_session: Session, day: date) -> list[detect.Order]:
+    since = _start(day - timedelta(days=89))
+    until = _start(day + timedelta(days=1))
+    returns = {
+        int(tid): int(n)
+        for tid, n in db_session.execute(
+            select(Event.ticket_id, func.count())
+            .where(Event.action == "request_return", Event.at >= since, Event.at < until)
+            .group_by(Event.ticket_id)
+            .having(func.count() >= 2)
+        )
+    }
+    moved = {
+        tid
+        for (tid,) in db_session.execute(
+            select(Event.ticket_id)
+            .where(Event.action.in_(("dispatch", "escalate")), Event.at >= since, Event.at < until)
+            .group_by(Event.ticket_id)
+            .having(func.count() >= 3)
+        )
+    }
+    ids = set(returns) | moved
+    if not ids:
+        return []
+    units = unit_index(db_session=db_session)
+    centre = units.centre.id if units.centre else -1
+    led: dict[int, int] = defaultdict(int)
+    for tid, unit_id in db_session.execute(
+        select(MetricFact.ticket_id, MetricFact.unit_id).where(
+            MetricFact.ticket_id.in_(ids), MetricFact.led > 0
+        )
+    ):
+        if unit_id != centre:
+            led[tid] += 1
+    orders = _orders(db_session, [Ticket.id.in_(ids)])
+    return [
+        detect.Order(**{**o.__dict__, "returns": returns.get(o.id, 0), "units_led": led[o.id]})
+        for o in orders
+    ]
+
+
+def _unit_months(db_session: Session, month: str, span: int = 3) -> list[detect.UnitMonth]:
+    units = unit_index(db_session=db_session)
+    out = []
+    months = [month]
+    for _ in range(span - 1):
+        months.insert(0, previous_month(months[0]))
+    for m in months:
+        start, end = month_bounds(m)
+        for unit_id, t in unit_totals(start, end, db_session=db_session).items():
+            unit = units.by_id.get(unit_id)
+            if unit is None or unit.kind in ("city",) or not t.get("counted"):
+                continue
+            out.append(detect.UnitMonth(
+                unit=unit.code, unit_name=unit.name, month=m, dispatched=t.get("counted", 0),
+                overdue=t.get("replied_late", 0), returns=t.get("return_requested", 0),
+                evaluated=t.get("evaluated", 0), dissatisfied=t.get("dissatisfied", 0),
+            ))  # fmt: skip
+    return out
+
+
+def _sample(db_session: Session, start: date, end: date) -> list[detect.Order]:
+    window = (Ticket.created_at >= _start(start), Ticket.created_at < _start(end + timedelta(1)))
+    n = db_session.scalar(select(func.count()).select_from(Ticket).where(*window)) or 0
+    if not n:
+        return []
+    step = max(1, n // TOPIC_SAMPLE)
+    where = [*window]
+    if step > 1:
+        where.append(Ticket.id % step == 0)
+    return _orders(db_session, where, limit=TOPIC_SAMPLE)
+
+
+def _themes_input(db_session: Session, month: str, months: int = 6) -> dict[str, dict[str, int]]:
+    first = month
+    for _ in range(months - 1):
+        first = previous_month(first)
+    start, _ = month_bounds(first)
+    _, end = month_bounds(month)
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for day, key, n in db_session.execute(
+        select(IntakeRollup.day, IntakeRollup.key, IntakeRollup.n).where(
+            IntakeRollup.dim == "category", IntakeRollup.day.between(start, end)
+        )
+    ):
+        out[f"{day:%Y-%m}"][key] += n
+    return {m: dict(v) for m, v in out.items()}
+
+
+# ---- scanning --------------------------------------------------------------------------------
+
+
+def _explained_by_streets(found: Sequence[detect.Signal], units: Any) -> list[detect.Signal]:
+    """A district's burst that one of its streets' bursts in the same category accounts for (at
+    least half of the excess) is the same news twice: keep the street's."""
+    excess: dict[tuple[str, str], float] = defaultdict(float)
+    for s in found:
+        unit = units.by_code.get(s.area or "")
+        if unit is not None and unit.kind == "street" and s.category:
+            district = units.district_of(unit)
+            if district is not None:
+                gap = float(s.figures.get("observed", 0)) - float(s.figures.get("expected", 0))
+                excess[(district.code, s.category)] += gap
+    kept = []
+    for s in found:
+        unit = units.by_code.get(s.area or "")
+        if unit is not None and unit.kind == "district" and s.category:
+            gap = float(s.figures.get("observed", 0)) - float(s.figures.get("expected", 0))
+            if gap > 0 and excess.get((unit.code, s.category), 0) >= gap / 2:
+                continue
+        kept.append(s)
+    return kept
+
+
+def detect_all(day: date, *, db_session: Session) -> list[detect.Signal]:
+    """Every detector for `day` (a city-local date), evidence filled."""
+    units = unit_index(db_session=db_session)
+    categories = category_index(db_session=db_session)
+    area_names = {u.code: u.name for u in units.by_id.values()}
+    top_names = {c.code: c.name for c in categories.values()}
+    signals: list[detect.Signal] = []
+    start = day - timedelta(days=7 * 9)
+    series = _series(db_session, start, day)
+    last_year = _series(db_session, start - timedelta(days=371), day - timedelta(days=350))
+    found = detect.bursts(series, day, area_names=area_names, category_names=top_names,
+                          last_year=last_year or None)  # fmt: skip
+    for s in _explained_by_streets(found, units):
+        signals.append(detect.Signal(**{**s.__dict__, "evidence": _burst_evidence(db_session, s,
+                                                                                   day)}))  # fmt: skip
+    signals += detect.repeats(_repeat_candidates(db_session, day))
+    signals += detect.bounces(_bounce_candidates(db_session, day))
+    month = f"{day:%Y-%m}"
+    signals += detect.inaction(_unit_months(db_session, previous_month(month)),
+                               previous_month(month))  # fmt: skip
+    recent = _sample(db_session, day - timedelta(days=6), day)
+    baseline = _sample(db_session, day - timedelta(days=34), day - timedelta(days=7))
+    if recent and baseline:
+        signals += detect.topics(recent, baseline)
+    signals += detect.themes(_themes_input(db_session, previous_month(month)),
+                             previous_month(month), names=top_names)  # fmt: skip
+    return signals
+
+
+def store(signals: Sequence[detect.Signal], day: date, *, db_session: Session) -> dict[str, int]:
+    """Insert new warnings, refresh known ones (never their status); counts by kind of new ones."""
+    units = unit_index(db_session=db_session)
+    known = {
+        w.key: w
+        for w in db_session.scalars(
+            select(Warning).where(Warning.key.in_([s.key for s in signals]))
+        )
+    } if signals else {}  # fmt: skip
+    new: dict[str, int] = defaultdict(int)
+    for s in signals:
+        area = units.by_code.get(s.area or "")
+        unit = units.by_code.get(s.unit or "")
+        values = {
+            "kind": s.kind, "day": day, "title": s.title[:200], "explanation": s.explanation,
+            "score": float(s.score), "area_unit_id": area.id if area else None,
+            "unit_id": unit.id if unit else None, "category_code": s.category,
+            "figures": {k: float(v) for k, v in s.figures.items()}, "evidence": list(s.evidence),
+        }  # fmt: skip
+        row = known.get(s.key)
+        if row is None:
+            db_session.add(Warning(key=s.key, status="open", created_at=utcnow(), **values))
+            new[s.kind] += 1
+        else:
+            for k, v in values.items():
+                if k != "day":
+                    setattr(row, k, v)
+    db_session.flush()
+    return dict(new)
+
+
+def scan(day: date, *, db_session: Session) -> dict[str, int]:
+    """Detect and store the day's warnings; the new ones by kind."""
+    return store(detect_all(day, db_session=db_session), day, db_session=db_session)
+
+
+# ---- reading and handling --------------------------------------------------------------------
+
+
+def listing(*, db_session: Session, status: str | None = "open", kind: str | None = None,
+            limit: int = 200) -> list[Warning]:  # fmt: skip
+    stmt = select(Warning)
+    if status:
+        stmt = stmt.where(Warning.status == status)
+    if kind:
+        stmt = stmt.where(Warning.kind == kind)
+    return list(
+        db_session.scalars(stmt.order_by(Warning.day.desc(), Warning.score.desc()).limit(limit))
+    )
+
+
+def open_counts(*, db_session: Session) -> dict[str, int]:
+    rows = db_session.execute(
+        select(Warning.kind, func.count()).where(Warning.status == "open").group_by(Warning.kind)
+    )
+    return {k: int(n) for k, n in rows}
+
+
+def evidence(warning: Warning, *, db_session: Session, limit: int = 100) -> list[Ticket]:
+    ids = list(warning.evidence or [])[:limit]
+    if not ids:
+        return []
+    return list(db_session.scalars(select(Ticket).where(Ticket.id.in_(ids)).order_by(Ticket.id)))
+
+
+def suggested_lead(warning: Warning, *, db_session: Session) -> str | None:
+    """The unit concerned, or the area's street (a district's own area: the district)."""
+    units = unit_index(db_session=db_session)
+    for unit_id in (warning.unit_id, warning.area_unit_id):
+        if unit_id is not None and unit_id in units.by_id:
+            return units.by_id[unit_id].code
+    return None
+
+
+def create_task(
+    warning_id: int, *, actor: Principal, db_session: Session, lead: str | None = None,
+    note: str | None = None,
+) -> Ticket:  # fmt: skip
+    """Turn a warning into a proactive task: an order the centre takes in, linked to the
+    warning's evidence, dispatched to `lead` (or the suggested unit) when the actor dispatches."""
+    from jiesu.tickets.actions import take_action
+    from jiesu.tickets.service import create_ticket
+
+    warning = db_session.get(Warning, warning_id)
+    if warning is None:
+        raise NotFound("没有这条预警 / no such warning")
+    if warning.status != "open":
+        raise Conflict(
+            f"该预警{STATUS_NAMES.get(warning.status, warning.status)} / already handled"
+        )
+    units = unit_index(db_session=db_session)
+    area = units.by_id.get(warning.area_unit_id) if warning.area_unit_id else None
+    category = None
+    if warning.category_code and any(
+        c.code == warning.category_code for c in category_index(db_session=db_session).values()
+    ):
+        category = warning.category_code
+    content = f"【主动治理·{KIND_NAMES.get(warning.kind, warning.kind)}】{warning.explanation}"
+    if note:
+        content += f"\n处置要求：{note}"
+    data = TicketCreate(
+        channel="proactive", title=f"主动治理：{warning.title}"[:200], content=content[:4000],
+        category_code=category, request_type="report",
+        street=area.code if area is not None and area.kind == "street" else None,
+    )  # fmt: skip
+    ticket = create_ticket(data, actor=actor, db_session=db_session)
+    now = utcnow()
+    for linked in dict.fromkeys(warning.evidence or []):
+        if linked != ticket.id:
+            db_session.add(TicketLink(ticket_id=ticket.id, linked_id=int(linked), kind="evidence",
+                                      created_at=now, created_by_id=actor.user_id))  # fmt: skip
+    warning.status, warning.task_ticket_id = "task", ticket.id
+    warning.handled_by_id, warning.handled_at = actor.user_id, now
+    warning.note = note
+    db_session.flush()
+    lead = lead or suggested_lead(warning, db_session=db_session)
+    if lead and actor.role in ("dispatcher", "admin"):
+        take_action(ticket.id, "dispatch", {"lead": lead, "note": "主动治理任务"}, actor=actor,
+                    db_session=db_session)  # fmt: skip
+    return ticket
+
+
+def dismiss(warning_id: int, note: str, *, actor: Principal, db_session: Session) -> Warning:
+    warning = db_session.get(Warning, warning_id)
+    if warning is None:
+        raise NotFound("没有这条预警 / no such warning")
+    if warning.status != "open":
+        raise Conflict("该预警已处置 / already handled")
+    if len(note.strip()) < 4:
+        raise Invalid("排除预警须说明理由 / say why the warning is dismissed", field="note")
+    warning.status, warning.note = "dismissed", note.strip()
+    warning.handled_by_id, warning.handled_at = actor.user_id, utcnow()
+    return warning
+
+
+def link_orders(task_id: int, numbers: Sequence[str], *, actor: Principal,
+                db_session: Session) -> int:  # fmt: skip
+    """Link more orders of the same common problem to a proactive task (举一反三)."""
+    task = db_session.get(Ticket, task_id)
+    if task is None or task.channel != "proactive":
+        raise NotFound("没有这个主动治理任务 / no such proactive task")
+    found = {
+        str(number): int(tid)
+        for number, tid in db_session.execute(
+            select(Ticket.number, Ticket.id).where(Ticket.number.in_(numbers))
+        )
+    }
+    missing = [n for n in numbers if n not in found]
+    if missing:
+        raise Invalid(f"工单不存在：{'、'.join(missing)} / no such orders", field="numbers")
+    have = set(
+        db_session.scalars(select(TicketLink.linked_id).where(TicketLink.ticket_id == task_id))
+    )
+    added = 0
+    for number in numbers:
+        linked = found[number]
+        if linked in have or linked == task_id:
+            continue
+        db_session.add(TicketLink(ticket_id=task_id, linked_id=linked, kind="common",
+                                  created_at=utcnow(), created_by_id=actor.user_id))  # fmt: skip
+        have.add(linked)
+        added += 1
+    return added
+
+
+def links(ticket_id: int, *, db_session: Session) -> tuple[list[Ticket], list[Ticket]]:
+    """The orders a task is linked to, and the tasks an order is linked to."""
+    linked = db_session.scalars(
+        select(Ticket).join(TicketLink, TicketLink.linked_id == Ticket.id)
+        .where(TicketLink.ticket_id == ticket_id).order_by(Ticket.id)
+    ).all()  # fmt: skip
+    tasks = db_session.scalars(
+        select(Ticket).join(TicketLink, TicketLink.ticket_id == Ticket.id)
+        .where(TicketLink.linked_id == ticket_id).order_by(Ticket.id)
+    ).all()  # fmt: skip
+    return list(linked), list(tasks)
+
+
+def kind_names() -> Mapping[str, str]:
+    return KIND_NAMES

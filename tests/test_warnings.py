@@ -1,0 +1,142 @@
+"""Early warnings from the database: planted bursts, repeats and bounces are found with their
+evidence, a steady street raises nothing, and a warning becomes a proactive task. Both databases."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import select
+
+from jiesu.access.policy import Principal
+from jiesu.analysis import service as W
+from jiesu.assessment.models import IntakeRollup, TicketLink, Warning
+from jiesu.auth.service import principal_of
+from jiesu.db.engine import Database
+from jiesu.org.models import Unit, User
+from jiesu.settings import city_tz
+from jiesu.tickets.actions import take_action
+from jiesu.tickets.models import Ticket
+from jiesu.tickets.service import create_ticket
+from jiesu.tickets.shapes import TicketCreate
+
+DAY = date(2026, 11, 18)  # a Wednesday
+
+
+def who(db: Database, username: str) -> Principal:
+    with db.read() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        assert user is not None
+        unit = s.get(Unit, user.unit_id)
+        assert unit is not None
+        return principal_of(user, unit)
+
+
+def at(day: date, hour: int = 10) -> datetime:
+    return datetime.combine(day, time(hour), city_tz())
+
+
+def new(db: Database, agent: Principal, when: datetime, **fields: object) -> int:
+    body = {"channel": "phone", "content": "小区楼道灯坏了一个月没人修，请尽快处理", **fields}
+    with db.write() as s:
+        return create_ticket(TicketCreate(**body), actor=agent, db_session=s, now=when).id
+
+
+def baseline(db: Database, district_id: int, top: str, per_day: dict[str, int]) -> None:
+    """Nine weeks of ordinary counts per street, written as the intake rollup holds them: each
+    street's, and their sum in the district's."""
+    rng = random.Random(top)
+    with db.write() as s:
+        for back in range(1, 64):
+            day = DAY - timedelta(days=back)
+            total = 0
+            for street, mean in per_day.items():
+                n = max(0, mean + rng.randint(-2, 2))
+                total += n
+                s.add(IntakeRollup(day=day, district_id=district_id, dim="street_top",
+                                   key=f"{street}:{top}", n=n))  # fmt: skip
+            s.add(IntakeRollup(day=day, district_id=district_id, dim="top", key=top, n=total))
+
+
+def test_planted_warnings_are_found_with_their_evidence(db: Database) -> None:
+    agent, dispatcher = who(db, "agent1"), who(db, "dispatcher1")
+    with db.read() as s:
+        d1 = s.scalar(select(Unit.id).where(Unit.code == "D1"))
+    assert d1 is not None
+    baseline(db, d1, "01", {"S11": 4, "S12": 4})
+    burst = [new(db, agent, at(DAY, 8 + i % 10), street="S11", category_code="0101")
+             for i in range(24)]  # fmt: skip
+    steady = [new(db, agent, at(DAY), street="S12", category_code="0101") for _ in range(4)]
+    caller = [new(db, agent, at(DAY - timedelta(days=d)), requester={"phone": "13900001111"})
+              for d in (25, 12, 1)]  # fmt: skip
+    new(db, agent, at(DAY - timedelta(days=80)), requester={"phone": "13900002222"})
+    new(db, agent, at(DAY - timedelta(days=40)), requester={"phone": "13900002222"})
+    new(db, agent, at(DAY - timedelta(days=1)), requester={"phone": "13900002222"})
+    bounced = new(db, agent, at(DAY - timedelta(days=3)))
+    handler = {"S11": who(db, "s11.handler"), "S12": who(db, "s12.handler")}
+    for i, lead in enumerate(("S11", "S12", "S11")):
+        with db.write() as s:
+            base = at(DAY - timedelta(days=3), 11 + i)
+            take_action(bounced, "dispatch", {"lead": lead}, actor=dispatcher, db_session=s,
+                        now=base)  # fmt: skip
+            take_action(bounced, "request_return", {"reason": "不属于本辖区"}, actor=handler[lead],
+                        db_session=s, now=base + timedelta(minutes=10))  # fmt: skip
+            take_action(bounced, "review_return", {"approved": True}, actor=dispatcher,
+                        db_session=s, now=base + timedelta(minutes=20))  # fmt: skip
+
+    with db.write() as s:
+        new_counts = W.scan(DAY, db_session=s)
+    with db.read() as s:
+        warnings = {w.kind: [] for w in s.scalars(select(Warning))}
+        for w in s.scalars(select(Warning)):
+            warnings[w.kind].append(w)
+        bursts = warnings.get("burst", [])
+        assert len(bursts) == 1, [(w.title, w.figures) for w in bursts]
+        b = bursts[0]
+        assert sorted(b.evidence) == sorted(burst)
+        assert b.figures["observed"] == 24 and b.figures["expected"] <= 6
+        assert "东一街道" in b.title and "城乡建设" in b.title
+        assert not set(steady) & set(b.evidence)
+        repeats = warnings.get("repeat", [])
+        assert [sorted(w.evidence) for w in repeats] == [sorted(caller)]
+        bounces = warnings.get("bounce", [])
+        assert [w.evidence for w in bounces] == [[bounced]]
+        assert new_counts == {"burst": 1, "repeat": 1, "bounce": 1}
+
+    with db.write() as s:  # a second scan refreshes, it does not duplicate
+        assert W.scan(DAY, db_session=s) == {}
+    with db.write() as s:
+        task = W.create_task(b.id, actor=dispatcher, db_session=s, note="街道牵头排查物业问题")
+        task_id = task.id
+    with db.read() as s:
+        task = s.get(Ticket, task_id)
+        assert task is not None
+        assert (task.channel, task.status) == ("proactive", "dispatched")
+        assert task.lead_unit_id == s.scalar(select(Unit.id).where(Unit.code == "S11"))
+        linked = set(s.scalars(select(TicketLink.linked_id).where(TicketLink.ticket_id == task_id)))
+        assert linked == set(burst)
+        warning = s.get(Warning, b.id)
+        assert warning is not None and (warning.status, warning.task_ticket_id) == ("task", task_id)
+        orders, tasks = W.links(burst[0], db_session=s)
+        assert [t.id for t in tasks] == [task_id] and not orders
+    with db.write() as s:
+        number = s.get(Ticket, steady[0]).number  # type: ignore[union-attr]
+        assert W.link_orders(task_id, [number], actor=dispatcher, db_session=s) == 1
+        assert W.link_orders(task_id, [number], actor=dispatcher, db_session=s) == 0
+        W.dismiss(
+            repeats[0].id, "同一诉求人咨询不同事项，非重复诉求", actor=dispatcher, db_session=s
+        )
+    with db.read() as s:
+        assert W.open_counts(db_session=s) == {"bounce": 1}
+
+
+def test_a_steady_street_raises_no_burst(db: Database) -> None:
+    agent = who(db, "agent1")
+    with db.read() as s:
+        d1 = s.scalar(select(Unit.id).where(Unit.code == "D1"))
+    assert d1 is not None
+    baseline(db, d1, "01", {"S11": 12})
+    for i in range(13):
+        new(db, agent, at(DAY, 8 + i % 10), street="S11", category_code="0101")
+    with db.write() as s:
+        assert W.scan(DAY, db_session=s).get("burst") is None
