@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jiesu.intel.cli import app as intel_app
+from jiesu.reports.cli import metrics_app, report_app, warnings_app
 from jiesu.settings import REPO_ROOT, get_settings
 
 app = typer.Typer(
@@ -35,6 +36,9 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(user_app, name="user")
 app.add_typer(docs_app, name="docs")
 app.add_typer(intel_app, name="intel")
+app.add_typer(metrics_app, name="metrics")
+app.add_typer(report_app, name="report")
+app.add_typer(warnings_app, name="warnings")
 
 out = Console()
 err = Console(stderr=True)

@@ -466,6 +466,13 @@ def _jieba_words(text: str) -> list[str]:
     return words(normalise(text))
 
 
+def content_words(text: str, tokenize: Callable[[str], Iterable[str]] | None = None) -> set[str]:
+    """The words of a text that can carry a topic: 2+ characters, not numbers, not stop words."""
+    stop = _stop_words()
+    split = tokenize or _jieba_words
+    return {w for w in split(text) if len(w) >= 2 and w not in stop and not _NUMBER.fullmatch(w)}
+
+
 def topics(
     recent: Sequence[Order],
     baseline: Sequence[Order],

@@ -1,0 +1,333 @@
+"""Building the daily bulletin (日通报), weekly summary (周汇总) and monthly analysis (月分析).
+
+`report_data(kind, period)` reads the rollups (never the whole ticket table: a Beijing month is
+two million orders) into a `ReportData`; `build()` renders it (HTML, PDF, Excel) and stores it,
+one report per kind and period (building again replaces it). `due(now)` says which reports the
+worker owes: yesterday's bulletin, last week's summary, last month's analysis.
+
+Periods: a day `2026-11-03`, an ISO week `2026-W45` (Monday to Sunday), a month `2026-10`; all
+in the city's time. The rates are those of `assessment` for the orders units got in the period.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from jiesu.analysis import detect
+from jiesu.analysis.service import _sample, _themes_input
+from jiesu.assessment import service as A
+from jiesu.assessment.models import IntakeRollup, Report, Warning
+from jiesu.db.base import utcnow
+from jiesu.errors import Invalid
+from jiesu.reports import render
+from jiesu.reports.shapes import (
+    CountRow,
+    Figure,
+    Ranking,
+    RankRow,
+    ReportData,
+    Series,
+    WarningRow,
+)
+from jiesu.settings import city_tz
+from jiesu.taxonomy.service import pack_settings
+from jiesu.tickets.models import Ticket
+from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES
+
+KIND_NAMES = {"daily": "日通报", "weekly": "周汇总", "monthly": "月度分析"}
+GROUP_TITLES = {"district": "各区排名", "street": "街道（乡镇）排名",
+                "department": "市级部门排名", "company": "公共服务企业排名"}  # fmt: skip
+SEVEN_HAVES = ("幼有所育", "学有所教", "劳有所得", "病有所医", "老有所养", "住有所居", "弱有所扶")
+FIVE_QUALITIES = ("便利性", "宜居性", "多样性", "公正性", "安全性")
+PERIOD = {
+    "daily": re.compile(r"^\d{4}-\d{2}-\d{2}$"),
+    "weekly": re.compile(r"^\d{4}-W\d{2}$"),
+    "monthly": re.compile(r"^\d{4}-\d{2}$"),
+}
+
+
+def bounds(kind: str, period: str) -> tuple[date, date]:
+    """The first and last day (inclusive) of a period; Invalid for a malformed one."""
+    if kind not in PERIOD or not PERIOD[kind].match(period):
+        raise Invalid(f"期间格式不对：{kind} {period}（如 2026-11-03 / 2026-W45 / 2026-10）",
+                      field="period")  # fmt: skip
+    try:
+        if kind == "daily":
+            day = date.fromisoformat(period)
+            return day, day
+        if kind == "weekly":
+            year, week = period.split("-W")
+            monday = date.fromisocalendar(int(year), int(week), 1)
+            return monday, monday + timedelta(days=6)
+        return A.month_bounds(period)
+    except ValueError as exc:
+        raise Invalid(f"没有这个期间：{period}", field="period") from exc
+
+
+def previous(kind: str, period: str) -> str:
+    start, _ = bounds(kind, period)
+    if kind == "daily":
+        return (start - timedelta(days=1)).isoformat()
+    if kind == "weekly":
+        year, week, _ = (start - timedelta(days=7)).isocalendar()
+        return f"{year}-W{week:02d}"
+    return A.previous_month(period)
+
+
+def period_of(kind: str, day: date) -> str:
+    if kind == "daily":
+        return day.isoformat()
+    if kind == "weekly":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{day:%Y-%m}"
+
+
+def due(now: datetime) -> list[tuple[str, str]]:
+    """The reports owed at `now`: the last complete day, week and month."""
+    today = now.astimezone(city_tz()).date()
+    yesterday = today - timedelta(days=1)
+    last_week = today - timedelta(days=today.isoweekday())  # last Sunday
+    last_month = today.replace(day=1) - timedelta(days=1)
+    return [("daily", period_of("daily", yesterday)), ("weekly", period_of("weekly", last_week)),
+            ("monthly", period_of("monthly", last_month))]  # fmt: skip
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+
+def _counts(db_session: Session, start: date, end: date) -> dict[tuple[str, str, int], int]:
+    """(dim, key, district id) → requests in the period, from the intake rollup."""
+    rows = db_session.execute(
+        select(
+            IntakeRollup.dim, IntakeRollup.key, IntakeRollup.district_id, func.sum(IntakeRollup.n)
+        )
+        .where(
+            IntakeRollup.day.between(start, end),
+            IntakeRollup.dim.in_(("all", "street", "category", "channel", "type")),
+        )
+        .group_by(IntakeRollup.dim, IntakeRollup.key, IntakeRollup.district_id)
+    )
+    return {(d, k, dist): int(n or 0) for d, k, dist, n in rows}
+
+
+def _by(counts: Mapping[tuple[str, str, int], int], dim: str) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for (d, key, _), n in counts.items():
+        if d == dim:
+            out[key] += n
+    return out
+
+
+def _rows(now: Counter[str], before: Counter[str], names: Mapping[str, str], top: int = 15,
+          total: int | None = None) -> tuple[CountRow, ...]:  # fmt: skip
+    total = total if total is not None else sum(now.values())
+    rows = []
+    for key, n in now.most_common(top):
+        if not n:
+            continue
+        b = before.get(key, 0)
+        rows.append(CountRow(names.get(key, key or "未知"), n, n / total if total else None,
+                             (n - b) / b if b else None))  # fmt: skip
+    return tuple(rows)
+
+
+def _trend(db_session: Session, start: date, end: date) -> tuple[Series, ...]:
+    def daily(a: date, b: date) -> dict[date, int]:
+        return {
+            d: int(n or 0)
+            for d, n in db_session.execute(
+                select(IntakeRollup.day, func.sum(IntakeRollup.n))
+                .where(IntakeRollup.dim == "all", IntakeRollup.day.between(a, b))
+                .group_by(IntakeRollup.day)
+            )
+        }
+
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    if len(days) < 7:  # a day's bulletin shows the 30 days up to it
+        days = [end - timedelta(days=i) for i in range(29, -1, -1)]
+    now = daily(days[0], days[-1])
+    shift = timedelta(days=364)  # the same weekday a year before
+    before = daily(days[0] - shift, days[-1] - shift)
+    series = [Series("受理量", tuple((f"{d:%m-%d}", now.get(d, 0)) for d in days))]
+    if any(before.values()):
+        series.append(Series("去年同期", tuple((f"{d:%m-%d}", before.get(d - shift, 0))
+                                           for d in days)))  # fmt: skip
+    return tuple(series)
+
+
+def _rank_rows(r: A.Rankings) -> tuple[RankRow, ...]:
+    return tuple(
+        RankRow(
+            rank=x.rank, code=x.code, name=x.name, orders=x.orders,
+            response=x.rates["response"].value, resolution=x.rates["resolution"].value,
+            satisfaction=x.rates["satisfaction"].value,
+            composite=None if x.composite is None else x.composite / 100,
+            previous_rank=x.previous_rank, change=x.change, task_force=x.task_force,
+            small_sample=x.small_sample,
+        )
+        for x in r.rows
+    )  # fmt: skip
+
+
+def _keywords(db_session: Session, start: date, end: date) -> tuple[CountRow, ...]:
+    sample = _sample(db_session, start, end)
+    counts: Counter[str] = Counter()
+    for order in sample:
+        counts.update(detect.content_words(order.text))
+    total = len(sample)
+    return tuple(CountRow(w, n, n / total if total else None) for w, n in counts.most_common(20))
+
+
+def report_data(kind: str, period: str, *, db_session: Session,
+                now: datetime | None = None) -> ReportData:  # fmt: skip
+    now = now or utcnow()
+    start, end = bounds(kind, period)
+    p_start, p_end = bounds(kind, previous(kind, period))
+    units = A.unit_index(db_session=db_session)
+    categories = A.category_index(db_session=db_session)
+    settings = pack_settings(db_session=db_session)
+    city = units.by_id.get(next(iter(u.id for u in units.by_id.values() if u.kind == "city"), -1))
+    city_name = city.name if city else ""
+    counts, before = _counts(db_session, start, end), _counts(db_session, p_start, p_end)
+    total = sum(_by(counts, "all").values())
+    total_before = sum(_by(before, "all").values())
+    rates, totals = A.scope_rates(start, end, db_session=db_session, now=now)
+    overdue_now = db_session.scalar(
+        select(func.count())
+        .select_from(Ticket)
+        .where(Ticket.status.in_(("dispatched", "accepted")), Ticket.due_at < now)
+    )
+    days = (end - start).days + 1
+    summary = [
+        Figure("受理量", total, "件"),
+        Figure("较上期", (total - total_before) / total_before if total_before else None, "%"),
+        Figure("日均受理", round(total / days, 1), "件"),
+        Figure("派单量", totals.get("dispatched", 0), "件"),
+        Figure("直接答复率", rates["direct_answer"].value, "%"),
+        Figure("响应率", rates["response"].value, "%"),
+        Figure("解决率", rates["resolution"].value, "%"),
+        Figure("满意率", rates["satisfaction"].value, "%"),
+        Figure("按时办结率", rates["complete_on_time"].value, "%"),
+        Figure("派单准确率", rates["centre_dispatch_accuracy"].value, "%"),
+        Figure("基层解决率", rates["grassroots"].value, "%"),
+        Figure("当前超期工单", int(overdue_now or 0), "件"),
+    ]
+    leaf_names = {c.code: c.name for c in categories.values()}
+    by_code = {c.code: c for c in categories.values()}
+    street_names = {}
+    for u in units.by_id.values():
+        if u.kind == "street":
+            district = units.district_of(u)
+            street_names[u.code] = f"{district.name}·{u.name}" if district else u.name
+    cat_now, cat_before = _by(counts, "category"), _by(before, "category")
+    seven: Counter[str] = Counter()
+    five: Counter[str] = Counter()
+    for code, n in cat_now.items():
+        c = by_code.get(code)
+        if c is not None:
+            for dim in c.seven_haves:
+                seven[dim] += n
+            for dim in c.five_qualities:
+                five[dim] += n
+    rankings: tuple[Ranking, ...] = ()
+    themes: tuple[CountRow, ...] = ()
+    notes = [
+        "工单计入单位取得工单当日所在期间；经批准考核剔除的工单不计入三率。",
+        f"综合得分 = 响应率、解决率、满意率按单位类别权重加权（默认 "
+        f"{settings.get('weights', {}).get('default', {}).get('response', 0.1):.2f} / "
+        f"{settings.get('weights', {}).get('default', {}).get('resolution', 0.45):.2f} / "
+        f"{settings.get('weights', {}).get('default', {}).get('satisfaction', 0.45):.2f}）。",
+    ]
+    if kind == "monthly":
+        rankings = tuple(
+            Ranking(
+                g,
+                GROUP_TITLES[g],
+                _rank_rows(A.rankings(period, g, db_session=db_session, now=now)),
+            )
+            for g in GROUP_TITLES
+        )
+        rankings = tuple(r for r in rankings if r.rows)
+        notes.append(f"样本不足 {settings.get('small_sample', 30)} 件的单位列出但不排名；"
+                     "每类末位单位列入专班。")  # fmt: skip
+        signals = detect.themes(_themes_input(db_session, period), period, names=leaf_names)
+        themes = tuple(CountRow(s.title, int(s.figures.get("total", s.figures.get("volume", 0))),
+                                note=s.explanation) for s in signals[:10])  # fmt: skip
+    warnings = db_session.scalars(
+        select(Warning).where(Warning.day.between(start, end)).order_by(Warning.score.desc())
+        .limit(30)
+    ).all()  # fmt: skip
+    return ReportData(
+        kind=kind, period=period,
+        title=f"{city_name}12345接诉即办 {_label(kind, period)} {KIND_NAMES[kind]}",
+        city=city_name, start=start, end=end, generated_at=now.astimezone(UTC),
+        summary=tuple(summary), rankings=rankings,
+        by_category=_rows(cat_now, cat_before, leaf_names),
+        by_channel=_rows(_by(counts, "channel"), _by(before, "channel"), CHANNEL_NAMES),
+        by_type=_rows(_by(counts, "type"), _by(before, "type"), REQUEST_TYPE_NAMES),
+        hotspots=_rows(_by(counts, "street"), _by(before, "street"), street_names),
+        keywords=_keywords(db_session, start, end) if kind != "daily" else (),
+        trend=_trend(db_session, start, end), themes=themes,
+        seven_haves=tuple(CountRow(d, seven[d], seven[d] / total if total else None)
+                          for d in SEVEN_HAVES),
+        five_qualities=tuple(CountRow(d, five[d], five[d] / total if total else None)
+                             for d in FIVE_QUALITIES),
+        warnings=tuple(WarningRow(w.kind, w.title, w.explanation, len(w.evidence or []))
+                       for w in warnings),
+        notes=tuple(notes),
+    )  # fmt: skip
+
+
+def _label(kind: str, period: str) -> str:
+    if kind == "monthly":
+        year, month = period.split("-")
+        return f"{year}年{int(month)}月"
+    if kind == "weekly":
+        start, end = bounds(kind, period)
+        return f"{start:%Y年%m月%d日}至{end:%m月%d日}"
+    day = date.fromisoformat(period)
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+# ---- building and storing ----------------------------------------------------------------------
+
+
+def build(kind: str, period: str, *, db_session: Session, user_id: int | None = None,
+          now: datetime | None = None) -> Report:  # fmt: skip
+    """Build one report in all three formats and store it (replacing an earlier build)."""
+    started = time.perf_counter()
+    data = report_data(kind, period, db_session=db_session, now=now)
+    html, pdf, xlsx = render.html(data), render.pdf(data), render.xlsx(data)
+    seconds = time.perf_counter() - started
+    report = db_session.scalar(select(Report).where(Report.kind == kind, Report.period == period))
+    if report is None:
+        report = Report(kind=kind, period=period)
+        db_session.add(report)
+    report.title, report.html, report.pdf, report.xlsx = data.title, html, pdf, xlsx
+    report.seconds, report.created_at, report.created_by_id = seconds, utcnow(), user_id
+    db_session.flush()
+    return report
+
+
+def listing(*, db_session: Session, kind: str | None = None, limit: int = 100) -> list[Any]:
+    """Stored reports, newest period first, without their bytes."""
+    stmt = select(Report.id, Report.kind, Report.period, Report.title, Report.created_at,
+                  Report.seconds, Report.created_by_id)  # fmt: skip
+    if kind:
+        stmt = stmt.where(Report.kind == kind)
+    return list(db_session.execute(stmt.order_by(Report.period.desc(), Report.kind).limit(limit)))
+
+
+def owed(now: datetime, *, db_session: Session) -> list[tuple[str, str]]:
+    """The due reports not built yet."""
+    have = {(k, p) for k, p in db_session.execute(select(Report.kind, Report.period))}
+    return [d for d in due(now) if d not in have]
