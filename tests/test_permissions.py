@@ -20,6 +20,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +35,7 @@ from sqlalchemy import func, select
 from test_auth import Console, app_of, is_html, tiny_city
 
 from jiesu.access.permissions import HOME, PERMISSIONS, ROLES
+from jiesu.assessment.models import Report, Warning
 from jiesu.auth.models import ApiToken, AuditLog
 from jiesu.auth.passwords import hash_password
 from jiesu.console import views as console_views
@@ -71,6 +73,20 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/console/account/password"): "signed_in",
     ("POST", "/console/account/password"): "signed_in",
     ("GET", "/console/tickets"): "tickets.read",
+    # Console: assessment, warnings and proactive tasks, reports
+    ("GET", "/console/assessment"): "assessment.view",
+    ("GET", "/console/assessment/drill"): "assessment.view",
+    ("GET", "/console/warnings"): "warnings.view",
+    ("GET", "/console/warnings/{warning_id}"): "warnings.view",
+    ("POST", "/console/warnings/{warning_id}/task"): "warnings.handle",
+    ("POST", "/console/warnings/{warning_id}/dismiss"): "warnings.handle",
+    ("POST", "/console/warnings/scan"): "warnings.handle",
+    ("POST", "/console/tickets/{ticket_id}/links"): "warnings.handle",
+    ("GET", "/console/reports"): "reports.view",
+    ("POST", "/console/reports"): "reports.build",
+    ("GET", "/console/reports/{report_id}"): "reports.view",
+    ("GET", "/console/reports/{report_id}/pdf"): "reports.view",
+    ("GET", "/console/reports/{report_id}/xlsx"): "reports.view",
     ("GET", "/console/tickets.csv"): "tickets.read",
     ("GET", "/console/dispatch"): "workbench.dispatch",
     ("GET", "/console/inbox"): "workbench.unit",
@@ -84,6 +100,10 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/console/intake/history"): "workbench.intake",
     ("POST", "/console/intake/suggest"): "workbench.intake",
     ("POST", "/console/intake"): "workbench.intake",
+    # console: the dashboard (数据大屏)
+    ("GET", "/console/dashboard"): "dashboard.view",
+    ("GET", "/console/dashboard/data"): "dashboard.view",
+    ("GET", "/console/dashboard/boundaries.json"): "dashboard.view",
     # console: administration
     ("GET", "/console/admin"): "admin",
     ("GET", "/console/admin/{section}"): "admin",
@@ -263,6 +283,7 @@ class Gate:
     photos: dict[str, int]
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     browsers: dict[str, Console] = field(default_factory=dict)
+    extra: dict[str, int] = field(default_factory=dict)  # a warning and a report to open
 
     @property
     def app(self) -> FastAPI:
@@ -288,6 +309,8 @@ class Gate:
             .replace("{token_id}", "999999")
             .replace("{user_id}", "999999")
             .replace("{unit_id}", "999999")
+            .replace("{warning_id}", str(self.extra["warning"]))
+            .replace("{report_id}", str(self.extra["report"]))
         )
 
     def fingerprint(self) -> dict[str, Any]:
@@ -406,7 +429,17 @@ def gate(
                         password_hash=hash_password("secret123"),
                     )
                 )
-            yield Gate(client, db, tickets, photos, {"agent1": agent, "dispatcher1": dispatcher})
+            with db.write() as s:  # a warning and a stored report to open
+                warning = Warning(kind="repeat", key="gate", day=date(2026, 11, 3),
+                                  title="同一来电人30天内3次诉求", explanation="见依据工单",
+                                  evidence=[tickets["open"]], status="open")  # fmt: skip
+                report = Report(kind="daily", period="2026-11-03", title="日通报",
+                                html="<p>日通报</p>", pdf=b"%PDF-", xlsx=b"PK")  # fmt: skip
+                s.add_all([warning, report])
+                s.flush()
+                extra = {"warning": warning.id, "report": report.id}
+            yield Gate(client, db, tickets, photos, {"agent1": agent, "dispatcher1": dispatcher},
+                       extra=extra)  # fmt: skip
     finally:
         patch.undo()
 
@@ -422,6 +455,8 @@ def get_urls(gate: Gate, path: str) -> list[str]:
         return [f"/console/admin/{key}" for key, _ in SECTIONS]
     if path == "/console/intake/history":
         return [path, f"{path}?phone={OPEN_PERSON[1]}"]
+    if path == "/console/assessment/drill":
+        return [f"{path}?unit=S11&what=counted"]
     return [gate.fill(path)]
 
 

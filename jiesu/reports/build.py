@@ -327,6 +327,33 @@ def listing(*, db_session: Session, kind: str | None = None, limit: int = 100) -
     return list(db_session.execute(stmt.order_by(Report.period.desc(), Report.kind).limit(limit)))
 
 
+_scanned: dict[str, float] = {}  # per database: when this process last scanned for warnings
+SCAN_EVERY_S = 3600.0
+
+
+def run_schedule(db: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """What the worker does on schedule: build the owed reports (yesterday's bulletin, last
+    week's summary, last month's analysis), scan yesterday once and today every hour."""
+    from jiesu.analysis.service import scan
+
+    now = now or utcnow()
+    done: dict[str, Any] = {"reports": [], "warnings": {}}
+    today = now.astimezone(city_tz()).date()
+    key = str(db.url) if hasattr(db, "url") else str(id(db))
+    if time.monotonic() - _scanned.get(key, -SCAN_EVERY_S) >= SCAN_EVERY_S:
+        _scanned[key] = time.monotonic()
+        for day in (today - timedelta(days=1), today):
+            with db.write() as session:
+                done["warnings"][day.isoformat()] = scan(day, db_session=session)
+    with db.read() as session:
+        todo = owed(now, db_session=session)
+    for kind, period in todo:  # warnings first: the reports list them
+        with db.write() as session:
+            build(kind, period, db_session=session, now=now)
+        done["reports"].append((kind, period))
+    return done
+
+
 def owed(now: datetime, *, db_session: Session) -> list[tuple[str, str]]:
     """The due reports not built yet."""
     have = {(k, p) for k, p in db_session.execute(select(Report.kind, Report.period))}

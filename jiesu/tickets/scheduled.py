@@ -172,9 +172,22 @@ def run_due_jobs(db: Database, *, now: datetime | None = None, batch: int = 20) 
         return len(jobs)
 
 
+PERIODIC_EVERY_S = 600.0  # reports owed and the warnings scan: checked every ten minutes
+
+
 def work(db: Database, *, interval: float = 5.0, once: bool = False) -> None:
-    """The worker loop: do due jobs; sleep `interval` seconds when there are none."""
+    """The worker loop: do due jobs; sleep `interval` seconds when there are none. Every ten
+    minutes (and at start) it also builds the reports that are owed and scans for warnings."""
+    from jiesu.reports.build import run_schedule
+
+    last = -PERIODIC_EVERY_S
     while True:
+        if time.monotonic() - last >= PERIODIC_EVERY_S:
+            last = time.monotonic()
+            try:
+                run_schedule(db)
+            except Exception:  # the timers must keep running whatever a report does
+                log.exception("scheduled reports or warnings failed")
         done = run_due_jobs(db)
         if done:
             log.info("did %d jobs", done)

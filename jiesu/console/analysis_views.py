@@ -1,0 +1,306 @@
+"""Console pages of the assessment and analysis (SPEC §5–6).
+
+- /console/assessment: the month's ranking of districts, streets, departments or companies with
+  every rate; a unit admin sees its own unit only. Each figure links to the orders behind it
+  (/console/assessment/drill).
+- /console/warnings: early warnings with their evidence; a dispatcher turns one into a proactive
+  task (dispatched like an order) or dismisses it with a reason; a scan can be run at once.
+- /console/reports: the stored daily, weekly and monthly reports (HTML, PDF, Excel); analysts
+  build one on demand.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from jiesu.access.policy import Principal
+from jiesu.analysis import service as warnings_service
+from jiesu.assessment import service as A
+from jiesu.assessment.models import Report, Warning
+from jiesu.assessment.rates import BY_KEY
+from jiesu.console.service import FormValues
+from jiesu.console.views import frame
+from jiesu.db.base import utcnow
+from jiesu.errors import DomainError, Forbidden, Invalid, NotFound
+from jiesu.reports import build as reports
+from jiesu.settings import city_tz
+from jiesu.web.deps import DB, ReadSession, require_page
+from jiesu.web.templating import render, zh
+
+router = APIRouter(include_in_schema=False)
+
+
+def page(permission: str) -> Any:
+    return Annotated[Principal, Depends(require_page(permission))]
+
+
+Assessor = page("assessment.view")
+WarningReader = page("warnings.view")
+WarningHandler = page("warnings.handle")
+ReportReader = page("reports.view")
+ReportBuilder = page("reports.build")
+
+GROUPS = {"district": "区", "street": "街道（乡镇）", "department": "部门", "company": "企业"}
+COLUMNS = ("response", "resolution", "satisfaction", "accept_on_time", "complete_on_time",
+           "overdue", "extension", "return", "dispatch_accuracy", "reopen", "callback",
+           "avg_hours")  # fmt: skip
+# Which orders a column's figure drills into.
+COLUMN_DRILL = {"response": "not_responded", "resolution": "unsolved",
+                "satisfaction": "dissatisfied", "accept_on_time": "not_accepted_on_time",
+                "overdue": "late", "extension": "extended", "return": "returned",
+                "dispatch_accuracy": "misdispatched", "reopen": "reopened"}  # fmt: skip
+DRILL_NAMES = {"led": "主办工单", "counted": "计入考核的工单", "responded": "按时响应",
+               "not_responded": "未按时响应", "evaluated": "已评价", "solved": "已解决",
+               "unsolved": "评价未解决", "dissatisfied": "不满意", "late": "超期办结",
+               "extended": "延期", "returned": "申请退单", "misdispatched": "批准退单（派错）",
+               "reopened": "重办", "exempted": "考核剔除", "not_accepted_on_time": "未按时签收"}  # fmt: skip
+
+
+def _today() -> date:
+    return utcnow().astimezone(city_tz()).date()
+
+
+def _month(period: str | None) -> str:
+    if period:
+        reports.bounds("monthly", period)  # Invalid when malformed
+        return period
+    return f"{_today():%Y-%m}"
+
+
+def _own_scope(actor: Principal, session: Any) -> A.UnitRow | None:
+    """A unit admin's own unit (they see nothing else); None for the centre."""
+    if actor.is_service_centre:
+        return None
+    units = A.unit_index(db_session=session)
+    unit = units.by_id.get(actor.unit_id)
+    if unit is None:
+        raise Forbidden("没有所属单位 / no unit")
+    return unit
+
+
+@router.get("/console/assessment", response_class=HTMLResponse)
+def assessment_page(
+    request: Request, actor: Assessor, session: ReadSession,
+    period: Annotated[str | None, Query(max_length=7)] = None,
+    group: Annotated[str, Query(max_length=12)] = "district",
+) -> Response:  # fmt: skip
+    try:
+        month = _month(period)
+    except DomainError as exc:
+        month, error = f"{_today():%Y-%m}", zh(exc.message)
+    else:
+        error = None
+    if group not in GROUPS:
+        group = "district"
+    own = _own_scope(actor, session)
+    start, end = A.month_bounds(month)
+    if own is not None:  # a unit's own figures, every rate
+        r, totals = A.scope_rates(start, end, db_session=session, scope=own.code)
+        rows = None
+        mine = {"unit": own, "rates": r, "totals": totals}
+    else:
+        ranking = A.rankings(month, group, db_session=session)
+        rows, mine = ranking.rows, None
+    months = [f"{_today().replace(day=1) - timedelta(days=28 * i):%Y-%m}" for i in range(13)]
+    ctx = frame(
+        request, actor, session, title="考评排名", month=month, group=group, groups=GROUPS,
+        rows=rows, mine=mine, columns=COLUMNS, definitions=BY_KEY, drill=COLUMN_DRILL,
+        months=sorted(set(months), reverse=True), error=error,
+    )  # fmt: skip
+    return render(request, "console/assessment.html", ctx)
+
+
+@router.get("/console/assessment/drill", response_class=HTMLResponse)
+def drill_page(
+    request: Request, actor: Assessor, session: ReadSession,
+    unit: Annotated[str, Query(max_length=40)], what: Annotated[str, Query(max_length=30)],
+    period: Annotated[str | None, Query(max_length=7)] = None,
+    page_no: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
+) -> Response:  # fmt: skip
+    month = _month(period)
+    own = _own_scope(actor, session)
+    units = A.unit_index(db_session=session)
+    target = units.by_code.get(unit)
+    if target is None or what not in A.DRILL:
+        raise NotFound("没有这项数据 / no such figure")
+    if own is not None and not target.path.startswith(own.path):
+        raise NotFound("没有这项数据 / no such figure")
+    start, end = A.month_bounds(month)
+    size = 50
+    total, tickets = A.drill(unit, start, end, what, db_session=session, limit=size,
+                             offset=(page_no - 1) * size)  # fmt: skip
+    ctx = frame(
+        request, actor, session, title=f"{target.name} · {DRILL_NAMES.get(what, what)}",
+        unit=target, what=what, month=month, tickets=tickets, total=total, page=page_no,
+        pages=max(1, (total + size - 1) // size), what_name=DRILL_NAMES.get(what, what),
+    )  # fmt: skip
+    return render(request, "console/assessment_drill.html", ctx)
+
+
+# ---- warnings ------------------------------------------------------------------------------
+
+
+@router.get("/console/warnings", response_class=HTMLResponse)
+def warnings_page(
+    request: Request, actor: WarningReader, session: ReadSession,
+    status: Annotated[str, Query(max_length=12)] = "open",
+    kind: Annotated[str, Query(max_length=12)] = "",
+) -> Response:  # fmt: skip
+    if status not in warnings_service.STATUS_NAMES:
+        status = "open"
+    rows = warnings_service.listing(db_session=session, status=status, kind=kind or None)
+    ctx = frame(
+        request, actor, session, title="预警与主动治理", rows=rows, status=status, kind=kind,
+        kinds=warnings_service.KIND_NAMES, statuses=warnings_service.STATUS_NAMES,
+        counts=warnings_service.open_counts(db_session=session),
+    )  # fmt: skip
+    return render(request, "console/warnings.html", ctx)
+
+
+def _warning_page(request: Request, actor: Principal, session: Any, warning_id: int,
+                  error: str | None = None, status_code: int = 200) -> Response:  # fmt: skip
+    warning = session.get(Warning, warning_id)
+    if warning is None:
+        raise NotFound("没有这条预警 / no such warning")
+    evidence = warnings_service.evidence(warning, db_session=session)
+    lead = warnings_service.suggested_lead(warning, db_session=session)
+    units = A.unit_index(db_session=session)
+    ctx = frame(
+        request, actor, session, title=warning.title, w=warning, evidence=evidence,
+        kinds=warnings_service.KIND_NAMES, statuses=warnings_service.STATUS_NAMES,
+        lead=units.by_code.get(lead) if lead else None, error=error,
+        handles="warnings.handle",
+    )  # fmt: skip
+    return render(request, "console/warning.html", ctx, status_code=status_code)
+
+
+@router.get("/console/warnings/{warning_id}", response_class=HTMLResponse)
+def warning_page(warning_id: int, request: Request, actor: WarningReader,
+                 session: ReadSession) -> Response:  # fmt: skip
+    return _warning_page(request, actor, session, warning_id)
+
+
+async def _form(request: Request) -> FormValues:
+    return FormValues(list((await request.form()).multi_items()))  # type: ignore[arg-type]
+
+
+@router.post("/console/warnings/{warning_id}/task", response_class=HTMLResponse)
+async def warning_task(warning_id: int, request: Request, actor: WarningHandler,
+                       db: DB) -> Response:  # fmt: skip
+    form = await _form(request)
+    try:
+        with db.write() as session:
+            task = warnings_service.create_task(
+                warning_id,
+                actor=actor,
+                db_session=session,
+                lead=form.first("lead") or None,
+                note=(form.first("note") or "").strip() or None,
+            )
+            task_id = task.id
+    except DomainError as exc:
+        with db.read() as session:
+            return _warning_page(request, actor, session, warning_id, error=zh(exc.message),
+                                 status_code=exc.status)  # fmt: skip
+    return RedirectResponse(f"/console/tickets/{task_id}?done=created", status_code=303)
+
+
+@router.post("/console/warnings/{warning_id}/dismiss", response_class=HTMLResponse)
+async def warning_dismiss(warning_id: int, request: Request, actor: WarningHandler,
+                          db: DB) -> Response:  # fmt: skip
+    form = await _form(request)
+    try:
+        with db.write() as session:
+            warnings_service.dismiss(warning_id, form.first("note") or "", actor=actor,
+                                     db_session=session)  # fmt: skip
+    except DomainError as exc:
+        with db.read() as session:
+            return _warning_page(request, actor, session, warning_id, error=zh(exc.message),
+                                 status_code=exc.status)  # fmt: skip
+    return RedirectResponse("/console/warnings?done=saved", status_code=303)
+
+
+@router.post("/console/warnings/scan", response_class=HTMLResponse)
+async def warnings_scan(request: Request, actor: WarningHandler, db: DB) -> Response:
+    await _form(request)
+    with db.write() as session:
+        warnings_service.scan(_today(), db_session=session)
+    return RedirectResponse("/console/warnings?done=saved", status_code=303)
+
+
+@router.post("/console/tickets/{ticket_id}/links", response_class=HTMLResponse)
+async def link_orders(ticket_id: int, request: Request, actor: WarningHandler,
+                      db: DB) -> Response:  # fmt: skip
+    form = await _form(request)
+    numbers = [n for n in (form.first("numbers") or "").replace("，", ",").replace(" ", ",")
+               .split(",") if n]  # fmt: skip
+    if not numbers:
+        raise Invalid("请填写工单编号 / give the order numbers", field="numbers")
+    with db.write() as session:
+        warnings_service.link_orders(ticket_id, numbers, actor=actor, db_session=session)
+    return RedirectResponse(f"/console/tickets/{ticket_id}?done=saved", status_code=303)
+
+
+# ---- reports ---------------------------------------------------------------------------------
+
+
+@router.get("/console/reports", response_class=HTMLResponse)
+def reports_page(request: Request, actor: ReportReader, session: ReadSession,
+                 kind: Annotated[str, Query(max_length=10)] = "") -> Response:  # fmt: skip
+    rows = reports.listing(db_session=session, kind=kind or None)
+    defaults = dict(reports.due(utcnow()))
+    ctx = frame(request, actor, session, title="分析报告", rows=rows, kind=kind,
+                kinds=reports.KIND_NAMES, defaults=defaults)  # fmt: skip
+    return render(request, "console/reports.html", ctx)
+
+
+@router.post("/console/reports", response_class=HTMLResponse)
+async def reports_build(request: Request, actor: ReportBuilder, db: DB) -> Response:
+    form = await _form(request)
+    kind, period = form.first("kind") or "", (form.first("period") or "").strip()
+    try:
+        if kind not in reports.KIND_NAMES:
+            raise Invalid("请选择报告类型 / choose daily, weekly or monthly", field="kind")
+        with db.write() as session:
+            report = reports.build(kind, period, db_session=session, user_id=actor.user_id)
+            report_id = report.id
+    except DomainError as exc:
+        with db.read() as session:
+            rows = reports.listing(db_session=session)
+            ctx = frame(request, actor, session, title="分析报告", rows=rows, kind="",
+                        kinds=reports.KIND_NAMES, defaults=dict(reports.due(utcnow())),
+                        error=zh(exc.message))  # fmt: skip
+            return render(request, "console/reports.html", ctx, status_code=exc.status)
+    return RedirectResponse(f"/console/reports/{report_id}", status_code=303)
+
+
+def _report(session: Any, report_id: int) -> Report:
+    report = session.get(Report, report_id)
+    if report is None:
+        raise NotFound("没有这份报告 / no such report")
+    return report  # type: ignore[no-any-return]
+
+
+@router.get("/console/reports/{report_id}", response_class=HTMLResponse)
+def report_page(report_id: int, actor: ReportReader, session: ReadSession) -> Response:
+    report = _report(session, report_id)
+    return HTMLResponse(report.html, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/console/reports/{report_id}/pdf")
+def report_pdf(report_id: int, actor: ReportReader, session: ReadSession) -> Response:
+    report = _report(session, report_id)
+    return Response(report.pdf, media_type="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="{report.kind}-{report.period}.pdf"'})  # fmt: skip
+
+
+@router.get("/console/reports/{report_id}/xlsx")
+def report_xlsx(report_id: int, actor: ReportReader, session: ReadSession) -> Response:
+    report = _report(session, report_id)
+    media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return Response(report.xlsx, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="{report.kind}-{report.period}.xlsx"'})  # fmt: skip

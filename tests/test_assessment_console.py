@@ -1,0 +1,67 @@
+"""The console's assessment and warnings pages on real history. Both databases."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+from conftest import auth
+from fastapi.testclient import TestClient
+from test_auth import Console, app_of
+
+from jiesu.assessment import service as A
+from jiesu.assessment.models import Warning
+from jiesu.db.base import utcnow
+from jiesu.db.engine import Database
+from jiesu.demo.generate import generate
+from jiesu.settings import city_tz
+
+TINY_PACK = Path(__file__).parent / "packs" / "tiny"
+
+
+def test_rankings_drill_down_and_a_units_own_figures(db: Database, client: TestClient) -> None:
+    now = utcnow()
+    generate(db, days=20, per_day=60, now=now, pack_dir=TINY_PACK, seed=9)
+    month = f"{now.astimezone(city_tz()):%Y-%m}"
+    supervisor = Console(app_of(client), "supervisor1")
+    page = supervisor.get("/console/assessment", params={"period": month, "group": "district"})
+    assert page.status_code == 200 and "东区" in page.text and "西区" in page.text
+    with db.read() as s:
+        ranking = A.rankings(month, "district", db_session=s)
+    d1 = next(r for r in ranking.rows if r.code == "D1")
+    assert f"{d1.rates['response'].value * 100:.2f}%" in page.text
+    drill = supervisor.get("/console/assessment/drill",
+                           params={"unit": "D1", "what": "counted", "period": month})  # fmt: skip
+    assert drill.status_code == 200 and f"共 {d1.orders} 件" in drill.text
+    mine = Console(app_of(client), "s11.admin").get("/console/assessment")
+    assert mine.status_code == 200 and "东一街道" in mine.text and "西区" not in mine.text
+    other = Console(app_of(client), "s11.admin").get(
+        "/console/assessment/drill", params={"unit": "S12", "what": "counted"})  # fmt: skip
+    assert other.status_code == 404
+
+
+def test_a_warning_becomes_a_dispatched_proactive_task(db: Database, client: TestClient) -> None:
+    r = client.post("/api/v1/tickets", json={"channel": "phone", "content": "小区楼道灯坏了很久"},
+                    headers=auth(client, "agent1"))  # fmt: skip
+    ticket = r.json()["id"]
+    with db.write() as s:
+        unit = A.unit_index(db_session=s).by_code["S11"]
+        w = Warning(kind="repeat", key="k1", day=datetime.now(city_tz()).date(),
+                    title="同一来电人30天内3次诉求", explanation="30 天内 3 次", area_unit_id=unit.id,
+                    evidence=[ticket], status="open")  # fmt: skip
+        s.add(w)
+        s.flush()
+        wid = w.id
+    dispatcher = Console(app_of(client), "dispatcher1")
+    page = dispatcher.get(f"/console/warnings/{wid}")
+    assert page.status_code == 200 and "立主动治理任务" in page.text
+    r = dispatcher.post(f"/console/warnings/{wid}/task", data={"lead": "S11", "note": "街道牵头"})
+    assert r.status_code == 303
+    task = int(re.search(r"/console/tickets/(\d+)", r.headers["location"]).group(1))  # type: ignore[union-attr]
+    with db.read() as s:
+        w = s.get(Warning, wid)
+        assert w is not None and w.status == "task" and w.task_ticket_id == task
+    again = dispatcher.post(f"/console/warnings/{wid}/task", data={"lead": "S11"})
+    assert again.status_code == 409
+    assert "同一来电人" not in dispatcher.get("/console/warnings").text  # no longer open
