@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from jiesu.assessment import facts as F
@@ -197,11 +197,70 @@ def compute(
     return out
 
 
-def _stored(ticket_id: int, db_session: Session) -> dict[int, tuple[date, dict[str, int]]]:
-    cols = [getattr(MetricFact, c) for c in COUNTER_COLUMNS]
-    rows = db_session.execute(
-        select(MetricFact.unit_id, MetricFact.day, *cols).where(MetricFact.ticket_id == ticket_id)
+@dataclass(frozen=True)
+class _Statements:
+    """The write path's statements, built once per dialect: executed with parameters only, so
+    an action pays for no statement construction (measured: it was most of the cost)."""
+
+    stored: Any
+    insert_fact: Any
+    update_fact: Any
+    delete_fact: Any
+    bump: Any
+    bump_intake: Any
+    intake_row: Any
+
+
+_statements: dict[str, _Statements] = {}
+
+
+def _dialect_insert(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
+def _prepared(db_session: Session) -> _Statements:
+    dialect = db_session.get_bind().dialect.name
+    known = _statements.get(dialect)
+    if known is not None:
+        return known
+    fact, rollup, intake = MetricFact.__table__, MetricRollup.__table__, IntakeRollup.__table__
+    this = (fact.c.ticket_id == bindparam("t")) & (fact.c.unit_id == bindparam("u"))
+    bump = _dialect_insert(dialect)(rollup)
+    bump = bump.on_conflict_do_update(
+        index_elements=["unit_id", "day"],
+        set_={c: rollup.c[c] + bump.excluded[c] for c in COUNTER_COLUMNS},
     )
+    bump_intake = _dialect_insert(dialect)(intake)
+    bump_intake = bump_intake.on_conflict_do_update(
+        index_elements=["day", "district_id", "dim", "key"],
+        set_={"n": intake.c.n + bump_intake.excluded.n},
+    )
+    made = _Statements(
+        stored=select(fact.c.unit_id, fact.c.day, *[fact.c[c] for c in COUNTER_COLUMNS]).where(
+            fact.c.ticket_id == bindparam("t")
+        ),
+        insert_fact=insert(fact),
+        update_fact=update(fact).where(this).values(
+            {"day": bindparam("d"), **{c: bindparam(f"v_{c}") for c in COUNTER_COLUMNS}}
+        ),
+        delete_fact=delete(fact).where(this),
+        bump=bump,
+        bump_intake=bump_intake,
+        intake_row=select(
+            IntakeFact.__table__.c.day, IntakeFact.__table__.c.district_id,
+            IntakeFact.__table__.c["keys"],
+        ).where(IntakeFact.__table__.c.ticket_id == bindparam("t")),
+    )  # fmt: skip
+    _statements[dialect] = made
+    return made
+
+
+def _stored(ticket_id: int, db_session: Session) -> dict[int, tuple[date, dict[str, int]]]:
+    rows = db_session.connection().execute(_prepared(db_session).stored, {"t": ticket_id})
     return {
         r[0]: (r[1], {c: v for c, v in zip(COUNTER_COLUMNS, r[2:], strict=True) if v}) for r in rows
     }
@@ -219,62 +278,36 @@ def refresh(
     old = _stored(ticket.id, db_session)
     if new == old:
         return
+    sql = _prepared(db_session)
+    conn = db_session.connection()
     for unit_id in old.keys() | new.keys():
         before, after = old.get(unit_id), new.get(unit_id)
         if before == after:
             continue
+        key = {"t": ticket.id, "u": unit_id}
         if after is None:
-            db_session.execute(
-                delete(MetricFact).where(
-                    MetricFact.ticket_id == ticket.id, MetricFact.unit_id == unit_id
-                )
-            )
+            conn.execute(sql.delete_fact, key)
+        elif before is None:
+            conn.execute(sql.insert_fact, {"ticket_id": ticket.id, "unit_id": unit_id,
+                                           "day": after[0]}
+                         | {c: after[1].get(c, 0) for c in COUNTER_COLUMNS})  # fmt: skip
         else:
-            values = {c: after[1].get(c, 0) for c in COUNTER_COLUMNS}
-            if before is None:
-                db_session.execute(
-                    insert(MetricFact).values(
-                        ticket_id=ticket.id, unit_id=unit_id, day=after[0], **values
-                    )
-                )
-            else:
-                db_session.execute(
-                    update(MetricFact)
-                    .where(MetricFact.ticket_id == ticket.id, MetricFact.unit_id == unit_id)
-                    .values(day=after[0], **values)
-                )
+            conn.execute(sql.update_fact, key | {"d": after[0]}
+                         | {f"v_{c}": after[1].get(c, 0) for c in COUNTER_COLUMNS})  # fmt: skip
         if before is not None and after is not None and before[0] == after[0]:
-            delta = add(dict(after[1]), before[1], -1)
-            _bump(db_session, unit_id, after[0], delta)
+            _bump(conn, sql, unit_id, after[0], add(dict(after[1]), before[1], -1))
         else:
             if before is not None:
-                _bump(db_session, unit_id, before[0], add({}, before[1], -1))
+                _bump(conn, sql, unit_id, before[0], add({}, before[1], -1))
             if after is not None:
-                _bump(db_session, unit_id, after[0], after[1])
+                _bump(conn, sql, unit_id, after[0], after[1])
 
 
-def _upsert(db_session: Session, table: Any, values: dict[str, Any], keys: Sequence[str],
-            increments: Sequence[str]) -> None:  # fmt: skip
-    dialect = db_session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={c: getattr(table.c, c) + getattr(stmt.excluded, c) for c in increments},
-    )
-    db_session.execute(stmt)
-
-
-def _bump(db_session: Session, unit_id: int, day: date, delta: Mapping[str, int]) -> None:
-    changed = {c: v for c, v in delta.items() if v}
-    if not changed:
+def _bump(conn: Any, sql: _Statements, unit_id: int, day: date, delta: Mapping[str, int]) -> None:
+    if not any(delta.values()):
         return
-    values = dict.fromkeys(COUNTER_COLUMNS, 0) | changed
-    _upsert(db_session, MetricRollup.__table__, {"unit_id": unit_id, "day": day, **values},
-            ("unit_id", "day"), list(changed))  # fmt: skip
+    conn.execute(sql.bump, {"unit_id": unit_id, "day": day}
+                 | {c: delta.get(c, 0) for c in COUNTER_COLUMNS})  # fmt: skip
 
 
 # ---- intake counts ---------------------------------------------------------------------------
@@ -308,11 +341,9 @@ def refresh_intake(ticket: Ticket, *, db_session: Session, ctx: Context | None =
     """Count the request in (or move it between counts after a change of category or place)."""
     ctx = ctx or context(db_session=db_session)
     day, district, keys = _intake_of(ticket, ctx)
-    row = db_session.execute(
-        select(IntakeFact.day, IntakeFact.district_id, IntakeFact.keys).where(
-            IntakeFact.ticket_id == ticket.id
-        )
-    ).first()
+    row = (
+        db_session.connection().execute(_prepared(db_session).intake_row, {"t": ticket.id}).first()
+    )
     if row is not None and (row[0], row[1], list(row[2])) == (day, district, keys):
         return
     if row is None:
@@ -333,9 +364,10 @@ def refresh_intake(ticket: Ticket, *, db_session: Session, ctx: Context | None =
 
 def _bump_intake(db_session: Session, day: date, district: int, key: str, n: int) -> None:
     dim, _, value = key.partition(":")
-    _upsert(db_session, IntakeRollup.__table__,
-            {"day": day, "district_id": district, "dim": dim, "key": value, "n": n},
-            ("day", "district_id", "dim", "key"), ("n",))  # fmt: skip
+    db_session.connection().execute(
+        _prepared(db_session).bump_intake,
+        {"day": day, "district_id": district, "dim": dim, "key": value, "n": n},
+    )
 
 
 # ---- rebuild -----------------------------------------------------------------------------------

@@ -26,8 +26,10 @@ from jiesu.auth.views import admin_router as tokens_router
 from jiesu.auth.views import router as auth_router
 from jiesu.console.admin_views import router as admin_router
 from jiesu.console.admin_views import unit_router
+from jiesu.console.analysis_views import router as analysis_router
 from jiesu.console.views import login_redirect
 from jiesu.console.views import router as console_router
+from jiesu.dashboard.views import router as dashboard_router
 from jiesu.db.engine import Database
 from jiesu.errors import DomainError
 from jiesu.org.views import router as org_router
@@ -237,7 +239,8 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.add_exception_handler(DomainError, _domain_answer)
     app.add_exception_handler(StarletteHTTPException, _http_answer)
     routers = (auth_router, tokens_router, org_router, taxonomy_router, tickets_router,
-               console_router, admin_router, unit_router, portal_router)  # fmt: skip
+               console_router, admin_router, unit_router, portal_router,
+               dashboard_router, analysis_router)  # fmt: skip
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
