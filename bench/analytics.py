@@ -227,7 +227,7 @@ def upkeep(db: Database, n: int) -> dict[str, Any]:
                 (Assignment.ticket_id == Ticket.id)
                 & Assignment.active
                 & (Assignment.role == "lead"),
-            )  # fmt: skip
+            )
             .where(Ticket.status == "dispatched")
             .order_by(Ticket.id.desc())
             .limit(n)

@@ -177,7 +177,9 @@ def test_rankings_order_units_and_compare_with_last_month(db: Database) -> None:
         three = [r.rates[k].value for k in ("response", "resolution", "satisfaction")]
         if r.composite is not None:
             w = (0.10, 0.45, 0.45)
-            assert r.composite == pytest.approx(100 * sum(a * b for a, b in zip(w, three, strict=True)))
+            assert r.composite == pytest.approx(
+                100 * sum(a * b for a, b in zip(w, three, strict=True))
+            )
     assert {r.code for r in districts.rows} == {"D1", "D2"}
     d1 = next(r for r in districts.rows if r.code == "D1")
     with db.read() as s:

@@ -68,7 +68,7 @@ def rank(
         else:
             scored.append((e, r, score, orders))
 
-    def order_key(item: tuple[Entry, dict[str, Rate], float, int]) -> tuple[float, ...] | tuple:
+    def order_key(item: tuple[Entry, dict[str, Rate], float, int]) -> tuple[float | str, ...]:
         e, r, score, _ = item
         return (-round(score, 9), -(r["resolution"].value or 0), -(r["satisfaction"].value or 0),
                 e.code)  # fmt: skip
