@@ -65,3 +65,27 @@ def test_a_warning_becomes_a_dispatched_proactive_task(db: Database, client: Tes
     again = dispatcher.post(f"/console/warnings/{wid}/task", data={"lead": "S11"})
     assert again.status_code == 409
     assert "同一来电人" not in dispatcher.get("/console/warnings").text  # no longer open
+
+
+def test_the_task_page_lists_its_orders_and_links_more(db: Database, client: TestClient) -> None:
+    first = client.post("/api/v1/tickets", json={"channel": "phone", "content": "小区楼道灯坏了很久"},
+                        headers=auth(client, "agent1")).json()  # fmt: skip
+    second = client.post("/api/v1/tickets", json={"channel": "phone", "content": "楼道灯又坏了没人修"},
+                         headers=auth(client, "agent1")).json()  # fmt: skip
+    with db.write() as s:
+        w = Warning(kind="repeat", key="k2", day=datetime.now(city_tz()).date(), title="重复诉求",
+                    explanation="30 天内 3 次", evidence=[first["id"]], status="open")  # fmt: skip
+        s.add(w)
+        s.flush()
+        wid = w.id
+    dispatcher = Console(app_of(client), "dispatcher1")
+    r = dispatcher.post(f"/console/warnings/{wid}/task", data={"lead": "S11"})
+    task = r.headers["location"].split("?")[0]
+    page = dispatcher.get(task)
+    assert "关联工单（1 件" in page.text and first["number"] in page.text
+    assert "所属主动治理任务" in dispatcher.get(f"/console/tickets/{first['id']}").text
+    r = dispatcher.post(task + "/links", data={"numbers": second["number"]})
+    assert r.status_code == 303
+    assert "关联工单（2 件" in dispatcher.get(task).text
+    bad = dispatcher.post(task + "/links", data={"numbers": "2099010100001"})
+    assert bad.status_code == 422

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from jiesu.access.permissions import HOME
+from jiesu.access.permissions import HOME, allows
 from jiesu.access.policy import Principal
 from jiesu.auth.service import audit, change_password, issue, revoke_token, sign_in
 from jiesu.console.service import (
@@ -405,9 +405,13 @@ def _ticket_page(
     request: Request, actor: Principal, session: Any, ticket_id: int, *,
     error: DomainError | None = None, form_action: str | None = None,
 ) -> Response:  # fmt: skip
+    from jiesu.analysis.service import links
+
     view = ticket_view(ticket_id, actor=actor, db_session=session)
+    linked, tasks = links(ticket_id, db_session=session)
     ctx = frame(request, actor, session, title=f"工单 {view.ticket.number}", v=view,
-                t=view.ticket, requester=masked_requester(view.ticket),
+                t=view.ticket, requester=masked_requester(view.ticket), linked=linked,
+                tasks=tasks, may_link=allows("warnings.handle", actor.role),
                 open_action=form_action, action_label=action_label,
                 event_lines=lambda e: event_lines(e, view.unit_names))  # fmt: skip
     if error is not None:
