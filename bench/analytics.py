@@ -134,28 +134,46 @@ def _columns(db: Database, table: str) -> list[str]:
         return [r[0] for r in rows]
 
 
-def replicate(db: Database, copies: list[int], span_days: int) -> float:
-    """Add copies of the base history `k × span_days` earlier, for each k in `copies`."""
+FINAL = "('closed', 'evaluated', 'answered', 'transferred', 'rejected', 'merged')"
+
+
+def base_ids(db: Database) -> dict[str, int]:
+    """The generated history's last ids, and how many of its tickets are finished."""
+    with db.engine.connect() as c:
+        out = {t: int(c.execute(text(f"SELECT max(id) FROM {t}")).scalar() or 0)
+               for t in ("ticket", "event", "assignment")}  # fmt: skip
+        out["final"] = int(c.execute(text(
+            f"SELECT count(*) FROM ticket WHERE status IN {FINAL}")).scalar() or 0)  # fmt: skip
+    return out
+
+
+def replicate(db: Database, copies: list[int], span_days: int, base: dict[str, int]) -> float:
+    """Add copies of the base history's finished tickets `k × span_days` earlier, for each k
+    in `copies` (an earlier quarter's orders are finished: copying the open ones would leave
+    thousands of orders weeks past due, which no city has)."""
     started = time.perf_counter()
     with db.engine.begin() as c:
-        base = {t: c.execute(text(f"SELECT max(id) FROM {t}")).scalar() or 0
-                for t in ("ticket", "event", "assignment")}  # fmt: skip
+        top = {t: int(c.execute(text(f"SELECT max(id) FROM {t}")).scalar() or 0)
+               for t in ("ticket", "event", "assignment")}  # fmt: skip
         shift_cols = {
             "ticket": {"created_at", "updated_at", "closed_at", "due_at"},
             "event": {"at"}, "assignment": {"dispatched_at", "accepted_at", "contacted_at",
                                             "replied_at", "ended_at"},
         }  # fmt: skip
-        for k in copies:
+        for i, k in enumerate(copies):
             days = k * span_days
             shift = f"interval '{days} days'"
+            off = {t: top[t] + i * base[t] for t in top}  # new ids above everything there
             for table, cols in shift_cols.items():
                 names = _columns(db, table)
                 exprs = []
                 for n in names:
                     if n == "id":
-                        exprs.append(f"id + {k * base[table]}")
-                    elif n == "ticket_id" or (table == "ticket" and n == "master_id"):
-                        exprs.append(f"{n} + {k * base['ticket']}")
+                        exprs.append(f"id + {off[table]}")
+                    elif n == "ticket_id":
+                        exprs.append(f"{n} + {off['ticket']}")
+                    elif table == "ticket" and n == "master_id":
+                        exprs.append("NULL")  # its master may be unfinished, not copied
                     elif n in cols:
                         exprs.append(f"{n} - {shift}")
                     elif table == "ticket" and n == "number":
@@ -167,32 +185,38 @@ def replicate(db: Database, copies: list[int], span_days: int) -> float:
                         exprs.append("NULL")
                     else:
                         exprs.append(n)
+                finished = (f"status IN {FINAL}" if table == "ticket" else
+                            f"ticket_id IN (SELECT id FROM ticket WHERE id <= {base['ticket']} "
+                            f"AND status IN {FINAL})")  # fmt: skip
                 c.execute(text(f"INSERT INTO {table} ({', '.join(names)}) "
-                               f"SELECT {', '.join(exprs)} FROM {table} WHERE id <= {base[table]}"))  # fmt: skip
+                               f"SELECT {', '.join(exprs)} FROM {table} "
+                               f"WHERE id <= {base[table]} AND {finished}"))  # fmt: skip
             fact_cols = _columns(db, "metric_fact")
             c.execute(text(
                 f"INSERT INTO metric_fact ({', '.join(fact_cols)}) SELECT "
-                + ", ".join(f"ticket_id + {k * base['ticket']}" if n == "ticket_id"
+                + ", ".join(f"ticket_id + {off['ticket']}" if n == "ticket_id"
                             else f"day - {days}" if n == "day" else n for n in fact_cols)
-                + f" FROM metric_fact WHERE ticket_id <= {base['ticket']}"))  # fmt: skip
+                + f" FROM metric_fact WHERE ticket_id IN (SELECT id FROM ticket WHERE "
+                f"id <= {base['ticket']} AND status IN {FINAL})"))  # fmt: skip
             c.execute(text(
                 f"INSERT INTO intake_fact (ticket_id, day, district_id, keys) SELECT ticket_id + "
-                f"{k * base['ticket']}, day - {days}, district_id, keys FROM intake_fact "
-                f"WHERE ticket_id <= {base['ticket']}"))  # fmt: skip
+                f"{off['ticket']}, day - {days}, district_id, keys FROM intake_fact "
+                f"WHERE ticket_id IN (SELECT id FROM ticket WHERE id <= {base['ticket']} "
+                f"AND status IN {FINAL})"))  # fmt: skip
             counters = [n for n in _columns(db, "metric_rollup") if n not in ("unit_id", "day")]
             c.execute(text(
                 f"INSERT INTO metric_rollup (unit_id, day, {', '.join(counters)}) "
-                f"SELECT unit_id, day - {days}, {', '.join(f'sum({n})' for n in counters)} "
-                f"FROM metric_fact WHERE ticket_id > {k * base['ticket']} "
-                f"AND ticket_id <= {(k + 1) * base['ticket']} GROUP BY unit_id, day - {days} "
+                f"SELECT unit_id, day, {', '.join(f'sum({n})' for n in counters)} "
+                f"FROM metric_fact WHERE ticket_id > {off['ticket']} "
+                f"AND ticket_id <= {off['ticket'] + base['ticket']} GROUP BY unit_id, day "
                 f"ON CONFLICT (unit_id, day) DO UPDATE SET "
                 + ", ".join(f"{n} = metric_rollup.{n} + excluded.{n}" for n in counters)))  # fmt: skip
             c.execute(text(
                 "INSERT INTO intake_rollup (day, district_id, dim, key, n) "
                 "SELECT day, district_id, split_part(k, ':', 1), substr(k, strpos(k, ':') + 1), "
                 "count(*) FROM intake_fact, jsonb_array_elements_text(keys) AS k "
-                f"WHERE ticket_id > {k * base['ticket']} AND ticket_id <= "
-                f"{(k + 1) * base['ticket']} GROUP BY 1, 2, 3, 4 "
+                f"WHERE ticket_id > {off['ticket']} AND ticket_id <= "
+                f"{off['ticket'] + base['ticket']} GROUP BY 1, 2, 3, 4 "
                 "ON CONFLICT (day, district_id, dim, key) DO UPDATE SET "
                 "n = intake_rollup.n + excluded.n"))  # fmt: skip
             log(f"  copy {k}: {time.perf_counter() - started:.0f} s")
@@ -354,6 +378,10 @@ def main() -> int:
             url, handle = fresh(backend, Path(tmp))
             try:
                 base = load_first(url, sizes_n[0], args.per_day)
+                db = Database(url)
+                ids = base_ids(db)
+                db.dispose()
+                base["finished"] = ids["final"]
                 done_copies = 0
                 for size in sizes_n:
                     point: dict[str, Any] = {"size": size}
@@ -362,11 +390,11 @@ def main() -> int:
                     else:
                         if backend != "postgresql":
                             raise SystemExit("larger sizes are copies: PostgreSQL only")
-                        want = round(size / base["tickets"]) - 1
+                        want = -(-(size - base["tickets"]) // ids["final"])  # ceiling
                         copies = list(range(done_copies + 1, want + 1))
                         log(f"replicating copies {copies} …")
                         db = Database(url)
-                        point["replicate_s"] = round(replicate(db, copies, base["days"]), 1)
+                        point["replicate_s"] = round(replicate(db, copies, base["days"], ids), 1)
                         db.dispose()
                         done_copies = want
                     log(f"measuring {backend} at {size:,} …")

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -105,11 +105,13 @@ def assessment_page(
     else:
         ranking = A.rankings(month, group, db_session=session)
         rows, mine = ranking.rows, None
-    months = [f"{_today().replace(day=1) - timedelta(days=28 * i):%Y-%m}" for i in range(13)]
+    months = [f"{_today():%Y-%m}"]
+    for _ in range(12):
+        months.append(A.previous_month(months[-1]))
     ctx = frame(
         request, actor, session, title="考评排名", month=month, group=group, groups=GROUPS,
         rows=rows, mine=mine, columns=COLUMNS, definitions=BY_KEY, drill=COLUMN_DRILL,
-        months=sorted(set(months), reverse=True), error=error,
+        months=months if month in months else [month, *months], error=error,
     )  # fmt: skip
     return render(request, "console/assessment.html", ctx)
 
