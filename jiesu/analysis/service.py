@@ -48,15 +48,9 @@ from jiesu.errors import Conflict, Invalid, NotFound
 from jiesu.settings import city_tz
 from jiesu.tickets.models import Event, Ticket
 from jiesu.tickets.shapes import TicketCreate
+from jiesu.web.labels import WARNING_KIND_NAMES
 
-KIND_NAMES = {
-    "burst": "诉求激增",
-    "repeat": "重复诉求",
-    "bounce": "反复退单",
-    "inaction": "履职下滑",
-    "topic": "新兴话题",
-    "theme": "每月一题候选",
-}
+KIND_NAMES = WARNING_KIND_NAMES
 STATUS_NAMES = {"open": "待处置", "task": "已立主动治理任务", "dismissed": "已排除"}
 TOPIC_SAMPLE = 20_000
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)

@@ -71,7 +71,7 @@ from jiesu.db.base import utcnow
 from jiesu.settings import city_tz, get_settings
 from jiesu.taxonomy.service import pack_settings
 from jiesu.tickets.models import Ticket
-from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES
+from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES, WARNING_KIND_NAMES
 
 PERIODS = (1, 7, 30)  # 今日, 近7日, 近30日
 TREND_MIN_DAYS = 30
@@ -82,14 +82,7 @@ OPEN_STATES = ("dispatched", "accepted")  # an order someone is handling and owe
 PERIOD_DIMS = ("all", "street", "top", "category", "channel", "type")
 BOUNDARIES_URL = "/console/dashboard/boundaries.json"
 UNKNOWN = "未定位"
-WARNING_KINDS = {
-    "burst": "诉求激增",
-    "repeat": "重复诉求",
-    "bounce": "推诿扯皮",
-    "inaction": "不作为慢作为",
-    "topic": "新热点",
-    "theme": "每月一题候选",
-}
+WARNING_KINDS = WARNING_KIND_NAMES
 
 
 def year_before(day: date) -> date:

@@ -24,19 +24,13 @@ from openpyxl.worksheet.worksheet import Worksheet
 from jiesu.reports import charts
 from jiesu.reports.shapes import CountRow, Figure, Ranking, RankRow, ReportData
 from jiesu.settings import city_tz
+from jiesu.web.labels import WARNING_KIND_NAMES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KIND_NAMES = {"daily": "日通报", "weekly": "周汇总", "monthly": "月分析"}
 CHANGE_HEADINGS = {"daily": "较昨日", "weekly": "较上周", "monthly": "较上月"}
 PREVIOUS_RANK_HEADINGS = {"daily": "昨日排名", "weekly": "上周排名", "monthly": "上月排名"}
 GROUP_NAMES = {"district": "区", "street": "街道（乡镇）", "department": "部门", "company": "企业"}
-WARNING_KINDS = {
-    "burst": "突发聚集",
-    "repeat": "重复诉求",
-    "bounce": "推诿扯皮",
-    "inaction": "不作为风险",
-    "emerging": "新兴问题",
-}
 SECTION_NUMBERS = "一二三四五六七八九十"
 PERCENT_FORMAT = "0.00%"
 SIGNED_PERCENT_FORMAT = "+0.00%;-0.00%;0.00%"
@@ -108,7 +102,7 @@ def _env() -> Environment:
         rank_change=rank_change,
         figure_value=figure_value,
         local_time=local_time,
-        warning_kind=lambda k: WARNING_KINDS.get(k, k),
+        warning_kind=lambda k: WARNING_KIND_NAMES.get(k, k),
     )
     return env
 
@@ -347,7 +341,7 @@ def _warnings(book: Workbook, report: ReportData) -> None:
     sheet = _sheet(book, "预警")
     _header(sheet, 1, ("类型", "标题", "说明", "件数"), (12, 30, 60, 8))
     for row, w in enumerate(report.warnings, start=2):
-        sheet.cell(row=row, column=1, value=WARNING_KINDS.get(w.kind, w.kind))
+        sheet.cell(row=row, column=1, value=WARNING_KIND_NAMES.get(w.kind, w.kind))
         sheet.cell(row=row, column=2, value=w.title)
         sheet.cell(row=row, column=3, value=w.explanation)
         _put(sheet, row, 4, w.orders, "#,##0")

@@ -75,3 +75,13 @@ CHOICE_LABELS: dict[str, dict[str, str]] = {
     "to": TRANSFER_TO,
     "window_cause": WINDOW_CAUSES,
 }
+
+# Early warnings (预警, SPEC §6): the kinds the detectors raise.
+WARNING_KIND_NAMES = {
+    "burst": "诉求激增",
+    "repeat": "重复诉求",
+    "bounce": "反复退单",
+    "inaction": "履职下滑",
+    "topic": "新兴话题",
+    "theme": "每月一题候选",
+}
