@@ -89,3 +89,39 @@ def test_the_task_page_lists_its_orders_and_links_more(db: Database, client: Tes
     assert "关联工单（2 件" in dispatcher.get(task).text
     bad = dispatcher.post(task + "/links", data={"numbers": "2099010100001"})
     assert bad.status_code == 422
+
+
+def test_the_api_gives_the_three_rates_table_the_orders_and_the_warnings(
+    db: Database, client: TestClient
+) -> None:
+    now = utcnow()
+    generate(db, days=10, per_day=50, now=now, pack_dir=TINY_PACK, seed=12)
+    month = f"{now.astimezone(city_tz()):%Y-%m}"
+    r = client.get("/api/v1/metrics/units", params={"period": month, "kind": "street"},
+                   headers=auth(client, "supervisor1"))  # fmt: skip
+    assert r.status_code == 200, r.text
+    body = r.json()
+    with db.read() as s:
+        expected = A.rankings(month, "street", db_session=s)
+    assert [row["code"] for row in body["rows"]] == [x.code for x in expected.rows]
+    first, want = body["rows"][0], expected.rows[0]
+    assert first["rates"]["response"]["value"] == want.rates["response"].value
+    assert first["rates"]["resolution"]["name"] == "解决率"
+    mine = client.get("/api/v1/metrics/units", params={"period": month, "kind": "street"},
+                      headers=auth(client, "s11.admin")).json()  # fmt: skip
+    assert {row["code"] for row in mine["rows"]} <= {"S11"}
+    orders = client.get(f"/api/v1/metrics/units/{want.code}/orders",
+                        params={"period": month, "what": "counted", "limit": 5},
+                        headers=auth(client, "supervisor1")).json()  # fmt: skip
+    assert orders["total"] == want.orders and len(orders["orders"]) == min(5, want.orders)
+    assert client.get("/api/v1/metrics/units/S12/orders", params={"period": month},
+                      headers=auth(client, "s11.admin")).status_code == 404  # fmt: skip
+    assert client.get("/api/v1/metrics/units", params={"period": "2026-13"},
+                      headers=auth(client, "supervisor1")).status_code == 422  # fmt: skip
+    with db.write() as s:
+        s.add(Warning(kind="bounce", key="api", day=now.date(), title="反复退单",
+                      explanation="3 次退单", evidence=[1], status="open"))  # fmt: skip
+    warnings = client.get("/api/v1/warnings", headers=auth(client, "dispatcher1")).json()
+    assert [(w["kind"], w["kind_name"], w["evidence"]) for w in warnings] == [
+        ("bounce", "反复退单", [1])]  # fmt: skip
+    assert client.get("/api/v1/warnings", headers=auth(client, "s11.handler")).status_code == 403

@@ -74,6 +74,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/console/account/password"): "signed_in",
     ("GET", "/console/tickets"): "tickets.read",
     # Console: assessment, warnings and proactive tasks, reports
+    ("GET", "/api/v1/metrics/units"): "assessment.view",
+    ("GET", "/api/v1/metrics/units/{code}/orders"): "assessment.view",
+    ("GET", "/api/v1/warnings"): "warnings.view",
     ("GET", "/console/assessment"): "assessment.view",
     ("GET", "/console/assessment/drill"): "assessment.view",
     ("GET", "/console/warnings"): "warnings.view",
@@ -311,6 +314,7 @@ class Gate:
             .replace("{unit_id}", "999999")
             .replace("{warning_id}", str(self.extra["warning"]))
             .replace("{report_id}", str(self.extra["report"]))
+            .replace("{code}", "S11")
         )
 
     def fingerprint(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jiesu import __version__
+from jiesu.assessment.views import router as assessment_router
 from jiesu.auth.views import admin_router as tokens_router
 from jiesu.auth.views import router as auth_router
 from jiesu.console.admin_views import router as admin_router
@@ -240,7 +241,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_answer)
     routers = (auth_router, tokens_router, org_router, taxonomy_router, tickets_router,
                console_router, admin_router, unit_router, portal_router,
-               dashboard_router, analysis_router)  # fmt: skip
+               dashboard_router, analysis_router, assessment_router)  # fmt: skip
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
