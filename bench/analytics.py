@@ -295,8 +295,6 @@ def upkeep(db: Database, n: int) -> dict[str, Any]:
 
 
 def measure(url: str, runs: int, n_actions: int) -> dict[str, Any]:
-    from jiesu.dashboard.service import dashboard
-
     db = Database(url)
     out: dict[str, Any] = {}
     try:
@@ -365,11 +363,18 @@ def main() -> int:
     ap.add_argument("--per-day", type=int, default=70_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--actions", type=int, default=150)
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the PostgreSQL database (its URL on stderr)"
+    )
+    ap.add_argument("--measure", default="", help="only measure this existing database URL")
     args = ap.parse_args()
     results: dict[str, Any] = {
         "machine": f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}",
         "postgresql": [], "sqlite": [],
     }  # fmt: skip
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.runs, args.actions), ensure_ascii=False))
+        return 0
     with tempfile.TemporaryDirectory(dir=os.environ.get("JIESU_BENCH_TMP")) as tmp:
         for backend, sizes in (("postgresql", args.tickets), ("sqlite", args.sqlite)):
             sizes_n = [int(x) for x in sizes.split(",") if x.strip()]
@@ -402,7 +407,10 @@ def main() -> int:
                     log(json.dumps(point, ensure_ascii=False))
                     results[backend].append(point)
             finally:
-                drop(handle)
+                if args.keep and backend == "postgresql":
+                    log(f"kept {url}")
+                else:
+                    drop(handle)
     print(json.dumps(results, ensure_ascii=False))
     return 0
 
