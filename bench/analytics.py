@@ -51,6 +51,7 @@ from jiesu.analysis import service as warnings_service
 from jiesu.assessment import service as A
 from jiesu.citypack.load import load_pack
 from jiesu.citypack.parse import read_pack
+from jiesu.dashboard.service import dashboard
 from jiesu.db.base import utcnow
 from jiesu.db.engine import Database
 from jiesu.db.migrate import upgrade
