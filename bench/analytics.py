@@ -36,7 +36,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -44,8 +43,10 @@ from typing import Any
 
 os.environ.setdefault("JIESU_ARGON2_PROFILE", "cheapest")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sqlalchemy import create_engine, func, select, text
+from console_pages import drop, fresh  # the console bench's databases
+from sqlalchemy import func, select, text
 
 from jiesu.analysis import service as warnings_service
 from jiesu.assessment import service as A
@@ -61,30 +62,11 @@ from jiesu.settings import city_tz
 from jiesu.tickets import actions
 from jiesu.tickets.models import Assignment, Event, Ticket
 
-PG = os.environ.get("JIESU_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 GROUPS = ("district", "street", "department", "company")
 
 
 def log(*parts: Any) -> None:
     print(*parts, file=sys.stderr, flush=True)
-
-
-def fresh(backend: str, tmp: Path) -> tuple[str, Any]:
-    if backend == "sqlite":
-        return f"sqlite:///{tmp / f'{uuid.uuid4().hex}.sqlite3'}", None
-    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
-    name = f"jiesu_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    return PG.rsplit("/", 1)[0] + "/" + name, (admin, name)
-
-
-def drop(handle: Any) -> None:
-    if handle is not None:
-        admin, name = handle
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def timed(fn: Callable[[], Any], runs: int) -> tuple[float, list[float]]:

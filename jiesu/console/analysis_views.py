@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from jiesu.access.policy import Principal
@@ -23,19 +23,15 @@ from jiesu.assessment import service as A
 from jiesu.assessment.models import Report, Warning
 from jiesu.assessment.rates import BY_KEY
 from jiesu.console.service import FormValues
-from jiesu.console.views import frame
+from jiesu.console.views import frame, page
 from jiesu.db.base import utcnow
 from jiesu.errors import DomainError, Forbidden, Invalid, NotFound
 from jiesu.reports import build as reports
 from jiesu.settings import city_tz
-from jiesu.web.deps import DB, ReadSession, require_page
+from jiesu.web.deps import DB, ReadSession
 from jiesu.web.templating import render, zh
 
 router = APIRouter(include_in_schema=False)
-
-
-def page(permission: str) -> Any:
-    return Annotated[Principal, Depends(require_page(permission))]
 
 
 Assessor = page("assessment.view")
