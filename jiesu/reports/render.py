@@ -8,6 +8,7 @@ every URL. Fonts come from the system (Noto Sans CJK SC) and are embedded, subse
 from __future__ import annotations
 
 import io
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -27,6 +28,10 @@ from jiesu.settings import city_tz
 from jiesu.web.labels import WARNING_KIND_NAMES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# WeasyPrint and fontTools narrate every page at INFO: the worker's log is for what happened.
+for _name in ("weasyprint", "weasyprint.progress", "fontTools"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
 KIND_NAMES = {"daily": "日通报", "weekly": "周汇总", "monthly": "月分析"}
 CHANGE_HEADINGS = {"daily": "较昨日", "weekly": "较上周", "monthly": "较上月"}
 PREVIOUS_RANK_HEADINGS = {"daily": "昨日排名", "weekly": "上周排名", "monthly": "上月排名"}
