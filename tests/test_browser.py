@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from jiesu.settings import city_tz
 from jiesu.tickets.models import Ticket
 from tests.browser_support import (
     DESKTOP,
@@ -489,7 +490,8 @@ def test_agent_sees_the_callers_history_and_answers_directly(
 # ---- screenshots -------------------------------------------------------------------------------
 
 SHOTS = ("login", "intake", "dispatch", "inbox", "ticket", "callbacks", "supervision",
-         "admin-users", "tickets", "portal-submit", "portal-track")  # fmt: skip
+         "admin-users", "tickets", "portal-submit", "portal-track", "dashboard", "assessment",
+         "warnings", "reports")  # fmt: skip
 UGLY = re.compile(r"\bNone\b|\bnull\b|undefined|Traceback|\{\s*\"|\[object ")
 
 
@@ -583,6 +585,32 @@ def test_screenshots_of_every_workbench(
     api.act("dispatcher1", rated, "audit", passed=True)
     portal_track(citizen, base, number, code)
     shot(citizen, "portal-track")
+
+    leader = people("supervisor1")
+    leader.set_viewport_size({"width": 1600, "height": 1000})
+    leader.goto(f"{base}/console/dashboard?days=7")
+    leader.wait_for_function(
+        "window.jiesuDashboard && window.jiesuDashboard.loads >= 1 && "
+        "[...document.querySelectorAll('.dash-panel:not([hidden]) .chart')]"
+        ".every(el => el.querySelector('canvas, svg'))"
+    )
+    leader.wait_for_timeout(1200)  # the charts' entry animation
+    shot(leader, "dashboard", full_page=False)
+    leader.goto(f"{base}/console/assessment?group=district")
+    shot(leader, "assessment")
+    dispatcher = people("dispatcher1")
+    dispatcher.goto(f"{base}/console/warnings")
+    dispatcher.get_by_role("button", name="立即扫描今日预警").click()
+    dispatcher.wait_for_url("**/console/warnings?done=saved")
+    shot(dispatcher, "warnings")
+    analyst = people("analyst1")
+    analyst.goto(f"{base}/console/reports")
+    analyst.select_option("#r-kind", "daily")
+    analyst.fill("#r-period", f"{datetime.now(city_tz()).date() - timedelta(days=1)}")
+    analyst.get_by_role("button", name="立即生成").click()
+    analyst.wait_for_url("**/console/reports/*")
+    analyst.goto(f"{base}/console/reports")
+    shot(analyst, "reports")
 
     missing = [name for name in SHOTS if not (out / f"{name}.png").is_file()]
     assert not missing, missing
