@@ -8,6 +8,7 @@ from pathlib import Path
 
 from conftest import auth
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from test_auth import Console, app_of
 
 from jiesu.assessment import service as A
@@ -125,3 +126,21 @@ def test_the_api_gives_the_three_rates_table_the_orders_and_the_warnings(
     assert [(w["kind"], w["kind_name"], w["evidence"]) for w in warnings] == [
         ("bounce", "反复退单", [1])]  # fmt: skip
     assert client.get("/api/v1/warnings", headers=auth(client, "s11.handler")).status_code == 403
+
+
+def test_a_district_sees_its_own_figures_and_its_streets_ranked(
+    db: Database, client: TestClient
+) -> None:
+    from jiesu.auth.passwords import hash_password
+    from jiesu.org.models import Unit, User
+
+    now = utcnow()
+    generate(db, days=20, per_day=60, now=now, pack_dir=TINY_PACK, seed=9)
+    with db.write() as s:
+        d1 = s.scalar(select(Unit.id).where(Unit.code == "D1"))
+        s.add(User(username="d1.supervisor", name="东区督办", role="supervisor", unit_id=d1,
+                   password_hash=hash_password("secret123")))  # fmt: skip
+    page = Console(app_of(client), "d1.supervisor").get("/console/assessment")
+    assert page.status_code == 200
+    assert "东区所辖单位排名" in page.text and "东一街道" in page.text
+    assert "西一镇" not in page.text and "西区" not in page.text

@@ -82,7 +82,7 @@ def _own_scope(actor: Principal, session: Any) -> A.UnitRow | None:
 def assessment_page(
     request: Request, actor: Assessor, session: ReadSession,
     period: Annotated[str | None, Query(max_length=7)] = None,
-    group: Annotated[str, Query(max_length=12)] = "district",
+    group: Annotated[str | None, Query(max_length=12)] = None,
 ) -> Response:  # fmt: skip
     try:
         month = _month(period)
@@ -90,17 +90,19 @@ def assessment_page(
         month, error = f"{_today():%Y-%m}", zh(exc.message)
     else:
         error = None
-    if group not in GROUPS:
-        group = "district"
     own = _own_scope(actor, session)
+    if group not in GROUPS:  # a district's own people look at its streets first
+        group = "street" if own is not None and own.kind == "district" else "district"
     start, end = A.month_bounds(month)
-    if own is not None:  # a unit's own figures, every rate
+    rows: list[Any] | None = A.rankings(month, group, db_session=session).rows
+    mine = None
+    if own is not None:  # a unit's own figures, and the ranking of the units under it
         r, totals = A.scope_rates(start, end, db_session=session, scope=own.code)
-        rows = None
         mine = {"unit": own, "rates": r, "totals": totals}
-    else:
-        ranking = A.rankings(month, group, db_session=session)
-        rows, mine = ranking.rows, None
+        units = A.unit_index(db_session=session)
+        rows = [x for x in rows or []
+                if (u := units.by_code.get(x.code)) and u.path.startswith(own.path)
+                and u.id != own.id] or None  # fmt: skip
     months = [f"{_today():%Y-%m}"]
     for _ in range(12):
         months.append(A.previous_month(months[-1]))
