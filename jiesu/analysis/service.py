@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -525,7 +525,3 @@ def links(ticket_id: int, *, db_session: Session) -> tuple[list[Ticket], list[Ti
         .where(TicketLink.linked_id == ticket_id).order_by(Ticket.id)
     ).all()  # fmt: skip
     return list(linked), list(tasks)
-
-
-def kind_names() -> Mapping[str, str]:
-    return KIND_NAMES

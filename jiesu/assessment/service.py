@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from jiesu.assessment import facts as F
 from jiesu.assessment.models import IntakeFact, IntakeRollup, MetricFact, MetricRollup
 from jiesu.assessment.ranking import DEFAULT_BOTTOM, Entry, Ranked, rank
-from jiesu.assessment.rates import BY_KEY, Rate, add, rates, weights_for
+from jiesu.assessment.rates import Rate, add, rates, weights_for
 from jiesu.db.base import utcnow
 from jiesu.org.models import Unit
 from jiesu.settings import city_tz
@@ -677,10 +677,6 @@ def drill(
         select(Ticket).where(Ticket.id.in_(ids)).order_by(Ticket.id).limit(limit).offset(offset)
     ).all()
     return total, list(tickets)
-
-
-def rate_names() -> dict[str, str]:
-    return {k: d.name for k, d in BY_KEY.items()}
 
 
 __all__ = [
