@@ -144,3 +144,27 @@ def test_a_district_sees_its_own_figures_and_its_streets_ranked(
     assert page.status_code == 200
     assert "东区所辖单位排名" in page.text and "东一街道" in page.text
     assert "西一镇" not in page.text and "西区" not in page.text
+
+
+def test_exemption_requests_wait_in_the_supervisors_queue(db: Database, client: TestClient) -> None:
+    r = client.post("/api/v1/tickets", json={"channel": "phone", "content": "同一诉求反复来电要求赔偿"},
+                    headers=auth(client, "agent1"))  # fmt: skip
+    t, number = r.json()["id"], r.json()["number"]
+
+    def act(user: str, action: str, **body: object) -> None:
+        answer = client.post(f"/api/v1/tickets/{t}/actions/{action}", json=body,
+                             headers=auth(client, user))  # fmt: skip
+        assert answer.status_code == 200, answer.text
+
+    act("dispatcher1", "dispatch", lead="S11")
+    act(
+        "s11.admin",
+        "request_exemption",
+        reason="malicious",
+        note="一月内同一诉求来电四十余次，已核实",
+    )
+    supervisor = Console(app_of(client), "supervisor1")
+    queue = supervisor.get("/console/supervision", params={"tab": "exemptions"})
+    assert queue.status_code == 200 and number in queue.text
+    act("supervisor1", "review_exemption", approved=False, note="理由不充分")
+    assert number not in supervisor.get("/console/supervision", params={"tab": "exemptions"}).text

@@ -72,6 +72,7 @@ def queues(workbench: str) -> list[Queue]:
             Queue("overdue", "已超期", TicketFilter(overdue=True, sort="due")),
             Queue("warning", "24小时内到期", TicketFilter(due_within=SOON, sort="due")),
             Queue("supervised", "督办件", TicketFilter(supervised=True, sort="-updated")),
+            Queue("exemptions", "考核剔除审核", TicketFilter(waiting="exemption", sort="-updated")),
         ]
     raise KeyError(workbench)
 

@@ -22,6 +22,7 @@ from jiesu.settings import city_tz
 from jiesu.taxonomy.models import Category, RequestType
 from jiesu.taxonomy.service import city_clocks, pack_settings
 from jiesu.tickets.flows import notices_for
+from jiesu.tickets.lifecycle import ASSESSED
 from jiesu.tickets.models import STATUS_NAMES, Assignment, Event, IdempotencyKey, Status, Ticket
 from jiesu.tickets.numbering import next_number
 from jiesu.tickets.shapes import (
@@ -269,7 +270,7 @@ class TicketFilter:
     # Queues of the console.
     mine: bool = False  # the actor's own unit has an active part (lead, co-handler, summoned)
     summoned: bool = False  # … as a summoned unit that has not reported yet
-    waiting: str | None = None  # "return" | "extension": a unit's request awaits review
+    waiting: str | None = None  # "return" | "extension" | "exemption": a request awaits review
     overdue: bool = False  # open and past its completion deadline
     due_within: timedelta | None = None  # open, not overdue, due within this
     supervised: bool = False  # under supervision (督办件)
@@ -285,6 +286,7 @@ def _waiting(kind: str) -> Any:
     opens, closes = {
         "return": ("request_return", ("review_return", "dispatch", "escalate")),
         "extension": ("request_extension", ("review_extension",)),
+        "exemption": ("request_exemption", ("review_exemption",)),
     }[kind]
     later = aliased(Event)
     asked = aliased(Event)
@@ -344,8 +346,9 @@ def list_tickets(
         if f.summoned:
             part = part.where(Assignment.role == "summoned", Assignment.replied_at.is_(None))
         stmt = stmt.where(Ticket.id.in_(part))
-    if f.waiting:
-        stmt = stmt.where(Ticket.status.in_(("dispatched", "accepted")), _waiting(f.waiting))
+    if f.waiting:  # an exemption may be asked for until the order is closed (and after)
+        states = ASSESSED if f.waiting == "exemption" else IN_UNIT_STATES
+        stmt = stmt.where(Ticket.status.in_(states), _waiting(f.waiting))
     now = utcnow()
     # Overdue and due-soon concern the work still in a unit's hands (a reply stops the clock).
     if f.overdue:
