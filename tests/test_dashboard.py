@@ -408,3 +408,24 @@ def test_the_latest_geolocated_requests_are_points_rounded_to_about_100_m(
         tomorrow = D.dashboard(1, db_session=s, now=utcnow() + timedelta(hours=25))
     assert data["points"] == [[116.407, 39.904]]
     assert tomorrow["points"] == []
+
+
+def test_a_district_supervisor_sees_their_district_only(db: Database, client: TestClient) -> None:
+    """The centre sees the city; a district's people their district (counts, rates, overdue)."""
+    from jiesu.auth.passwords import hash_password
+    from jiesu.org.models import Unit, User
+
+    agent = auth(client, "agent1")
+    for street in ("S11", "S11", "S21"):
+        r = client.post("/api/v1/tickets", json={"channel": "phone", "street": street,
+                        "content": "小区楼道灯坏了一个月没人修，请尽快处理"}, headers=agent)  # fmt: skip
+        assert r.status_code == 201, r.text
+    with db.write() as s:
+        d1 = s.scalar(select(Unit.id).where(Unit.code == "D1"))
+        s.add(User(username="d1.supervisor", name="东区督办", role="supervisor", unit_id=d1,
+                   password_hash=hash_password("secret123")))  # fmt: skip
+    city = Console(app_of(client), "supervisor1").get("/console/dashboard/data?days=1").json()
+    east = Console(app_of(client), "d1.supervisor").get("/console/dashboard/data?days=1").json()
+    assert city["scope"] is None and city["headline"]["requests"] == 3
+    assert east["scope"]["code"] == "D1" and east["headline"]["requests"] == 2
+    assert [d["code"] for d in east["areas"]["districts"]] == ["D1"]

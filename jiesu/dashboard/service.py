@@ -60,7 +60,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from jiesu.assessment import service as A
@@ -68,6 +68,7 @@ from jiesu.assessment.models import IntakeRollup, Warning
 from jiesu.assessment.rates import BY_KEY, THREE, rate
 from jiesu.citypack.parse import FIVE_QUALITIES, SEVEN_HAVES
 from jiesu.db.base import utcnow
+from jiesu.org.models import Unit
 from jiesu.settings import city_tz, get_settings
 from jiesu.taxonomy.service import pack_settings
 from jiesu.tickets.models import Ticket
@@ -102,9 +103,11 @@ def _sorted(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["n"], str(r.get("code") or r.get("key") or "")))
 
 
-def dashboard(days: int, *, db_session: Session, now: datetime | None = None) -> dict[str, Any]:
+def dashboard(
+    days: int, *, db_session: Session, now: datetime | None = None, district: str | None = None
+) -> dict[str, Any]:
     """The dashboard's figures for the last `days` city-local days, today included (see the
-    module docstring for the shape)."""
+    module docstring for the shape); with `district` (a unit code), that district's alone."""
     if days not in PERIODS:
         raise ValueError(f"days must be one of {PERIODS}")
     tz = city_tz()
@@ -116,6 +119,11 @@ def dashboard(days: int, *, db_session: Session, now: datetime | None = None) ->
     units = A.unit_index(db_session=db_session)
     by_code = {c.code: c for c in A.category_index(db_session=db_session).values()}
     settings = pack_settings(db_session=db_session)
+    scope = units.by_code.get(district) if district else None
+    if district and scope is None:
+        raise ValueError(f"unknown district {district}")
+    # Everything below reads this district's rows only (the rollups carry the district).
+    in_scope: Any = IntakeRollup.district_id == scope.id if scope else true()
 
     # 1. the period by dim, key and district
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -124,7 +132,8 @@ def dashboard(days: int, *, db_session: Session, now: datetime | None = None) ->
     for dim, key, district, n in db_session.execute(
         select(IntakeRollup.dim, IntakeRollup.key, IntakeRollup.district_id,
                func.sum(IntakeRollup.n))
-        .where(IntakeRollup.day.between(start, today), IntakeRollup.dim.in_(PERIOD_DIMS))
+        .where(IntakeRollup.day.between(start, today), IntakeRollup.dim.in_(PERIOD_DIMS),
+               in_scope)
         .group_by(IntakeRollup.dim, IntakeRollup.key, IntakeRollup.district_id)
     ):  # fmt: skip
         n = int(n or 0)
@@ -139,7 +148,7 @@ def dashboard(days: int, *, db_session: Session, now: datetime | None = None) ->
     for dim, key, n in db_session.execute(
         select(IntakeRollup.dim, IntakeRollup.key, func.sum(IntakeRollup.n))
         .where(IntakeRollup.day.between(prev_start, prev_end),
-               IntakeRollup.dim.in_(("all", "category")))
+               IntakeRollup.dim.in_(("all", "category")), in_scope)
         .group_by(IntakeRollup.dim, IntakeRollup.key)
     ):  # fmt: skip
         before[dim][key] += int(n or 0)
@@ -150,7 +159,7 @@ def dashboard(days: int, *, db_session: Session, now: datetime | None = None) ->
     per_day: dict[date, int] = {}
     for day, n in db_session.execute(
         select(IntakeRollup.day, func.sum(IntakeRollup.n))
-        .where(IntakeRollup.dim == "all",
+        .where(IntakeRollup.dim == "all", in_scope,
                or_(IntakeRollup.day.between(trend_days[0], today),
                    IntakeRollup.day.between(last_days[0], last_days[-1])))
         .group_by(IntakeRollup.day)
@@ -161,8 +170,9 @@ def dashboard(days: int, *, db_session: Session, now: datetime | None = None) ->
 
     requests = sum(counts["all"].values())
     previous = sum(before["all"].values())
-    overdue_by_district, overdue, due_soon = _overdue(now, units, db_session=db_session)
-    warnings = _warnings(db_session=db_session)
+    overdue_by_district, overdue, due_soon = _overdue(now, units, db_session=db_session,
+                                                       scope=scope)  # fmt: skip
+    warnings = _warnings(db_session=db_session, scope=scope)
     return {
         "generated_at": now.astimezone(tz).isoformat(timespec="seconds"),
         "today": today.isoformat(),
@@ -174,7 +184,7 @@ def dashboard(days: int, *, db_session: Session, now: datetime | None = None) ->
             "previous": previous,
             "change": change(requests, previous),
             "today": per_day.get(today, 0),
-            "rates": _three_rates(start, today, units, db_session=db_session),
+            "rates": _three_rates(start, today, units, db_session=db_session, scope=scope),
             "overdue_open": overdue,
             "due_soon": due_soon,
             "warnings_open": sum(w["n"] for w in warnings),
@@ -184,7 +194,8 @@ def dashboard(days: int, *, db_session: Session, now: datetime | None = None) ->
             "available": bool(district_boundaries(db_session=db_session)["features"]),
             "url": BOUNDARIES_URL,
         },
-        "points": _points(now, db_session=db_session),
+        "scope": {"code": scope.code, "name": scope.name} if scope else None,
+        "points": _points(now, db_session=db_session, scope=scope),
         "center": settings.get("center"),
         "distribution": {
             "type": _named(counts["type"], _type_names(settings)),
@@ -207,11 +218,12 @@ def dashboard(days: int, *, db_session: Session, now: datetime | None = None) ->
 
 
 def _three_rates(
-    start: date, end: date, units: A.UnitIndex, *, db_session: Session
-) -> dict[str, dict[str, Any]]:
+    start: date, end: date, units: A.UnitIndex, *, db_session: Session,
+    scope: A.UnitRow | None = None,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
     """响应率, 解决率, 满意率 of the city: the sums `scope_rates` takes, without its live
     overdue join (which only the overdue rate needs and which reads the facts of the period)."""
-    summed = A.scope_totals(A.unit_totals(start, end, db_session=db_session), None, units)
+    summed = A.scope_totals(A.unit_totals(start, end, db_session=db_session), scope, units)
     out = {}
     for key in THREE:
         r = rate(BY_KEY[key], summed)
@@ -284,12 +296,13 @@ def _dimensions(
 
 
 def _overdue(
-    now: datetime, units: A.UnitIndex, *, db_session: Session
+    now: datetime, units: A.UnitIndex, *, db_session: Session, scope: A.UnitRow | None = None
 ) -> tuple[list[dict[str, Any]], int, int]:
     """Open orders past their due, by district; and how many fall due within 24 hours."""
+    in_scope: Any = Ticket.district_id == scope.id if scope else true()
     rows = db_session.execute(
         select(Ticket.district_id, func.count())
-        .where(Ticket.status.in_(OPEN_STATES), Ticket.due_at < now)
+        .where(Ticket.status.in_(OPEN_STATES), Ticket.due_at < now, in_scope)
         .group_by(Ticket.district_id)
     ).all()
     by_district: list[dict[str, Any]] = []
@@ -301,25 +314,30 @@ def _overdue(
         select(func.count())
         .select_from(Ticket)
         .where(Ticket.status.in_(OPEN_STATES), Ticket.due_at >= now,
-               Ticket.due_at < now + timedelta(hours=24))
+               Ticket.due_at < now + timedelta(hours=24), in_scope)
     )  # fmt: skip
     return _sorted(by_district), sum(r["n"] for r in by_district), int(soon or 0)
 
 
-def _warnings(*, db_session: Session) -> list[dict[str, Any]]:
-    rows = db_session.execute(
-        select(Warning.kind, func.count()).where(Warning.status == "open").group_by(Warning.kind)
-    ).all()
+def _warnings(*, db_session: Session, scope: A.UnitRow | None = None) -> list[dict[str, Any]]:
+    stmt = select(Warning.kind, func.count()).where(Warning.status == "open")
+    if scope is not None:  # warnings about a place or a unit in the district
+        under = select(Unit.id).where(Unit.path.startswith(scope.path))
+        stmt = stmt.where(or_(Warning.area_unit_id.in_(under), Warning.unit_id.in_(under)))
+    rows = db_session.execute(stmt.group_by(Warning.kind)).all()
     return _sorted({"kind": k, "name": WARNING_KINDS.get(k, k), "n": int(n)} for k, n in rows)
 
 
-def _points(now: datetime, *, db_session: Session) -> list[list[float]]:
+def _points(
+    now: datetime, *, db_session: Session, scope: A.UnitRow | None = None
+) -> list[list[float]]:
     """The latest geolocated requests (a point layer), newest first, rounded to ~100 m: enough
     for a heat view, not enough to point at someone's door."""
     rows = db_session.execute(
         select(Ticket.lng, Ticket.lat)
         .where(Ticket.created_at >= now - timedelta(hours=POINTS_HOURS),
-               Ticket.lat.is_not(None), Ticket.lng.is_not(None))
+               Ticket.lat.is_not(None), Ticket.lng.is_not(None),
+               Ticket.district_id == scope.id if scope else true())
         .order_by(Ticket.created_at.desc())
         .limit(POINTS_LIMIT)
     ).all()  # fmt: skip

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from jiesu.access.policy import Principal
+from jiesu.assessment import service as A
 from jiesu.console.views import frame
 from jiesu.dashboard.service import PERIODS, dashboard, district_boundaries
 from jiesu.errors import Invalid
@@ -36,16 +37,31 @@ def dashboard_page(
     request: Request, actor: Viewer, session: ReadSession,
     days: Annotated[int, Query()] = 1,
 ) -> Response:  # fmt: skip
-    ctx = frame(request, actor, session, title="数据大屏", days=_period(days),
+    district = district_of(actor, session)
+    scope = A.unit_index(db_session=session).by_code.get(district) if district else None
+    title = f"{scope.name} · 数据大屏" if scope else "数据大屏"
+    ctx = frame(request, actor, session, title=title, days=_period(days),
                 periods=PERIOD_NAMES, refresh=REFRESH_SECONDS)  # fmt: skip
     return render(request, "console/dashboard.html", ctx)
+
+
+def district_of(actor: Principal, session: Any) -> str | None:
+    """The centre sees the city; anyone else the district their unit is in (the city, for a
+    city-level department)."""
+    if actor.is_service_centre:
+        return None
+    units = A.unit_index(db_session=session)
+    unit = units.by_id.get(actor.unit_id)
+    district = units.district_of(unit) if unit else None
+    return district.code if district else None
 
 
 @router.get("/console/dashboard/data")
 def dashboard_data(
     actor: Viewer, session: ReadSession, days: Annotated[int, Query()] = 1
 ) -> JSONResponse:
-    data: dict[str, Any] = dashboard(_period(days), db_session=session)
+    data: dict[str, Any] = dashboard(_period(days), db_session=session,
+                                     district=district_of(actor, session))  # fmt: skip
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
 
 
