@@ -658,3 +658,16 @@ def test_an_unquoted_category_code_in_tier_rules_is_an_error(tmp_path: Path) -> 
     root = copy_tiny(tmp_path)
     replace_line(root / "pack.yaml", PACK_YAML_LINES, "  - {category: 0101, tier: T2h}")
     find_error(read_pack(root).errors, "pack.yaml", PACK_YAML_LINES, "quote the category code")
+
+
+def test_task_force_sizes_and_warning_thresholds_are_checked(tmp_path: Path) -> None:
+    root = copy_tiny(tmp_path)
+    append_lines(root / "pack.yaml", "task_force: {street: 2, district: -1, planet: 1}",
+                 "warnings: {repeat_min_orders: 2, burst_min_ratio: 0.5, colour: 3}")  # fmt: skip
+    errors = read_pack(root).errors
+    reasons = " | ".join(e.reason for e in errors)
+    assert "task_force.district must be a whole number >= 0" in reasons
+    assert "task_force: unknown unit kind 'planet'" in reasons
+    assert "warnings.burst_min_ratio must be a number >= 1" in reasons
+    assert "warnings: unknown key 'colour'" in reasons
+    assert len(errors) == 4  # street: 2 and repeat_min_orders: 2 are fine

@@ -140,3 +140,24 @@ def test_a_steady_street_raises_no_burst(db: Database) -> None:
         new(db, agent, at(DAY, 8 + i % 10), street="S11", category_code="0101")
     with db.write() as s:
         assert W.scan(DAY, db_session=s).get("burst") is None
+
+
+def test_the_city_sets_the_repeat_threshold(db: Database) -> None:
+    """Two orders by one caller are no repeat by default; a city that says 2 gets a warning."""
+    from jiesu.taxonomy.models import CitySetting
+    from jiesu.taxonomy.service import bump_reference
+
+    agent = who(db, "agent1")
+    pair = [new(db, agent, at(DAY - timedelta(days=d)), requester={"phone": "13900005555"})
+            for d in (9, 2)]  # fmt: skip
+    with db.write() as s:
+        assert W.scan(DAY, db_session=s).get("repeat") is None
+    with db.write() as s:
+        row = s.get(CitySetting, "pack")
+        assert row is not None
+        row.value = {**row.value, "warnings": {"repeat_min_orders": 2}}
+        bump_reference(db_session=s)
+    with db.write() as s:
+        assert W.scan(DAY, db_session=s) == {"repeat": 1}
+        found = s.scalars(select(Warning).where(Warning.kind == "repeat")).one()
+        assert sorted(found.evidence) == sorted(pair)

@@ -46,6 +46,7 @@ from jiesu.assessment.service import (
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Invalid, NotFound
 from jiesu.settings import city_tz
+from jiesu.taxonomy.service import pack_settings
 from jiesu.tickets.models import Event, Ticket
 from jiesu.tickets.shapes import TicketCreate
 from jiesu.web.labels import WARNING_KIND_NAMES
@@ -167,18 +168,20 @@ def _burst_evidence(db_session: Session, signal: detect.Signal, day: date) -> tu
     )  # fmt: skip
 
 
-def _repeat_candidates(db_session: Session, day: date) -> list[detect.Order]:
+def _repeat_candidates(
+    db_session: Session, day: date, *, window_days: int = 30, min_orders: int = 3
+) -> list[detect.Order]:
     """Orders of the last 30 days whose caller, or whose address and category, came 3+ times:
     each group found by grouping in the database, its orders read by a join (an OR of many
     address/category pairs made PostgreSQL scan for 100 s at 6 million orders)."""
-    since = _start(day - timedelta(days=29))
+    since = _start(day - timedelta(days=window_days - 1))
     until = _start(day + timedelta(days=1))
     window = (Ticket.created_at >= since, Ticket.created_at < until)
     phones = (
         select(Ticket.requester_phone.label("phone"))
         .where(*window, Ticket.requester_phone.is_not(None))
         .group_by(Ticket.requester_phone)
-        .having(func.count() >= 3)
+        .having(func.count() >= min_orders)
         .limit(5_000)
         .subquery()
     )
@@ -186,7 +189,7 @@ def _repeat_candidates(db_session: Session, day: date) -> list[detect.Order]:
         select(Ticket.address.label("address"), Ticket.category_id.label("category_id"))
         .where(*window, Ticket.address.is_not(None), Ticket.category_id.is_not(None))
         .group_by(Ticket.address, Ticket.category_id)
-        .having(func.count() >= 3)
+        .having(func.count() >= min_orders)
         .limit(5_000)
         .subquery()
     )
@@ -206,7 +209,9 @@ def _repeat_candidates(db_session: Session, day: date) -> list[detect.Order]:
     return out
 
 
-def _bounce_candidates(db_session: Session, day: date) -> list[detect.Order]:
+def _bounce_candidates(
+    db_session: Session, day: date, *, min_returns: int = 3, min_units: int = 3
+) -> list[detect.Order]:
     since = _start(day - timedelta(days=89))
     until = _start(day + timedelta(days=1))
     returns = {
@@ -215,7 +220,7 @@ def _bounce_candidates(db_session: Session, day: date) -> list[detect.Order]:
             select(Event.ticket_id, func.count())
             .where(Event.action == "request_return", Event.at >= since, Event.at < until)
             .group_by(Event.ticket_id)
-            .having(func.count() >= 2)
+            .having(func.count() >= min_returns)
         )
     }
     moved = {
@@ -224,7 +229,7 @@ def _bounce_candidates(db_session: Session, day: date) -> list[detect.Order]:
             select(Event.ticket_id)
             .where(Event.action.in_(("dispatch", "escalate")), Event.at >= since, Event.at < until)
             .group_by(Event.ticket_id)
-            .having(func.count() >= 3)
+            .having(func.count() >= min_units)
         )
     }
     ids = set(returns) | moved
@@ -330,16 +335,28 @@ def detect_all(day: date, *, db_session: Session) -> list[detect.Signal]:
     start = day - timedelta(days=7 * 9)
     series = _series(db_session, start, day)
     last_year = _series(db_session, start - timedelta(days=371), day - timedelta(days=350))
+    limits = dict(pack_settings(db_session=db_session).get("warnings") or {})
     found = detect.bursts(series, day, area_names=area_names, category_names=top_names,
-                          last_year=last_year or None)  # fmt: skip
+                          last_year=last_year or None,
+                          min_count=limits.get("burst_min_count", 10),
+                          min_ratio=float(limits.get("burst_min_ratio", 1.5)))  # fmt: skip
     for s in _explained_by_streets(found, units):
         signals.append(detect.Signal(**{**s.__dict__, "evidence": _burst_evidence(db_session, s,
                                                                                    day)}))  # fmt: skip
-    signals += detect.repeats(_repeat_candidates(db_session, day))
-    signals += detect.bounces(_bounce_candidates(db_session, day))
+    window, least = limits.get("repeat_window_days", 30), limits.get("repeat_min_orders", 3)
+    signals += detect.repeats(
+        _repeat_candidates(db_session, day, window_days=window, min_orders=least),
+        window_days=window, min_orders=least,
+    )  # fmt: skip
+    returns, units_led = limits.get("bounce_min_returns", 3), limits.get("bounce_min_units", 3)
+    signals += detect.bounces(
+        _bounce_candidates(db_session, day, min_returns=returns, min_units=units_led),
+        min_returns=returns, min_units=units_led,
+    )  # fmt: skip
     month = f"{day:%Y-%m}"
     signals += detect.inaction(_unit_months(db_session, previous_month(month)),
-                               previous_month(month))  # fmt: skip
+                               previous_month(month),
+                               min_dispatched=limits.get("inaction_min_dispatched", 20))  # fmt: skip
     recent = _sample(db_session, day - timedelta(days=6), day)
     baseline = _sample(db_session, day - timedelta(days=34), day - timedelta(days=7))
     if recent and baseline:

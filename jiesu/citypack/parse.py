@@ -280,8 +280,12 @@ DEFAULT_SCORES = dict(zip(SATISFACTION_LEVELS, (1.0, 1.0, 0.8, 0.0, 0.0), strict
 SETTINGS_KEYS = {
     "code", "name", "timezone", "city_unit", "service_centre_unit", "discipline_unit", "center",
     "request_types", "tiers", "default_tier", "tier_rules", "whistle_report_limit", "weights",
-    "satisfaction_scores", "small_sample", "intel",
+    "satisfaction_scores", "small_sample", "intel", "task_force", "warnings",
 }  # fmt: skip
+# Early warnings (SPEC §6): the detectors' thresholds (jiesu/analysis/detect.py has the defaults).
+WARNING_COUNTS = ("burst_min_count", "repeat_window_days", "repeat_min_orders",
+                  "bounce_min_returns", "bounce_min_units", "inaction_min_dispatched")  # fmt: skip
+WARNING_RATIOS = ("burst_min_ratio",)
 # Intake intelligence (SPEC §8): thresholds from 0 to 1, and the same-event window.
 INTEL_SHARES = ("auto_dispatch", "place_confidence", "duplicate_block")
 INTEL_COUNTS = ("duplicate_window_days", "duplicate_distance_m")
@@ -468,6 +472,30 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
                         err(("intel", str(key)), f"intel.{key} must be a whole number > 0")
                 else:
                     err(("intel", str(key)), f"intel: unknown key '{key}'")
+    task_force = data.get("task_force")
+    if task_force is not None:
+        if not isinstance(task_force, dict):
+            err(("task_force",), "task_force must map unit kinds to how many are flagged")
+        else:
+            for kind, n in task_force.items():
+                if kind not in UNIT_KINDS:
+                    err(("task_force", str(kind)), f"task_force: unknown unit kind '{kind}'")
+                elif isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                    err(("task_force", str(kind)), f"task_force.{kind} must be a whole number >= 0")
+    warnings = data.get("warnings")
+    if warnings is not None:
+        if not isinstance(warnings, dict):
+            err(("warnings",), "warnings must be a mapping")
+        else:
+            for key, value in warnings.items():
+                if key in WARNING_COUNTS:
+                    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                        err(("warnings", str(key)), f"warnings.{key} must be a whole number > 0")
+                elif key in WARNING_RATIOS:
+                    if (v := _number(value)) is None or v < 1:
+                        err(("warnings", str(key)), f"warnings.{key} must be a number >= 1")
+                else:
+                    err(("warnings", str(key)), f"warnings: unknown key '{key}'")
     small = data.setdefault("small_sample", 30)
     if isinstance(small, bool) or not isinstance(small, int) or small < 0:
         err(("small_sample",), "small_sample must be a whole number >= 0")
