@@ -221,8 +221,9 @@ def _three_rates(
     start: date, end: date, units: A.UnitIndex, *, db_session: Session,
     scope: A.UnitRow | None = None,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """响应率, 解决率, 满意率 of the city: the sums `scope_rates` takes, without its live
-    overdue join (which only the overdue rate needs and which reads the facts of the period)."""
+    """响应率, 解决率, 满意率 of the city (or the district): the sums `scope_rates` takes,
+    without its live count of orders past due, which only the overdue rate needs (the page
+    keeps its reads of the ticket table to the indexed live figures)."""
     summed = A.scope_totals(A.unit_totals(start, end, db_session=db_session), scope, units)
     out = {}
     for key in THREE:
