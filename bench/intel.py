@@ -29,7 +29,8 @@ Parts (`--only NAME[,NAME]`; default: all):
                   then a real uvicorn process (its own GIL) and one keep-alive client, serial
                   requests after a warm-up; median/p95/p99 and a /healthz p95 baseline of the
                   same run; every answer must carry `suggestions` with `place` and `category`.
-                  Goal: ≤ 50 ms p95.
+                  Goal: ≤ 50 ms p95. `--keep` keeps the database and prints its URL;
+                  `--url URL` measures such a database again without generating it.
 
 Timed parts are measured --runs times; a summary is the median over runs (of the p95 where the
 figure is a p95). Shared data is read from --data (default ../shared/data, see its README); a
@@ -619,13 +620,18 @@ def intake_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[st
 
     rng = random.Random(args.seed)
     tag = f"intake/{backend}"
-    url, handle = fresh(backend, tmp)
     info: dict[str, Any] = {"backend": backend}
+    if args.url:  # a database kept by an earlier run (--keep): history and model already there
+        url, handle = args.url, None
+        info["reused"] = True
+    else:
+        url, handle = fresh(backend, tmp)
     server = None
     try:
-        log(f"[{tag}] generating ~{args.tickets:,} tickets over {args.days} days …")
-        info.update(populate(url, args.tickets, args.days, tag))
-        info["model"] = train_demo_model(url, tag)
+        if not args.url:
+            log(f"[{tag}] generating ~{args.tickets:,} tickets over {args.days} days …")
+            info.update(populate(url, args.tickets, args.days, tag))
+            info["model"] = train_demo_model(url, tag)
         db = Database(url)
         with db.read() as s:
             info["tickets_in_db"] = s.scalar(select(func.count()).select_from(Ticket))
@@ -690,7 +696,7 @@ def intake_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[st
     finally:
         if server:
             server.stop()
-        if args.keep:
+        if args.keep or args.url:
             log(f"[{tag}] kept: {url}")
         else:
             drop(handle)
@@ -718,6 +724,8 @@ def intake_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[st
 
 def part_intake(args: argparse.Namespace) -> dict[str, Any]:
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    if args.url:
+        backends = ["postgresql" if args.url.startswith("postgresql") else "sqlite"]
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         place = Path(tempfile.mkdtemp(prefix="jiesu-bench-")) if args.keep else Path(tmp)
@@ -729,10 +737,14 @@ def part_intake(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_intake_one(r: dict[str, Any]) -> None:
-    m, c, p, h = r["model"], r["checks"], r["post"], r["healthz"]
-    print(f"\nintake, {r['backend']}: {r['tickets_in_db']:,} tickets (generated in "
-          f"{r['generate_s']} s); category model on {m['rows']:,} demo tickets, {m['labels']} "
-          f"labels, trained in {m['train_s']} s")  # fmt: skip
+    c, p, h = r["checks"], r["post"], r["healthz"]
+    if "model" in r:
+        m = r["model"]
+        print(f"\nintake, {r['backend']}: {r['tickets_in_db']:,} tickets (generated in "
+              f"{r['generate_s']} s); category model on {m['rows']:,} demo tickets, "
+              f"{m['labels']} labels, trained in {m['train_s']} s")  # fmt: skip
+    else:
+        print(f"\nintake, {r['backend']}: {r['tickets_in_db']:,} tickets (a kept database)")
     print(f"{'request':24s} {'median':>8s} {'p95':>8s} {'p99':>8s} {'p95/healthz':>11s} "
           f"{'server CPU':>10s}  p95 per run")  # fmt: skip
     print(f"{'GET /healthz':24s} {h['median_ms']:8.1f} {h['p95_ms']:8.1f} {'':>8s} {'':>11s} "
@@ -777,6 +789,11 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=300, help="intake: POSTs per run")
     ap.add_argument("--warmup", type=int, default=30, help="intake: POSTs before measuring")
     ap.add_argument("--keep", action="store_true", help="intake: keep the generated database")
+    ap.add_argument(
+        "--url",
+        help="intake: measure a database kept by an earlier --keep run (no generation, its "
+        "active model) instead of a fresh one; the requests add tickets to it",
+    )
     args = ap.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = [p for p in parts if p not in PARTS]

@@ -55,12 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "duplicate_block": 0.9,  # a candidate this similar stops automatic dispatch
 }
 ADMIN_KEY = "intel"
-RECENT_LIMIT = 500
-MERGE_INTO_NOT = (
-    "merged",
-    "closed",
-    "rejected",
-)  # a candidate must be able to be the master  # recent tickets compared with a new one (same street or category)
+RECENT_LIMIT = 500  # recent tickets compared with a new one, per condition and in all
+MERGE_INTO_NOT = ("merged", "closed", "rejected")  # a candidate must be able to be the master
 
 
 def intel_settings(*, db_session: Session) -> dict[str, Any]:
@@ -477,7 +473,11 @@ def _duplicates(
     if category_id is None and category_code:
         category_id = db_session.scalar(select(Category.id).where(Category.code == category_code))
     # Only rows the rule could accept: with a street, the same street (another street's ticket
-    # is another event); without one, the same category (in the district when known).
+    # is another event); without one, the same category (in the district when known); and the
+    # caller's own. One query per condition, each the newest rows of its own index, rather than
+    # one query with an OR: PostgreSQL's generic plan for the OR (a prepared statement, the
+    # limit a parameter) walked the whole window by date and filtered 340,000 rows (100 ms
+    # with a million tickets) where each branch reads a few hundred index entries.
     near = []
     if ticket.street_id is not None:
         near.append(Ticket.street_id == ticket.street_id)
@@ -488,15 +488,18 @@ def _duplicates(
         near.append(Ticket.requester_phone == ticket.requester_phone)
     if not near:
         return []
-    rows = db_session.execute(
-        select(Ticket.id, Ticket.number, Ticket.title, Ticket.content, Ticket.created_at,
-               Ticket.street_id, Ticket.lat, Ticket.lng, Ticket.category_id)
-        .where(Ticket.created_at >= now - window, Ticket.id != ticket.id,
-               Ticket.master_id.is_(None), Ticket.status.notin_(MERGE_INTO_NOT),
-               or_(*near))
-        .order_by(Ticket.created_at.desc())
-        .limit(RECENT_LIMIT)
-    ).all()  # fmt: skip
+    found_rows: dict[int, Any] = {}
+    for condition in near:
+        for r in db_session.execute(
+            select(Ticket.id, Ticket.number, Ticket.title, Ticket.content, Ticket.created_at,
+                   Ticket.street_id, Ticket.lat, Ticket.lng, Ticket.category_id)
+            .where(condition, Ticket.created_at >= now - window, Ticket.id != ticket.id,
+                   Ticket.master_id.is_(None), Ticket.status.notin_(MERGE_INTO_NOT))
+            .order_by(Ticket.created_at.desc())
+            .limit(RECENT_LIMIT)
+        ):  # fmt: skip
+            found_rows[r.id] = r
+    rows = sorted(found_rows.values(), key=lambda r: r.created_at, reverse=True)[:RECENT_LIMIT]
     if not rows:
         return []
     new = duplicates.Doc(
