@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, or_, select, union_all
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from jiesu.access.policy import Principal, mask_name, mask_phone
@@ -370,18 +370,55 @@ def list_tickets(
         "due": (Ticket.due_at.is_(None), Ticket.due_at, Ticket.id),
         "-updated": (Ticket.updated_at.desc(), Ticket.id.desc()),
     }[f.sort]
+    if f.status and f.sort in ("created", "-created"):
+        query = stmt.where(Ticket.id.in_(_page_by_status(stmt, f, page, page_size)))
+    else:
+        query = stmt.limit(page_size).offset((page - 1) * page_size)
     rows = db_session.scalars(
-        stmt.order_by(*order)
-        .options(
+        query.order_by(*order).options(
             selectinload(Ticket.category),
             selectinload(Ticket.district),
             selectinload(Ticket.street),
             selectinload(Ticket.lead_unit),
         )
-        .limit(page_size)
-        .offset((page - 1) * page_size)
     ).all()
     return list(rows), total or 0
+
+
+def _page_by_status(stmt: Select[Any], f: TicketFilter, page: int, page_size: int) -> Select[Any]:
+    """The ids of one page of a status-filtered list in creation order, one index range per
+    status.
+
+    With `status IN (…) ORDER BY created_at` the database cannot read `(status, created_at)` in
+    order for several statuses at once, so it walks `created_at` from one end and filters: the
+    dispatch queue (the oldest received and pending orders, which are among the newest rows)
+    read 965,000 rows to find 20 with a million tickets (250 ms on PostgreSQL). Each status's
+    first `page × page_size` rows in order, merged, give the same page from a few index ranges.
+    """
+    window = page * page_size
+    ascending = f.sort == "created"
+    key = (
+        (Ticket.created_at, Ticket.id)
+        if ascending
+        else (Ticket.created_at.desc(), Ticket.id.desc())
+    )
+    parts = []
+    for status in sorted(set(f.status or ())):
+        part = (
+            stmt.where(Ticket.status == status)
+            .with_only_columns(Ticket.id, Ticket.created_at)
+            .order_by(*key)
+            .limit(window)
+            .subquery()
+        )
+        parts.append(select(part.c.id, part.c.created_at))
+    merged = union_all(*parts).subquery()
+    by = (
+        (merged.c.created_at, merged.c.id)
+        if ascending
+        else (merged.c.created_at.desc(), merged.c.id.desc())
+    )
+    return select(merged.c.id).order_by(*by).limit(page_size).offset((page - 1) * page_size)
 
 
 # ---- output --------------------------------------------------------------------------------
