@@ -108,6 +108,14 @@ def test_actions_keep_the_rollups_equal_to_a_rebuild(db: Database, client: TestC
         assert [t.id for t in orders] == [returned]
         total, orders = A.drill("D1", today, today, "solved", db_session=s)
         assert {t.id for t in orders} == {good, poor}
+        # Pages are cut in id order and add up to the whole list.
+        total, everything = A.drill("D1", today, today, "counted", db_session=s)
+        ids = [t.id for t in everything]
+        assert len(ids) >= 3 and ids == sorted(set(ids))
+        paged = [t.id for k in range(len(ids) + 1)
+                 for t in A.drill("D1", today, today, "counted", db_session=s, limit=1,
+                                  offset=k)[1]]  # fmt: skip
+        assert paged == ids
 
 
 def test_the_intake_counts_follow_a_recategorisation(db: Database, client: TestClient) -> None:

@@ -980,35 +980,40 @@ def test_users_of_a_deactivated_unit_can_neither_sign_in_nor_use_their_token(
     assert r.status_code == 401
 
 
-# ---- status-filtered lists in creation order --------------------------------------------------
+# ---- lists: every page in order, whichever way the database reads them ---------------------
 
 
-def test_a_status_filtered_list_pages_in_creation_order_for_any_set_of_statuses(
-    client: TestClient, db: Database
+@pytest.mark.parametrize("few", [True, False], ids=["sorted-whole", "index-order"])
+def test_a_filtered_list_pages_in_order_for_every_sort_and_viewer(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch, few: bool
 ) -> None:
-    """Several statuses with creation times interleaved and tied, read page by page in both
-    directions, by the centre and by a street: the pages are exactly the filtered rows in order
-    (the list reads one index range per status and merges them)."""
+    """Statuses, creation, due and update times interleaved and tied, read page by page in
+    every sort, by the centre and by a street: the pages are exactly the filtered rows in order,
+    both when the list is short enough to be sorted whole and when it is read in index order
+    (one index range per status for a status filter in creation order)."""
     import random
 
     from jiesu.auth.service import principal_of
+    from jiesu.tickets import service
     from jiesu.tickets.service import TicketFilter, list_tickets
 
+    monkeypatch.setattr(service, "SMALL_LIST", 10_000 if few else 0)
     agent = auth(client, "agent1")
     ids = [int(create(client, agent)["id"]) for _ in range(23)]
     rng = random.Random(5)
     statuses = ["received", "pending_dispatch", "dispatched", "closed"]
     start = datetime(2026, 3, 1, tzinfo=ZoneInfo("UTC"))
-    truth: dict[int, tuple[str, datetime]] = {}
+    row: dict[int, dict[str, Any]] = {}
     with db.write() as s:
         for i in ids:
-            # Ties on purpose: the id breaks them.
-            truth[i] = (rng.choice(statuses), start + timedelta(minutes=rng.randrange(8)))
-            s.execute(
-                update(Ticket)
-                .where(Ticket.id == i)
-                .values(status=truth[i][0], created_at=truth[i][1])
-            )
+            # Few distinct minutes on purpose: ties, which the id breaks.
+            row[i] = {
+                "status": rng.choice(statuses),
+                "created_at": start + timedelta(minutes=rng.randrange(8)),
+                "updated_at": start + timedelta(minutes=rng.randrange(8)),
+                "due_at": rng.choice([None, start + timedelta(hours=rng.randrange(4))]),
+            }
+            s.execute(update(Ticket).where(Ticket.id == i).values(**row[i]))
     for i in ids[::2]:
         assign(db, i, "S11")
     add_user(db, "s11.lister", "handler", "S11")
@@ -1020,16 +1025,19 @@ def test_a_status_filtered_list_pages_in_creation_order_for_any_set_of_statuses(
         }
     assert len(people) == 2
     seen_by = {"dispatcher1": set(ids), "s11.lister": set(ids[::2])}
-    for wanted in (
-        ["received", "pending_dispatch"],
-        ["closed"],
-        statuses,
-        ["dispatched", "closed"],
-    ):
-        for sort in ("created", "-created"):
+    far = start + timedelta(days=999)
+    keys = {
+        "created": lambda i: (row[i]["created_at"], i),
+        "-created": lambda i: (row[i]["created_at"], i),
+        "-updated": lambda i: (row[i]["updated_at"], i),
+        "due": lambda i: (row[i]["due_at"] is None, row[i]["due_at"] or far, i),
+    }
+    wanted_sets = [None, ["received", "pending_dispatch"], ["closed"], statuses]
+    for wanted in wanted_sets:
+        for sort, key in keys.items():
             for name, actor in people.items():
-                rows = [i for i in seen_by[name] if truth[i][0] in wanted]
-                expected = sorted(rows, key=lambda i: (truth[i][1], i), reverse=sort == "-created")
+                rows = [i for i in seen_by[name] if wanted is None or row[i]["status"] in wanted]
+                expected = sorted(rows, key=key, reverse=sort.startswith("-"))
                 got: list[int] = []
                 with db.read() as s:
                     for page in range(1, 8):  # 23 rows, 4 a page: the last pages are empty

@@ -673,8 +673,17 @@ def drill(
         conditions.append(column == 0 if name.startswith("!") else column > 0)
     ids = select(MetricFact.ticket_id).where(and_(*conditions))
     total = db_session.scalar(select(func.count()).select_from(ids.subquery())) or 0
+    # The page is cut from the facts, sorted whole, then its orders are read. Asked for
+    # `ORDER BY id LIMIT` over `Ticket.id IN (facts)`, or even over the facts alone, PostgreSQL
+    # walked an index in id order and tested each row (1.1 million facts, 300 ms for a district
+    # with a million tickets); `ticket_id + 0` is the id in an order no index supplies, so the
+    # month's facts are found by (unit_id, day) and sorted. A district's figure adds up its
+    # units' facts, so an order two of its streets handled counts twice in `total` and is
+    # listed once.
+    tid = (MetricFact.ticket_id + 0).label("tid")
+    page = ids.with_only_columns(tid).distinct().order_by(tid).limit(limit).offset(offset)
     tickets = db_session.scalars(
-        select(Ticket).where(Ticket.id.in_(ids)).order_by(Ticket.id).limit(limit).offset(offset)
+        select(Ticket).where(Ticket.id.in_(page.scalar_subquery())).order_by(Ticket.id)
     ).all()
     return total, list(tickets)
 

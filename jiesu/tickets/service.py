@@ -370,7 +370,9 @@ def list_tickets(
         "due": (Ticket.due_at.is_(None), Ticket.due_at, Ticket.id),
         "-updated": (Ticket.updated_at.desc(), Ticket.id.desc()),
     }[f.sort]
-    if f.status and f.sort in ("created", "-created"):
+    if (total or 0) <= SMALL_LIST and not f.text:
+        query = stmt.where(Ticket.id.in_(_page_of_few(stmt, f.sort, page, page_size)))
+    elif f.status and f.sort in ("created", "-created"):
         query = stmt.where(Ticket.id.in_(_page_by_status(stmt, f, page, page_size)))
     else:
         query = stmt.limit(page_size).offset((page - 1) * page_size)
@@ -383,6 +385,41 @@ def list_tickets(
         )
     ).all()
     return list(rows), total or 0
+
+
+# A list this short is sorted whole rather than read in index order (see `_page_of_few`).
+SMALL_LIST = 20_000
+
+
+def _page_of_few(stmt: Select[Any], sort: str, page: int, page_size: int) -> Select[Any]:
+    """The ids of one page of a list known (from its count) to hold at most `SMALL_LIST` rows,
+    by sorting all of them.
+
+    Given `ORDER BY created_at LIMIT 20`, a database walks the `created_at` index and tests each
+    row against the filter, expecting matches to be spread evenly. When they are few, or all at
+    the far end, it reads the whole table first: a department with no orders, or a street's
+    list, read 977,000 rows through the assignments (600 ms on PostgreSQL with a million
+    tickets). The count already says how many match; when they are few, the sort key is wrapped
+    so that no index can supply the order (`coalesce(x, x)` is `x`), and the database finds the
+    matches by their own indexes and sorts them. Not for a text search: its matches can only be
+    found by reading rows, and reading them in order stops at the end of the page.
+    """
+
+    def opaque(column: Any) -> Any:
+        return func.coalesce(column, column)
+
+    key = {
+        "-created": (opaque(Ticket.created_at).desc(), Ticket.id.desc()),
+        "created": (opaque(Ticket.created_at), Ticket.id),
+        "due": (Ticket.due_at.is_(None), opaque(Ticket.due_at), Ticket.id),
+        "-updated": (opaque(Ticket.updated_at).desc(), Ticket.id.desc()),
+    }[sort]
+    return (
+        stmt.with_only_columns(Ticket.id)
+        .order_by(*key)
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
 
 
 def _page_by_status(stmt: Select[Any], f: TicketFilter, page: int, page_size: int) -> Select[Any]:
