@@ -88,7 +88,7 @@ def crawl(base: str, user: str, pages: int, repeat: int) -> list[dict[str, Any]]
 
 
 def kind(path: str) -> str:
-    return re.sub(r"=[^&]*", "=", re.sub(r"\d{3,}", "N", path))
+    return re.sub(r"=[^&]*", "=", re.sub(r"/\d+", "/N", path))
 
 
 def main() -> int:

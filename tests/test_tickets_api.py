@@ -1051,3 +1051,83 @@ def test_a_filtered_list_pages_in_order_for_every_sort_and_viewer(
                         assert total == len(expected)
                         got += [t.id for t in found]
                 assert got == expected, (wanted, sort, name)
+
+
+# ---- text search ------------------------------------------------------------------------------
+
+SEARCH_TEXTS = [
+    ("楼道堆放杂物", "3号楼2单元楼道里堆放了大量杂物，存在消防隐患。"),
+    ("噪音扰民", "楼下饭店深夜噪音很大，严重扰民！"),
+    ("A3区暖气不热", "A3区幸福家园暖气不热，室温只有十五度。"),
+    ("咨询", "想咨询一下噪 音的投诉渠道"),  # 噪 音 with a space: the same bigram once spaces go
+    ("停水", "小区停水两天了"),
+]
+SEARCH_TERMS = ["噪音", "楼道堆放", "a3区", "A3", "暖气不热", "停水两天", "杂物", "水",
+                "噪音！", "噪 音", "扰民的", "不存在的词语", "十五度"]  # fmt: skip
+
+
+def test_text_search_finds_exactly_the_tickets_containing_the_phrase(
+    client: TestClient, db: Database
+) -> None:
+    """Title or content contains the phrase, case-insensitively, whatever the index does on
+    PostgreSQL (bigrams, then the exact check): compared with Python's own substring test.
+    A ticket's number finds it too."""
+    from jiesu.auth.service import principal_of
+    from jiesu.tickets.service import TicketFilter, list_tickets
+
+    agent = auth(client, "agent1")
+    made = {
+        int(create(client, agent, title=title, content=content)["id"]): (title, content)
+        for title, content in SEARCH_TEXTS
+    }
+    with db.read() as s:
+        user = s.scalar(select(User).where(User.username == "dispatcher1"))
+        assert user is not None
+        centre = principal_of(user, s.get(Unit, user.unit_id))
+        for term in SEARCH_TERMS:
+            found, total = list_tickets(
+                TicketFilter(text=term), actor=centre, db_session=s, page_size=50
+            )
+            expected = {
+                i
+                for i, (t, c) in made.items()
+                if term.lower() in t.lower() or term.lower() in c.lower()
+            }
+            assert {t.id for t in found} == expected and total == len(expected), term
+        some = next(iter(made))
+        number = s.get(Ticket, some).number
+        found, _ = list_tickets(TicketFilter(text=number), actor=centre, db_session=s)
+        assert [t.id for t in found] == [some]
+
+
+@pytest.fixture
+def pg_db(templates: Templates, tmp_path: Path) -> Iterator[Database]:
+    """A fresh PostgreSQL database with the test pack (mandatory in CI, like every PG test)."""
+    require_backend("postgresql")
+    urls = cast(Generator[str, None, None], templates.fresh_url("postgresql", True, tmp_path))
+    db = Database(next(urls))
+    try:
+        yield db
+    finally:
+        db.dispose()
+        urls.close()
+
+
+def test_text_search_on_postgresql_reads_the_bigram_index(pg_db: Database) -> None:
+    """The query's expression must be the index's, or PostgreSQL scans: with sequential scans
+    off, the plan of a two-character search names the index."""
+    from sqlalchemy import literal_column, text
+
+    from jiesu.tickets.models import TEXT_BIGRAMS, TEXT_INDEX
+
+    with pg_db.read() as s:
+        s.execute(text("SET LOCAL enable_seqscan = off"))
+        query = select(Ticket.id).where(
+            literal_column(TEXT_BIGRAMS).op("@>")(func.jiesu_bigrams("噪音"))
+        )
+        compiled = query.compile(pg_db.engine, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(r[0] for r in s.execute(text(f"EXPLAIN {compiled}")))
+        assert TEXT_INDEX in plan, plan
+        assert s.scalar(select(func.jiesu_bigrams("A3区 噪音，扰民！"))) == sorted(
+            ["a3", "3区", "区噪", "噪音", "音扰", "扰民"]
+        )

@@ -68,6 +68,13 @@ class Status(StrEnum):
 STATUS_NAMES = STATES  # the lifecycle table is the one list of states and their names
 
 
+# Text search on PostgreSQL: migration 0009 defines `jiesu_bigrams` and the GIN index
+# `TEXT_INDEX` on this expression (PostgreSQL only, so it is not declared on the model); a
+# search repeats the expression for the index to serve it (service.list_tickets).
+TEXT_BIGRAMS = "jiesu_bigrams(ticket.title || ' ' || ticket.content)"
+TEXT_INDEX = "ix_ticket_text_bigrams"
+
+
 class Ticket(Base):
     __tablename__ = "ticket"
     __table_args__ = (
