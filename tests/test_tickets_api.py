@@ -1128,6 +1128,5 @@ def test_text_search_on_postgresql_reads_the_bigram_index(pg_db: Database) -> No
         compiled = query.compile(pg_db.engine, compile_kwargs={"literal_binds": True})
         plan = "\n".join(r[0] for r in s.execute(text(f"EXPLAIN {compiled}")))
         assert TEXT_INDEX in plan, plan
-        assert s.scalar(select(func.jiesu_bigrams("A3区 噪音，扰民！"))) == sorted(
-            ["a3", "3区", "区噪", "噪音", "音扰", "扰民"]
-        )
+        grams = s.scalar(select(func.jiesu_bigrams("A3区 噪音，扰民！噪音")))
+        assert set(grams) == {"a3", "3区", "区噪", "噪音", "音扰", "扰民", "民噪"}
