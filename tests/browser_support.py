@@ -87,15 +87,23 @@ def launch(playwright: Any) -> Any:
 # ---- the demo city ---------------------------------------------------------------------------
 
 
-def demo_database(path: Path, *, days: int = 4, per_day: int = 300) -> str:
-    """A fresh SQLite file: migrated, the Beijing pack loaded, `days` of generated history."""
+def demo_database(
+    path: Path,
+    *,
+    days: int = 4,
+    per_day: int = 300,
+    pack: Path = DEFAULT_PACK,
+    seed: int = 12345,
+) -> str:
+    """A fresh SQLite file: migrated, a city pack (Beijing unless told) loaded, `days` of
+    generated history."""
     url = f"sqlite:///{path}"
     upgrade(url)
     db = Database(url)
     try:
         with db.write() as session:
-            load_pack(read_pack(DEFAULT_PACK), db_session=session)
-        generate(db, days=days, per_day=per_day, pack_dir=DEFAULT_PACK)
+            load_pack(read_pack(pack), db_session=session)
+        generate(db, days=days, per_day=per_day, pack_dir=pack, seed=seed)
     finally:
         db.dispose()
     return url

@@ -14,15 +14,11 @@ from typing import Any
 import pytest
 from conftest import PASSWORD, TINY_PACK
 
-from jiesu.citypack.load import load_pack
-from jiesu.citypack.parse import read_pack
-from jiesu.db.engine import Database
-from jiesu.db.migrate import upgrade
-from jiesu.demo.generate import generate
 from tests.browser_support import (
     DESKTOP,
     TIMEOUT_MS,
     LiveServer,
+    demo_database,
     launch,
     live_server,
     login,
@@ -42,15 +38,8 @@ CHARTS_DRAWN = """() => {
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     require_chromium()
-    url = f"sqlite:///{tmp_path_factory.mktemp('dashboard') / 'tiny.sqlite3'}"
-    upgrade(url)
-    db = Database(url)
-    try:
-        with db.write() as session:
-            load_pack(read_pack(TINY_PACK), db_session=session)
-        generate(db, days=35, per_day=40, pack_dir=TINY_PACK, seed=8)
-    finally:
-        db.dispose()
+    path = tmp_path_factory.mktemp("dashboard") / "tiny.sqlite3"
+    url = demo_database(path, days=35, per_day=40, pack=TINY_PACK, seed=8)
     with live_server(url) as server:
         yield server
 
