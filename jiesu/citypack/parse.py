@@ -320,6 +320,11 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _whole(value: Any, least: int) -> bool:
+    """A whole number (not a YAML boolean) of at least `least`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 def _read_settings(r: _Reader) -> dict[str, Any]:
     f = "pack.yaml"
     try:
@@ -468,7 +473,7 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
                     if value is not None and ((v := _number(value)) is None or not 0 <= v <= 1):
                         err(("intel", str(key)), f"intel.{key} must be a number from 0 to 1")
                 elif key in INTEL_COUNTS:
-                    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    if not _whole(value, 1):
                         err(("intel", str(key)), f"intel.{key} must be a whole number > 0")
                 else:
                     err(("intel", str(key)), f"intel: unknown key '{key}'")
@@ -480,7 +485,7 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
             for kind, n in task_force.items():
                 if kind not in UNIT_KINDS:
                     err(("task_force", str(kind)), f"task_force: unknown unit kind '{kind}'")
-                elif isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                elif not _whole(n, 0):
                     err(("task_force", str(kind)), f"task_force.{kind} must be a whole number >= 0")
     warnings = data.get("warnings")
     if warnings is not None:
@@ -489,7 +494,7 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
         else:
             for key, value in warnings.items():
                 if key in WARNING_COUNTS:
-                    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    if not _whole(value, 1):
                         err(("warnings", str(key)), f"warnings.{key} must be a whole number > 0")
                 elif key in WARNING_RATIOS:
                     if (v := _number(value)) is None or v < 1:
@@ -497,7 +502,7 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
                 else:
                     err(("warnings", str(key)), f"warnings: unknown key '{key}'")
     small = data.setdefault("small_sample", 30)
-    if isinstance(small, bool) or not isinstance(small, int) or small < 0:
+    if not _whole(small, 0):
         err(("small_sample",), "small_sample must be a whole number >= 0")
     for key in ("code", "name", "city_unit", "service_centre_unit", "discipline_unit"):
         if key in data and not isinstance(data[key], str | int):
