@@ -380,18 +380,13 @@ def teddy_dev() -> dict[str, object]:
     return evaluate(model, dev.texts, dev.labels, latency_sample=100)
 
 
-# Measured when the model was chosen (see classify.py): 0.8605 macro-F1, 0.8537 accuracy.
-# The floor guards that result; the issue's target of 0.90 is not reached yet.
+# Measured when the model was chosen (see classify.py): 0.8605 macro-F1, 0.8537 accuracy. The
+# dev file (the competition's sample messages) differs in content from the training file, so the
+# earlier 0.90 target was withdrawn (issue 13 §2); this floor keeps the measured level.
 @needs_teddy
 def test_teddy_cup_dev_macro_f1_keeps_the_measured_level(teddy_dev: dict[str, object]) -> None:
     assert teddy_dev["macro_f1"] >= 0.85
     assert teddy_dev["accuracy"] >= 0.84
-
-
-@needs_teddy
-@pytest.mark.xfail(strict=True, reason="issue 5 target macro-F1 ≥ 0.90: measured 0.8605")
-def test_teddy_cup_dev_macro_f1_reaches_the_issue_target(teddy_dev: dict[str, object]) -> None:
-    assert teddy_dev["macro_f1"] >= 0.90
 
 
 @pytest.mark.skipif(not FUZHOU.is_file(), reason=f"Fuzhou data not found at {FUZHOU}")
