@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -41,6 +42,7 @@ from jiesu.taxonomy.service import calendar_warnings
 from jiesu.taxonomy.views import router as taxonomy_router
 from jiesu.tickets.views import router as tickets_router
 from jiesu.web.deps import LoginRequired
+from jiesu.web.headers import SecurityHeaders, policy, script_hashes
 
 log = logging.getLogger("jiesu.web")
 
@@ -137,7 +139,8 @@ def _too_large(limit: int, *, html: bool = False) -> Response:
             "<meta name=viewport content='width=device-width, initial-scale=1'>"
             f"<title>内容过大</title><link rel=stylesheet href='/static/app.css'>"
             f"<body class=portal><main class=portal-main><div class='flash flash-error'>{text}"
-            "</div><p><a href='javascript:history.back()'>返回</a></p></main></body></html>",
+            "</div><p><a href='/portal/submit' data-back>返回</a></p></main>"
+            "<script src='/static/app.js' defer></script></body></html>",
             status_code=413,
         )
     return JSONResponse(
@@ -218,12 +221,17 @@ def _domain_answer(request: Request, exc: Exception) -> Response:
     if isinstance(exc, LoginRequired):
         return login_redirect(request)
     if _wants_html(request):
-        return _html_error(request, exc.status, exc.message)
+        page = _html_error(request, exc.status, exc.message)
+        if wait:
+            page.headers["Retry-After"] = str(wait)
+        return page
     body: dict[str, Any] = {"error": exc.code, "message": exc.message}
     if exc.field:
         body["field"] = exc.field
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if wait:
+        headers["Retry-After"] = str(wait)
+    return JSONResponse(body, status_code=exc.status, headers=headers or None)
 
 
 def create_app(db: Database | None = None) -> FastAPI:
@@ -232,7 +240,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         version=__version__,
         description="12345 市民服务热线 接诉即办 平台 API",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served below from the vendored Swagger UI, not a CDN
         redoc_url=None,
     )
     app.state.db = db or Database(get_settings().database_url)
@@ -247,6 +255,10 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return _api_docs(app)
+
     def home() -> RedirectResponse:
         return RedirectResponse("/console")
 
@@ -266,3 +278,23 @@ def create_app(db: Database | None = None) -> FastAPI:
 
     app.add_middleware(InputGuard)
     return app
+    app.add_middleware(SecurityHeaders)  # outermost: the guard's answers carry the headers too
+
+
+SWAGGER = "/static/vendor/swagger-ui"
+
+
+def _api_docs(app: FastAPI) -> HTMLResponse:
+    """The API's Swagger UI from the app's own files; its one inline script (the page's setup,
+    written by FastAPI) is allowed by its hash, nothing else inline."""
+    page = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "",
+        title=f"{app.title} · API 文档",
+        swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER}/swagger-ui.css",
+        swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from outside
+    )
+    html = bytes(page.body).decode()
+    csp = policy(script_src=" ".join(["'self'", *script_hashes(html)]))
+    return HTMLResponse(html, headers={"Content-Security-Policy": csp})

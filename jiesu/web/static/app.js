@@ -1,4 +1,6 @@
-// jiesu: live deadline countdowns and keyboard shortcuts. No other script but htmx.
+// jiesu: live deadline countdowns, keyboard shortcuts, the intake's choice of next step and the
+// "back" links. No other script but htmx, and none inline: the content security policy allows
+// only the app's own files, so behaviour is bound here by data attributes, never by onclick=.
 (function () {
   "use strict";
   function text(seconds) {
@@ -25,6 +27,22 @@
     setInterval(tick, 30000);
   });
   document.addEventListener("htmx:afterSwap", tick);
+  // Intake: the chosen next step shows (and enables) only its own fields.
+  document.addEventListener("change", function (e) {
+    var choice = e.target;
+    if (!choice.matches || !choice.matches("input[data-then-choice]")) return;
+    document.querySelectorAll(".then-fields").forEach(function (el) {
+      el.hidden = el.disabled = el.dataset.then !== choice.value;
+    });
+  });
+  // A "back" link goes back in history when there is one, else to its own address.
+  document.addEventListener("click", function (e) {
+    var link = e.target.closest ? e.target.closest("a[data-back]") : null;
+    if (link && window.history.length > 1) {
+      e.preventDefault();
+      window.history.back();
+    }
+  });
   // Ctrl+Enter submits the form being typed in; "/" jumps to the search box.
   document.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && e.target.form) {

@@ -1,5 +1,9 @@
 /* 数据大屏: fills /console/dashboard from /console/dashboard/data?days=N and refreshes it every
-   minute without reloading the page. ECharts comes from /static/vendor/echarts (no CDN). */
+   minute without reloading the page. ECharts comes from /static/vendor/echarts (no CDN).
+
+   Names (units, categories, places) are typed by people. ECharts draws labels on a canvas (text,
+   never markup), but a tooltip is HTML: every tooltip is a formatter function that passes each
+   name through esc(), and text on the page goes in by textContent, never as markup. */
 (function () {
   "use strict";
 
@@ -34,6 +38,20 @@
   function text(id, value) {
     var el = document.getElementById(id);
     if (el) el.textContent = value;
+  }
+
+  // What a tooltip shows is HTML: escape every string that goes into one.
+  var ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+  function esc(value) {
+    return String(value == null ? "" : value).replace(/[&<>"']/g, function (c) { return ESCAPES[c]; });
+  }
+
+  // The tooltip of a bar chart: the category, then each series' value (as ECharts would, escaped).
+  function axisTip(ps) {
+    if (!ps.length) return "";
+    return esc(ps[0].name) + ps.map(function (p) {
+      return "<br>" + p.marker + (p.seriesName ? esc(p.seriesName) + "：" : "") + count(p.value);
+    }).join("");
   }
 
   function count(n) {
@@ -89,7 +107,7 @@
     return {
       title: noData(!rows.length),
       tooltip: { formatter: function (p) {
-        return p.treePathInfo.slice(1).map(function (t) { return t.name; }).join(" / ") +
+        return p.treePathInfo.slice(1).map(function (t) { return esc(t.name); }).join(" / ") +
           "：" + count(p.value) + " 件";
       } },
       series: [{
@@ -117,7 +135,7 @@
     var max = rows.reduce(function (m, r) { return Math.max(m, r.value); }, 0);
     return {
       tooltip: { trigger: "item", formatter: function (p) {
-        return p.seriesType === "scatter" ? "诉求点位" : p.name + "：" + count(p.value || 0) + " 件";
+        return p.seriesType === "scatter" ? "诉求点位" : esc(p.name) + "：" + count(p.value || 0) + " 件";
       } },
       visualMap: { min: 0, max: max || 1, left: 8, bottom: 8, text: ["多", "少"], calculable: true,
         seriesIndex: 0, inRange: { color: HEAT } },
@@ -138,7 +156,7 @@
     if (!show) return;
     chart("points").setOption({
       tooltip: { trigger: "item", formatter: function (p) {
-        return "经度 " + p.value[0] + "，纬度 " + p.value[1];
+        return "经度 " + esc(p.value[0]) + "，纬度 " + esc(p.value[1]);
       } },
       grid: { left: 56, right: 16, top: 16, bottom: 32 },
       xAxis: { type: "value", scale: true, name: "经度", splitLine: { show: false } },
@@ -153,7 +171,9 @@
     return {
       title: noData(empty(rows)),
       color: PALETTE,
-      tooltip: { trigger: "item", formatter: "{b}：{c} 件（{d}%）" },
+      tooltip: { trigger: "item", formatter: function (p) {
+        return p.marker + esc(p.name) + "：" + count(p.value) + " 件（" + esc(p.percent) + "%）";
+      } },
       legend: { type: "scroll", bottom: 0 },
       series: [{ type: "pie", radius: ["30%", "52%"], center: ["50%", "45%"],
         minShowLabelAngle: 6, labelLayout: { hideOverlap: true },
@@ -172,7 +192,7 @@
     if (horizontal) { category.inverse = true; }
     return {
       title: noData(empty(rows)),
-      tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, formatter: axisTip },
       grid: { left: horizontal ? 110 : 40, right: 24, top: 16, bottom: horizontal ? 24 : 40 },
       xAxis: horizontal ? value : Object.assign(category, { axisLabel: { interval: 0, rotate: 30, fontSize: 11 } }),
       yAxis: horizontal ? category : value,
@@ -185,7 +205,7 @@
     var rows = d.items;
     chart("items").setOption({
       title: noData(!rows.length),
-      tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, formatter: axisTip },
       legend: { data: ["本期", "上期"], bottom: 0 },
       grid: { left: 110, right: 24, top: 8, bottom: 32 },
       xAxis: { type: "value", minInterval: 1 },
@@ -232,7 +252,7 @@
         var i = ps[0].dataIndex;
         return ps.map(function (p) {
           var day = p.seriesName === "去年同期" ? t.last_year_days[i] : t.days[i];
-          return p.marker + p.seriesName + " " + day + "：" + count(p.value) + " 件";
+          return p.marker + esc(p.seriesName) + " " + esc(day) + "：" + count(p.value) + " 件";
         }).join("<br>");
       } },
       legend: { data: legend, top: 0 },
@@ -254,7 +274,7 @@
           textStyle: { color: GREY, fontSize: 13, fontWeight: "normal" } } : { show: false },
         empty(warnings) ? { text: "暂无待处置预警", left: "74%", top: "middle", textAlign: "center",
           textStyle: { color: GREY, fontSize: 13, fontWeight: "normal" } } : { show: false }],
-      tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, formatter: axisTip },
       grid: [{ left: "2%", width: "44%", top: 28, bottom: 8, containLabel: true },
         { left: "52%", width: "44%", top: 28, bottom: 8, containLabel: true }],
       xAxis: [{ type: "value", gridIndex: 0, minInterval: 1 },
