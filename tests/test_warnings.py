@@ -117,7 +117,7 @@ def test_planted_warnings_are_found_with_their_evidence(db: Database) -> None:
         assert linked == set(burst)
         warning = s.get(Warning, b.id)
         assert warning is not None and (warning.status, warning.task_ticket_id) == ("task", task_id)
-        orders, tasks = W.links(burst[0], db_session=s)
+        orders, tasks = W.links(burst[0], reader=dispatcher, db_session=s)
         assert [t.id for t in tasks] == [task_id] and not orders
     with db.write() as s:
         number = s.get(Ticket, steady[0]).number  # type: ignore[union-attr]
@@ -127,7 +127,7 @@ def test_planted_warnings_are_found_with_their_evidence(db: Database) -> None:
             repeats[0].id, "同一诉求人咨询不同事项，非重复诉求", actor=dispatcher, db_session=s
         )
     with db.read() as s:
-        assert W.open_counts(db_session=s) == {"bounce": 1}
+        assert W.open_counts(reader=dispatcher, db_session=s) == {"bounce": 1}
 
 
 def test_a_steady_street_raises_no_burst(db: Database) -> None:

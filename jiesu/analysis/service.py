@@ -20,17 +20,22 @@ status). A warning becomes a **proactive task**: an order of channel `proactive`
 centre with the warning's explanation, linked to its evidence orders (`ticket_link`), dispatched
 to the area's street (or the unit concerned) like any order, and tracked to closure by the same
 lifecycle. More orders of the same common problem can be linked to the task later (举一反三).
+
+Reading is scoped to the reader's tree (`listing`, `get_warning`, `open_counts`, `links`): the
+centre reads everything; anyone else the warnings about a place or unit in their tree, with only
+the evidence orders they may open; city-wide warnings (topics, themes) are the centre's alone.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from jiesu.access.policy import Principal
@@ -45,9 +50,11 @@ from jiesu.assessment.service import (
 )
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Invalid, NotFound
+from jiesu.org.models import Unit
 from jiesu.settings import city_tz
 from jiesu.taxonomy.service import pack_settings
 from jiesu.tickets.models import Event, Ticket
+from jiesu.tickets.service import visible
 from jiesu.tickets.shapes import TicketCreate
 from jiesu.web.labels import WARNING_KIND_NAMES
 
@@ -272,8 +279,13 @@ def _unit_months(db_session: Session, month: str, span: int = 3) -> list[detect.
     return out
 
 
-def _sample(db_session: Session, start: date, end: date) -> list[detect.Order]:
-    window = (Ticket.created_at >= _start(start), Ticket.created_at < _start(end + timedelta(1)))
+def _sample(db_session: Session, start: date, end: date,
+            district_id: int | None = None) -> list[detect.Order]:  # fmt: skip
+    """An even sample of the window's orders (of one district's, when given)."""
+    window: tuple[Any, ...] = (Ticket.created_at >= _start(start),
+                               Ticket.created_at < _start(end + timedelta(1)))  # fmt: skip
+    if district_id is not None:
+        window += (Ticket.district_id == district_id,)
     n = db_session.scalar(select(func.count()).select_from(Ticket).where(*window)) or 0
     if not n:
         return []
@@ -284,17 +296,20 @@ def _sample(db_session: Session, start: date, end: date) -> list[detect.Order]:
     return _orders(db_session, where, limit=TOPIC_SAMPLE)
 
 
-def _themes_input(db_session: Session, month: str, months: int = 6) -> dict[str, dict[str, int]]:
+def _themes_input(db_session: Session, month: str, months: int = 6,
+                  district_id: int | None = None) -> dict[str, dict[str, int]]:  # fmt: skip
+    """Month → leaf category → requests, for six months (of one district's, when given)."""
     first = month
     for _ in range(months - 1):
         first = previous_month(first)
     start, _ = month_bounds(first)
     _, end = month_bounds(month)
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    where = [IntakeRollup.dim == "category", IntakeRollup.day.between(start, end)]
+    if district_id is not None:
+        where.append(IntakeRollup.district_id == district_id)
     for day, key, n in db_session.execute(
-        select(IntakeRollup.day, IntakeRollup.key, IntakeRollup.n).where(
-            IntakeRollup.dim == "category", IntakeRollup.day.between(start, end)
-        )
+        select(IntakeRollup.day, IntakeRollup.key, IntakeRollup.n).where(*where)
     ):
         out[f"{day:%Y-%m}"][key] += n
     return {m: dict(v) for m, v in out.items()}
@@ -405,33 +420,121 @@ def scan(day: date, *, db_session: Session) -> dict[str, int]:
 # ---- reading and handling --------------------------------------------------------------------
 
 
-def listing(*, db_session: Session, status: str | None = "open", kind: str | None = None,
-            limit: int = 200) -> list[Warning]:  # fmt: skip
-    stmt = select(Warning)
+# Who reads a warning (SPEC §1: visibility follows the org tree). The service centre reads every
+# warning. Anyone else reads the warnings that concern their tree (the place or the unit concerned
+# is their unit or under it) and, within one, only the evidence orders `tickets.service.visible`
+# lets them open; the count shown is the count of those. A city-wide warning (an emerging topic,
+# a monthly theme: no place, no unit) is the centre's alone: its figures are the city's.
+
+
+@dataclass(frozen=True)
+class WarningView:
+    """A warning as one reader may see it: `evidence` holds only the orders they may open."""
+
+    id: int
+    kind: str
+    key: str
+    day: date
+    title: str
+    explanation: str
+    score: float
+    status: str
+    area_unit_id: int | None
+    unit_id: int | None
+    category_code: str | None
+    figures: dict[str, Any]
+    evidence: tuple[int, ...]
+    task_ticket_id: int | None
+    note: str | None
+
+
+def unit_reader(unit: Any) -> Principal:
+    """What a unit's own people read (a report built for a district shows what they may see)."""
+    return Principal(user_id=0, username="", name=unit.name, role="analyst", unit_id=unit.id,
+                     unit_path=unit.path, unit_function=unit.function)  # fmt: skip
+
+
+def in_tree(stmt: Select[Any], reader: Principal) -> Select[Any]:
+    """Warnings about the reader's tree (all of them for the service centre)."""
+    if reader.is_service_centre:
+        return stmt
+    under = select(Unit.id).where(Unit.path.startswith(reader.unit_path))
+    return stmt.where(or_(Warning.area_unit_id.in_(under), Warning.unit_id.in_(under)))
+
+
+def visible_ids(ids: Iterable[int], reader: Principal, *, db_session: Session) -> set[int]:
+    """Those of the orders `ids` the reader may open (the org tree, `tickets.service.visible`)."""
+    wanted = sorted({int(i) for i in ids})
+    if reader.is_service_centre or not wanted:
+        return set(wanted)
+    out: set[int] = set()
+    for i in range(0, len(wanted), 5_000):
+        chunk = wanted[i : i + 5_000]
+        out.update(db_session.scalars(visible(select(Ticket.id).where(Ticket.id.in_(chunk)),
+                                              reader)))  # fmt: skip
+    return out
+
+
+def _views(rows: Sequence[Warning], reader: Principal, *, db_session: Session) -> list[WarningView]:
+    ids: list[int] = []
+    for w in rows:
+        ids += list(w.evidence or [])
+        if w.task_ticket_id is not None:
+            ids.append(w.task_ticket_id)
+    seen = visible_ids(ids, reader, db_session=db_session)
+    return [
+        WarningView(
+            id=w.id, kind=w.kind, key=w.key, day=w.day, title=w.title, explanation=w.explanation,
+            score=w.score, status=w.status, area_unit_id=w.area_unit_id, unit_id=w.unit_id,
+            category_code=w.category_code, figures=dict(w.figures or {}),
+            evidence=tuple(int(i) for i in (w.evidence or []) if int(i) in seen),
+            task_ticket_id=w.task_ticket_id if w.task_ticket_id in seen else None, note=w.note,
+        )
+        for w in rows
+    ]  # fmt: skip
+
+
+def listing(*, reader: Principal, db_session: Session, status: str | None = "open",
+            kind: str | None = None, limit: int = 200) -> list[WarningView]:  # fmt: skip
+    """The warnings the reader may see, newest first, each with the evidence they may open."""
+    stmt = in_tree(select(Warning), reader)
     if status:
         stmt = stmt.where(Warning.status == status)
     if kind:
         stmt = stmt.where(Warning.kind == kind)
-    return list(
-        db_session.scalars(stmt.order_by(Warning.day.desc(), Warning.score.desc()).limit(limit))
-    )
+    rows = db_session.scalars(stmt.order_by(Warning.day.desc(), Warning.score.desc()).limit(limit))
+    return _views(list(rows), reader, db_session=db_session)
 
 
-def open_counts(*, db_session: Session) -> dict[str, int]:
-    rows = db_session.execute(
-        select(Warning.kind, func.count()).where(Warning.status == "open").group_by(Warning.kind)
-    )
-    return {k: int(n) for k, n in rows}
+def open_counts(*, reader: Principal, db_session: Session) -> dict[str, int]:
+    """Open warnings by kind, of those the reader may see."""
+    stmt = in_tree(select(Warning.kind, func.count()).where(Warning.status == "open"), reader)
+    return {k: int(n) for k, n in db_session.execute(stmt.group_by(Warning.kind))}
 
 
-def evidence(warning: Warning, *, db_session: Session, limit: int = 100) -> list[Ticket]:
-    ids = list(warning.evidence or [])[:limit]
+def _warning(warning_id: int, reader: Principal, *, db_session: Session) -> Warning:
+    """The warning, if the reader may see it; NotFound otherwise (the same answer as a missing
+    one, so ids cannot be probed)."""
+    warning = db_session.scalar(in_tree(select(Warning).where(Warning.id == warning_id), reader))
+    if warning is None:
+        raise NotFound("没有这条预警 / no such warning")
+    return warning  # type: ignore[no-any-return]
+
+
+def get_warning(warning_id: int, *, reader: Principal, db_session: Session) -> WarningView:
+    return _views([_warning(warning_id, reader, db_session=db_session)], reader,
+                  db_session=db_session)[0]  # fmt: skip
+
+
+def evidence(warning: WarningView, *, db_session: Session, limit: int = 100) -> list[Ticket]:
+    """The evidence orders of a warning as read (`get_warning`/`listing`: already scoped)."""
+    ids = list(warning.evidence)[:limit]
     if not ids:
         return []
     return list(db_session.scalars(select(Ticket).where(Ticket.id.in_(ids)).order_by(Ticket.id)))
 
 
-def suggested_lead(warning: Warning, *, db_session: Session) -> str | None:
+def suggested_lead(warning: Warning | WarningView, *, db_session: Session) -> str | None:
     """The unit concerned, or the area's street (a district's own area: the district)."""
     units = unit_index(db_session=db_session)
     for unit_id in (warning.unit_id, warning.area_unit_id):
@@ -445,13 +548,12 @@ def create_task(
     note: str | None = None,
 ) -> Ticket:  # fmt: skip
     """Turn a warning into a proactive task: an order the centre takes in, linked to the
-    warning's evidence, dispatched to `lead` (or the suggested unit) when the actor dispatches."""
+    warning's evidence, dispatched to `lead` (or the suggested unit) when the actor dispatches.
+    The actor acts only on a warning they may read, and links only the evidence they may open."""
     from jiesu.tickets.actions import take_action
     from jiesu.tickets.service import create_ticket
 
-    warning = db_session.get(Warning, warning_id)
-    if warning is None:
-        raise NotFound("没有这条预警 / no such warning")
+    warning = _warning(warning_id, actor, db_session=db_session)
     if warning.status != "open":
         raise Conflict(
             f"该预警{STATUS_NAMES.get(warning.status, warning.status)} / already handled"
@@ -473,8 +575,9 @@ def create_task(
     )  # fmt: skip
     ticket = create_ticket(data, actor=actor, db_session=db_session)
     now = utcnow()
+    allowed = visible_ids(warning.evidence or [], actor, db_session=db_session)
     for linked in dict.fromkeys(warning.evidence or []):
-        if linked != ticket.id:
+        if linked != ticket.id and int(linked) in allowed:
             db_session.add(TicketLink(ticket_id=ticket.id, linked_id=int(linked), kind="evidence",
                                       created_at=now, created_by_id=actor.user_id))  # fmt: skip
     warning.status, warning.task_ticket_id = "task", ticket.id
@@ -489,9 +592,7 @@ def create_task(
 
 
 def dismiss(warning_id: int, note: str, *, actor: Principal, db_session: Session) -> Warning:
-    warning = db_session.get(Warning, warning_id)
-    if warning is None:
-        raise NotFound("没有这条预警 / no such warning")
+    warning = _warning(warning_id, actor, db_session=db_session)
     if warning.status != "open":
         raise Conflict("该预警已处置 / already handled")
     if len(note.strip()) < 4:
@@ -503,14 +604,15 @@ def dismiss(warning_id: int, note: str, *, actor: Principal, db_session: Session
 
 def link_orders(task_id: int, numbers: Sequence[str], *, actor: Principal,
                 db_session: Session) -> int:  # fmt: skip
-    """Link more orders of the same common problem to a proactive task (举一反三)."""
-    task = db_session.get(Ticket, task_id)
+    """Link more orders of the same common problem to a proactive task (举一反三): the task and
+    the orders must all be ones the actor may open (any other is answered as missing)."""
+    task = db_session.scalar(visible(select(Ticket).where(Ticket.id == task_id), actor))
     if task is None or task.channel != "proactive":
         raise NotFound("没有这个主动治理任务 / no such proactive task")
     found = {
         str(number): int(tid)
         for number, tid in db_session.execute(
-            select(Ticket.number, Ticket.id).where(Ticket.number.in_(numbers))
+            visible(select(Ticket.number, Ticket.id).where(Ticket.number.in_(numbers)), actor)
         )
     }
     missing = [n for n in numbers if n not in found]
@@ -531,14 +633,16 @@ def link_orders(task_id: int, numbers: Sequence[str], *, actor: Principal,
     return added
 
 
-def links(ticket_id: int, *, db_session: Session) -> tuple[list[Ticket], list[Ticket]]:
-    """The orders a task is linked to, and the tasks an order is linked to."""
-    linked = db_session.scalars(
+def links(ticket_id: int, *, reader: Principal,
+          db_session: Session) -> tuple[list[Ticket], list[Ticket]]:  # fmt: skip
+    """The orders a task is linked to, and the tasks an order is linked to: those the reader may
+    open (a task's evidence can lie outside the tree of the unit that handles the task)."""
+    linked = db_session.scalars(visible(
         select(Ticket).join(TicketLink, TicketLink.linked_id == Ticket.id)
-        .where(TicketLink.ticket_id == ticket_id).order_by(Ticket.id)
+        .where(TicketLink.ticket_id == ticket_id).order_by(Ticket.id), reader)
     ).all()  # fmt: skip
-    tasks = db_session.scalars(
+    tasks = db_session.scalars(visible(
         select(Ticket).join(TicketLink, TicketLink.ticket_id == Ticket.id)
-        .where(TicketLink.linked_id == ticket_id).order_by(Ticket.id)
+        .where(TicketLink.linked_id == ticket_id).order_by(Ticket.id), reader)
     ).all()  # fmt: skip
     return list(linked), list(tasks)

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jiesu.access.policy import Principal
 from jiesu.analysis import service as warnings_service
 from jiesu.assessment import service as A
-from jiesu.assessment.models import Report, Warning
+from jiesu.assessment.models import Report
 from jiesu.assessment.rates import BY_KEY
 from jiesu.console.service import FormValues
 from jiesu.console.views import frame, page
@@ -29,6 +29,7 @@ from jiesu.errors import DomainError, Forbidden, Invalid, NotFound
 from jiesu.reports import build as reports
 from jiesu.settings import city_tz
 from jiesu.web.deps import DB, ReadSession
+from jiesu.web.headers import REPORT_CSP
 from jiesu.web.templating import render, zh
 
 router = APIRouter(include_in_schema=False)
@@ -152,20 +153,19 @@ def warnings_page(
 ) -> Response:  # fmt: skip
     if status not in warnings_service.STATUS_NAMES:
         status = "open"
-    rows = warnings_service.listing(db_session=session, status=status, kind=kind or None)
+    rows = warnings_service.listing(reader=actor, db_session=session, status=status,
+                                    kind=kind or None)  # fmt: skip
     ctx = frame(
         request, actor, session, title="预警与主动治理", rows=rows, status=status, kind=kind,
         kinds=warnings_service.KIND_NAMES, statuses=warnings_service.STATUS_NAMES,
-        counts=warnings_service.open_counts(db_session=session),
+        counts=warnings_service.open_counts(reader=actor, db_session=session),
     )  # fmt: skip
     return render(request, "console/warnings.html", ctx)
 
 
 def _warning_page(request: Request, actor: Principal, session: Any, warning_id: int,
                   error: str | None = None, status_code: int = 200) -> Response:  # fmt: skip
-    warning = session.get(Warning, warning_id)
-    if warning is None:
-        raise NotFound("没有这条预警 / no such warning")
+    warning = warnings_service.get_warning(warning_id, reader=actor, db_session=session)
     evidence = warnings_service.evidence(warning, db_session=session)
     lead = warnings_service.suggested_lead(warning, db_session=session)
     units = A.unit_index(db_session=session)
@@ -227,6 +227,8 @@ async def warning_dismiss(warning_id: int, request: Request, actor: WarningHandl
 @router.post("/console/warnings/scan", response_class=HTMLResponse)
 async def warnings_scan(request: Request, actor: WarningHandler, db: DB) -> Response:
     await _form(request)
+    if not actor.is_service_centre:  # the scan is city-wide: the centre's to run
+        raise Forbidden("预警扫描由服务中心发起 / only the service centre runs the scan")
     with db.write() as session:
         warnings_service.scan(_today(), db_session=session)
     return RedirectResponse("/console/warnings?done=saved", status_code=303)
@@ -248,13 +250,30 @@ async def link_orders(ticket_id: int, request: Request, actor: WarningHandler,
 # ---- reports ---------------------------------------------------------------------------------
 
 
+def _reports_context(request: Request, actor: Principal, session: Any, kind: str,
+                     district: str | None) -> dict[str, Any]:  # fmt: skip
+    """The list a reader may open: the city's reports for the centre (or a district's when it
+    picks one), their own district's for anyone else (built when opened)."""
+    units = A.unit_index(db_session=session)
+    districts = sorted((u for u in units.by_id.values() if u.kind == "district"),
+                       key=lambda u: u.code) if actor.is_service_centre else []  # fmt: skip
+    try:
+        scope = reports.reader_scope(actor, db_session=session, district=district)
+    except Forbidden as exc:
+        scope, rows, note = None, [], zh(exc.message)
+    else:
+        rows, note = reports.listing(db_session=session, kind=kind or None, district=scope), None
+    return frame(request, actor, session, title=f"{scope.name} · 分析报告" if scope else "分析报告",
+                 rows=rows, kind=kind, kinds=reports.KIND_NAMES,
+                 defaults=dict(reports.due(utcnow())), scope=scope, districts=districts,
+                 note=note)  # fmt: skip
+
+
 @router.get("/console/reports", response_class=HTMLResponse)
 def reports_page(request: Request, actor: ReportReader, session: ReadSession,
-                 kind: Annotated[str, Query(max_length=10)] = "") -> Response:  # fmt: skip
-    rows = reports.listing(db_session=session, kind=kind or None)
-    defaults = dict(reports.due(utcnow()))
-    ctx = frame(request, actor, session, title="分析报告", rows=rows, kind=kind,
-                kinds=reports.KIND_NAMES, defaults=defaults)  # fmt: skip
+                 kind: Annotated[str, Query(max_length=10)] = "",
+                 district: Annotated[str, Query(max_length=40)] = "") -> Response:  # fmt: skip
+    ctx = _reports_context(request, actor, session, kind, district or None)
     return render(request, "console/reports.html", ctx)
 
 
@@ -263,6 +282,8 @@ async def reports_build(request: Request, actor: ReportBuilder, db: DB) -> Respo
     form = await _form(request)
     kind, period = form.first("kind") or "", (form.first("period") or "").strip()
     try:
+        if not actor.is_service_centre:  # the stored reports are the city's
+            raise Forbidden("报告由服务中心生成 / only the service centre builds reports")
         if kind not in reports.KIND_NAMES:
             raise Invalid("请选择报告类型 / choose daily, weekly or monthly", field="kind")
         with db.write() as session:
@@ -270,10 +291,8 @@ async def reports_build(request: Request, actor: ReportBuilder, db: DB) -> Respo
             report_id = report.id
     except DomainError as exc:
         with db.read() as session:
-            rows = reports.listing(db_session=session)
-            ctx = frame(request, actor, session, title="分析报告", rows=rows, kind="",
-                        kinds=reports.KIND_NAMES, defaults=dict(reports.due(utcnow())),
-                        error=zh(exc.message))  # fmt: skip
+            ctx = _reports_context(request, actor, session, "", None)
+            ctx["error"] = zh(exc.message)
             return render(request, "console/reports.html", ctx, status_code=exc.status)
     return RedirectResponse(f"/console/reports/{report_id}", status_code=303)
 
@@ -285,22 +304,43 @@ def _report(session: Any, report_id: int) -> Report:
     return report  # type: ignore[no-any-return]
 
 
-@router.get("/console/reports/{report_id}", response_class=HTMLResponse)
-def report_page(report_id: int, actor: ReportReader, session: ReadSession) -> Response:
+def _served(report_id: int, fmt: str, actor: Principal, session: Any,
+            district: str | None) -> tuple[Report, str | bytes, str]:  # fmt: skip
+    """The report as this reader may have it: the stored city report for the centre; a
+    district's own (built now) for a district reader, or for the centre asking for one."""
     report = _report(session, report_id)
-    return HTMLResponse(report.html, headers={"Cache-Control": "no-store"})
+    scope = reports.reader_scope(actor, db_session=session, district=district)
+    if scope is None:
+        stored = {"html": report.html, "pdf": report.pdf, "xlsx": report.xlsx}[fmt]
+        return report, stored, f"{report.kind}-{report.period}.{fmt}"
+    body = reports.render_district(report, scope, fmt, db_session=session)
+    return report, body, f"{report.kind}-{report.period}-{scope.code}.{fmt}"
+
+
+District = Annotated[str, Query(max_length=40)]
+
+
+@router.get("/console/reports/{report_id}", response_class=HTMLResponse)
+def report_page(report_id: int, actor: ReportReader, session: ReadSession,
+                district: District = "") -> Response:  # fmt: skip
+    _, body, _ = _served(report_id, "html", actor, session, district or None)
+    # A report is a whole HTML document with its own <style>: its own policy (web/headers.py).
+    return HTMLResponse(body, headers={"Cache-Control": "no-store",
+                                       "Content-Security-Policy": REPORT_CSP})  # fmt: skip
 
 
 @router.get("/console/reports/{report_id}/pdf")
-def report_pdf(report_id: int, actor: ReportReader, session: ReadSession) -> Response:
-    report = _report(session, report_id)
-    return Response(report.pdf, media_type="application/pdf", headers={
-        "Content-Disposition": f'attachment; filename="{report.kind}-{report.period}.pdf"'})  # fmt: skip
+def report_pdf(report_id: int, actor: ReportReader, session: ReadSession,
+               district: District = "") -> Response:  # fmt: skip
+    _, body, name = _served(report_id, "pdf", actor, session, district or None)
+    return Response(body, media_type="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})  # fmt: skip
 
 
 @router.get("/console/reports/{report_id}/xlsx")
-def report_xlsx(report_id: int, actor: ReportReader, session: ReadSession) -> Response:
-    report = _report(session, report_id)
+def report_xlsx(report_id: int, actor: ReportReader, session: ReadSession,
+                district: District = "") -> Response:  # fmt: skip
+    _, body, name = _served(report_id, "xlsx", actor, session, district or None)
     media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    return Response(report.xlsx, media_type=media, headers={
-        "Content-Disposition": f'attachment; filename="{report.kind}-{report.period}.xlsx"'})  # fmt: skip
+    return Response(body, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})  # fmt: skip

@@ -7,6 +7,13 @@ worker owes: yesterday's bulletin, last week's summary, last month's analysis.
 
 Periods: a day `2026-11-03`, an ISO week `2026-W45` (Monday to Sunday), a month `2026-10`; all
 in the city's time. The rates are those of `assessment` for the orders units got in the period.
+
+Scope: the stored reports are the city's, for the service centre. A district's own report (its
+streets, its figures, its warnings; `report_data(…, district=)`) is built on demand for the
+period of a stored one, never stored; `reader_scope` says which one a reader gets: the centre the
+city's (or any district's it asks for), anyone in a district that district's, and a reader at a
+city-level unit outside the centre (a department, a company) none, since each report is a whole
+city's or a whole district's.
 """
 
 from __future__ import annotations
@@ -15,18 +22,20 @@ import re
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from jiesu.access.policy import Principal
 from jiesu.analysis import detect
-from jiesu.analysis.service import _sample, _themes_input
+from jiesu.analysis.service import _sample, _themes_input, in_tree, unit_reader, visible_ids
 from jiesu.assessment import service as A
 from jiesu.assessment.models import IntakeRollup, Report, Warning
 from jiesu.db.base import utcnow
-from jiesu.errors import Invalid
+from jiesu.errors import Forbidden, Invalid, NotFound
 from jiesu.reports import render
 from jiesu.reports.shapes import (
     CountRow,
@@ -104,16 +113,19 @@ def due(now: datetime) -> list[tuple[str, str]]:
 # ---- reading ---------------------------------------------------------------------------------
 
 
-def _counts(db_session: Session, start: date, end: date) -> dict[tuple[str, str, int], int]:
-    """(dim, key, district id) → requests in the period, from the intake rollup."""
+def _counts(db_session: Session, start: date, end: date,
+            district_id: int | None = None) -> dict[tuple[str, str, int], int]:  # fmt: skip
+    """(dim, key, district id) → requests in the period, from the intake rollup (one district's
+    rows only, when given)."""
+    where = [IntakeRollup.day.between(start, end),
+             IntakeRollup.dim.in_(("all", "street", "category", "channel", "type"))]  # fmt: skip
+    if district_id is not None:
+        where.append(IntakeRollup.district_id == district_id)
     rows = db_session.execute(
         select(
             IntakeRollup.dim, IntakeRollup.key, IntakeRollup.district_id, func.sum(IntakeRollup.n)
         )
-        .where(
-            IntakeRollup.day.between(start, end),
-            IntakeRollup.dim.in_(("all", "street", "category", "channel", "type")),
-        )
+        .where(*where)
         .group_by(IntakeRollup.dim, IntakeRollup.key, IntakeRollup.district_id)
     )
     return {(d, k, dist): int(n or 0) for d, k, dist, n in rows}
@@ -140,13 +152,17 @@ def _rows(now: Counter[str], before: Counter[str], names: Mapping[str, str], top
     return tuple(rows)
 
 
-def _trend(db_session: Session, start: date, end: date) -> tuple[Series, ...]:
+def _trend(db_session: Session, start: date, end: date,
+           district_id: int | None = None) -> tuple[Series, ...]:  # fmt: skip
     def daily(a: date, b: date) -> dict[date, int]:
+        where = [IntakeRollup.dim == "all", IntakeRollup.day.between(a, b)]
+        if district_id is not None:
+            where.append(IntakeRollup.district_id == district_id)
         return {
             d: int(n or 0)
             for d, n in db_session.execute(
                 select(IntakeRollup.day, func.sum(IntakeRollup.n))
-                .where(IntakeRollup.dim == "all", IntakeRollup.day.between(a, b))
+                .where(*where)
                 .group_by(IntakeRollup.day)
             )
         }
@@ -178,8 +194,9 @@ def _rank_rows(r: A.Rankings) -> tuple[RankRow, ...]:
     )  # fmt: skip
 
 
-def _keywords(db_session: Session, start: date, end: date) -> tuple[CountRow, ...]:
-    sample = _sample(db_session, start, end)
+def _keywords(db_session: Session, start: date, end: date,
+              district_id: int | None = None) -> tuple[CountRow, ...]:  # fmt: skip
+    sample = _sample(db_session, start, end, district_id)
     counts: Counter[str] = Counter()
     for order in sample:
         counts.update(detect.content_words(order.text))
@@ -187,8 +204,10 @@ def _keywords(db_session: Session, start: date, end: date) -> tuple[CountRow, ..
     return tuple(CountRow(w, n, n / total if total else None) for w, n in counts.most_common(20))
 
 
-def report_data(kind: str, period: str, *, db_session: Session,
-                now: datetime | None = None) -> ReportData:  # fmt: skip
+def report_data(kind: str, period: str, *, db_session: Session, now: datetime | None = None,
+                district: str | None = None) -> ReportData:  # fmt: skip
+    """The city's report, or with `district` (a unit code) that district's own: its requests,
+    rates, streets and warnings only (the rollups carry the district)."""
     now = now or utcnow()
     start, end = bounds(kind, period)
     p_start, p_end = bounds(kind, previous(kind, period))
@@ -197,15 +216,20 @@ def report_data(kind: str, period: str, *, db_session: Session,
     settings = pack_settings(db_session=db_session)
     city = units.by_id.get(next(iter(u.id for u in units.by_id.values() if u.kind == "city"), -1))
     city_name = city.name if city else ""
-    counts, before = _counts(db_session, start, end), _counts(db_session, p_start, p_end)
+    scope = units.by_code.get(district) if district else None
+    if district and (scope is None or scope.kind != "district"):
+        raise NotFound(f"没有这个区：{district} / no such district")
+    scope_id = scope.id if scope else None
+    counts = _counts(db_session, start, end, scope_id)
+    before = _counts(db_session, p_start, p_end, scope_id)
     total = sum(_by(counts, "all").values())
     total_before = sum(_by(before, "all").values())
-    rates, totals = A.scope_rates(start, end, db_session=db_session, now=now)
-    overdue_now = db_session.scalar(
-        select(func.count())
-        .select_from(Ticket)
-        .where(Ticket.status.in_(("dispatched", "accepted")), Ticket.due_at < now)
-    )
+    rates, totals = A.scope_rates(start, end, db_session=db_session, now=now,
+                                  scope=scope.code if scope else None)  # fmt: skip
+    past_due = [Ticket.status.in_(("dispatched", "accepted")), Ticket.due_at < now]
+    if scope is not None:
+        past_due.append(Ticket.district_id == scope.id)
+    overdue_now = db_session.scalar(select(func.count()).select_from(Ticket).where(*past_due))
     days = (end - start).days + 1
     summary = [
         Figure("受理量", total, "件"),
@@ -221,13 +245,17 @@ def report_data(kind: str, period: str, *, db_session: Session,
         Figure("基层解决率", rates["grassroots"].value, "%"),
         Figure("当前超期工单", int(overdue_now or 0), "件"),
     ]
+    if scope is not None:  # the centre's own figures are the city's, not the district's
+        centre_only = {"派单量", "直接答复率", "派单准确率"}
+        summary = [f for f in summary if f.label not in centre_only]
+        summary.insert(3, Figure("计入考核工单", totals.get("counted", 0), "件"))
     leaf_names = {c.code: c.name for c in categories.values()}
     by_code = {c.code: c for c in categories.values()}
     street_names = {}
     for u in units.by_id.values():
         if u.kind == "street":
-            district = units.district_of(u)
-            street_names[u.code] = f"{district.name}·{u.name}" if district else u.name
+            area = units.district_of(u)
+            street_names[u.code] = f"{area.name}·{u.name}" if area else u.name
     cat_now, cat_before = _by(counts, "category"), _by(before, "category")
     seven: Counter[str] = Counter()
     five: Counter[str] = Counter()
@@ -256,35 +284,51 @@ def report_data(kind: str, period: str, *, db_session: Session,
             )
             for g in GROUP_TITLES
         )
+        if scope is not None:  # the district's own units, with their places in the city
+            mine = {u.code for u in units.by_id.values() if u.path.startswith(scope.path)}
+            rankings = tuple(Ranking(r.group, r.title, tuple(x for x in r.rows if x.code in mine))
+                             for r in rankings)  # fmt: skip
         rankings = tuple(r for r in rankings if r.rows)
         notes.append(f"样本不足 {settings.get('small_sample', 30)} 件的单位列出但不排名；"
                      "每类末位单位列入专班。")  # fmt: skip
-        signals = detect.themes(_themes_input(db_session, period), period, names=leaf_names)
+        signals = detect.themes(_themes_input(db_session, period, district_id=scope_id), period,
+                                names=leaf_names)  # fmt: skip
         themes = tuple(CountRow(s.title, int(s.figures.get("total", s.figures.get("volume", 0))),
                                 note=s.explanation) for s in signals[:10])  # fmt: skip
+    # A district's report lists the warnings about its tree, counting the evidence its people
+    # may open (as `analysis.service.listing` shows them to a district reader).
+    reader = unit_reader(scope) if scope is not None else None
+    stmt = select(Warning).where(Warning.day.between(start, end))
     warnings = db_session.scalars(
-        select(Warning).where(Warning.day.between(start, end)).order_by(Warning.score.desc())
-        .limit(30)
+        (in_tree(stmt, reader) if reader else stmt).order_by(Warning.score.desc()).limit(30)
     ).all()  # fmt: skip
+    seen = (visible_ids([i for w in warnings for i in (w.evidence or [])], reader,
+                        db_session=db_session) if reader else None)  # fmt: skip
     return ReportData(
         kind=kind, period=period,
-        title=f"{city_name}12345接诉即办 {_label(kind, period)} {KIND_NAMES[kind]}",
-        city=city_name, start=start, end=end, generated_at=now.astimezone(UTC),
+        title=title(kind, period, city_name, scope.name if scope else ""),
+        city=city_name, district=scope.name if scope else "", start=start, end=end, generated_at=now.astimezone(UTC),
         summary=tuple(summary), rankings=rankings,
         by_category=_rows(cat_now, cat_before, leaf_names),
         by_channel=_rows(_by(counts, "channel"), _by(before, "channel"), CHANNEL_NAMES),
         by_type=_rows(_by(counts, "type"), _by(before, "type"), REQUEST_TYPE_NAMES),
         hotspots=_rows(_by(counts, "street"), _by(before, "street"), street_names),
-        keywords=_keywords(db_session, start, end) if kind != "daily" else (),
-        trend=_trend(db_session, start, end), themes=themes,
+        keywords=_keywords(db_session, start, end, scope_id) if kind != "daily" else (),
+        trend=_trend(db_session, start, end, scope_id), themes=themes,
         seven_haves=tuple(CountRow(d, seven[d], seven[d] / total if total else None)
                           for d in SEVEN_HAVES),
         five_qualities=tuple(CountRow(d, five[d], five[d] / total if total else None)
                              for d in FIVE_QUALITIES),
-        warnings=tuple(WarningRow(w.kind, w.title, w.explanation, len(w.evidence or []))
+        warnings=tuple(WarningRow(w.kind, w.title, w.explanation,
+                                  len([i for i in w.evidence or [] if seen is None or i in seen]))
                        for w in warnings),
         notes=tuple(notes),
     )  # fmt: skip
+
+
+def title(kind: str, period: str, city_name: str, district_name: str = "") -> str:
+    """小城市12345接诉即办 2026年10月 月度分析; a district's: 小城市东区12345接诉即办 …"""
+    return f"{city_name}{district_name}12345接诉即办 {_label(kind, period)} {KIND_NAMES[kind]}"
 
 
 def _label(kind: str, period: str) -> str:
@@ -318,13 +362,72 @@ def build(kind: str, period: str, *, db_session: Session, user_id: int | None = 
     return report
 
 
-def listing(*, db_session: Session, kind: str | None = None, limit: int = 100) -> list[Any]:
-    """Stored reports, newest period first, without their bytes."""
+def listing(*, db_session: Session, kind: str | None = None, limit: int = 100,
+            district: A.UnitRow | None = None) -> list[Any]:  # fmt: skip
+    """Stored reports, newest period first, without their bytes. With `district`, the same
+    periods as that district's reports (built on demand when opened): their titles are the
+    district's and nothing of the stored city report is shown."""
     stmt = select(Report.id, Report.kind, Report.period, Report.title, Report.created_at,
                   Report.seconds, Report.created_by_id)  # fmt: skip
     if kind:
         stmt = stmt.where(Report.kind == kind)
-    return list(db_session.execute(stmt.order_by(Report.period.desc(), Report.kind).limit(limit)))
+    rows = list(db_session.execute(stmt.order_by(Report.period.desc(), Report.kind).limit(limit)))
+    if district is None:
+        return rows
+    units = A.unit_index(db_session=db_session)
+    city = next((u.name for u in units.by_id.values() if u.kind == "city"), "")
+    return [
+        DistrictReportRow(r.id, r.kind, r.period, title(r.kind, r.period, city, district.name),
+                          district.code)
+        for r in rows
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DistrictReportRow:
+    """A district's report in the list: built when opened, so no build time or builder."""
+
+    id: int  # the stored city report of the same kind and period (the URL's id)
+    kind: str
+    period: str
+    title: str
+    district: str  # the district's code
+
+
+def reader_scope(actor: Principal, *, db_session: Session,
+                 district: str | None = None) -> A.UnitRow | None:  # fmt: skip
+    """Whose report a reader gets: None for the city's (the service centre, unless it asks for
+    a district's with `district`), or the district of the reader's unit. A reader at a city-level
+    unit outside the centre (a department, a company) gets none: Forbidden."""
+    units = A.unit_index(db_session=db_session)
+    if actor.is_service_centre:
+        if not district:
+            return None
+        chosen = units.by_code.get(district)
+        if chosen is None or chosen.kind != "district":
+            raise NotFound(f"没有这个区：{district} / no such district")
+        return chosen
+    unit = units.by_id.get(actor.unit_id)
+    own = units.district_of(unit) if unit is not None else None
+    if own is None:
+        raise Forbidden("分析报告按全市或区编制，本单位不属于任何区 / reports are the city's or a "
+                        "district's; your unit is in no district")  # fmt: skip
+    if district and district != own.code:
+        raise NotFound(f"没有这个区：{district} / no such district")
+    return own
+
+
+def render_district(report: Report, district: A.UnitRow, fmt: str, *, db_session: Session,
+                    now: datetime | None = None) -> str | bytes:  # fmt: skip
+    """The district's own report of `report`'s kind and period, in one format (html|pdf|xlsx),
+    built now from the rollups (never the stored city report's bytes)."""
+    data = report_data(report.kind, report.period, db_session=db_session, now=now,
+                       district=district.code)  # fmt: skip
+    if fmt == "pdf":
+        return render.pdf(data)
+    if fmt == "xlsx":
+        return render.xlsx(data)
+    return render.html(data)
 
 
 _scanned: dict[str, float] = {}  # per database: when this process last scanned for warnings

@@ -235,6 +235,7 @@ def _overview(book: Workbook, report: ReportData) -> None:
     facts: list[tuple[str, object, str | None]] = [
         ("报告", report.title, None),
         ("城市", report.city, None),
+        *([("区", report.district, None)] if report.district else []),
         ("类型", KIND_NAMES.get(report.kind, report.kind), None),
         ("期间", report.period, None),
         ("开始日期", report.start, "yyyy-mm-dd"),

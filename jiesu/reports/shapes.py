@@ -103,3 +103,4 @@ class ReportData:
     five_qualities: tuple[CountRow, ...] = ()  # 五性
     warnings: tuple[WarningRow, ...] = ()
     notes: tuple[str, ...] = ()
+    district: str = ""  # a district's own report (its streets, its figures); "" for the city's
