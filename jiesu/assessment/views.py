@@ -1,5 +1,5 @@
 """GET /api/v1/metrics/units (the 三率 table), …/units/{code}/orders (the orders behind a
-figure) and GET /api/v1/warnings (SPEC §9's minimal contract)."""
+figure) and GET /api/v1/warnings (SPEC §9's minimal contract; scoped to the reader's tree)."""
 
 from __future__ import annotations
 
@@ -143,13 +143,15 @@ def metrics_orders(
 @router.get("/warnings", response_model=list[WarningOut], summary="预警")
 def list_warnings(
     session: ReadSession,
-    _principal: Annotated[Principal, Depends(require("warnings.view"))],
+    principal: Annotated[Principal, Depends(require("warnings.view"))],
     status: Annotated[str | None, Query(description="open | task | dismissed")] = "open",
     kind: Annotated[str | None, Query(description=" / ".join(warnings_service.KIND_NAMES))] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[WarningOut]:  # fmt: skip
-    rows = warnings_service.listing(db_session=session, status=status or None, kind=kind,
-                                    limit=limit)  # fmt: skip
+    # The warnings about the reader's tree (the centre: all), each with the evidence orders the
+    # reader may open.
+    rows = warnings_service.listing(reader=principal, db_session=session, status=status or None,
+                                    kind=kind, limit=limit)  # fmt: skip
     return [
         WarningOut(id=w.id, kind=w.kind, kind_name=warnings_service.KIND_NAMES.get(w.kind, w.kind),
                    day=w.day, title=w.title, explanation=w.explanation, score=w.score,

@@ -408,7 +408,7 @@ def _ticket_page(
     from jiesu.analysis.service import links
 
     view = ticket_view(ticket_id, actor=actor, db_session=session)
-    linked, tasks = links(ticket_id, db_session=session)
+    linked, tasks = links(ticket_id, reader=actor, db_session=session)
     ctx = frame(request, actor, session, title=f"工单 {view.ticket.number}", v=view,
                 t=view.ticket, requester=masked_requester(view.ticket), linked=linked,
                 tasks=tasks, may_link=allows("warnings.handle", actor.role),
