@@ -96,7 +96,8 @@ def test_actions_keep_the_rollups_equal_to_a_rebuild(db: Database, client: TestC
         s11 = totals
         assert s11["led"] == 5 and s11["counted"] == 3  # returned and exempt are out
         assert s11["evaluated"] == 2 and s11["solved"] == 2 and s11["callbacks"] == 3
-        assert s11["satisfaction_points"] == 1800 and s11["reopened"] == 1
+        assert s11["level_satisfied"] == 1 and s11["level_basically_satisfied"] == 1
+        assert s11["reopened"] == 1
         assert r["resolution"].value == 1.0 and r["satisfaction"].value == pytest.approx(0.9)
         assert r["dispatch_accuracy"].value == pytest.approx(0.8)
         city, city_totals = A.scope_rates(today, today, db_session=s)

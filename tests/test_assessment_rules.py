@@ -46,8 +46,7 @@ class Timeline:
 
     def facts(self) -> dict[str, dict[str, int]]:
         order = Order(self.steps, LIMITS, "C-RX")
-        return {f.unit: dict(f.counters) for f in order_facts(order, clocks=CLOCKS, tz=TZ,
-                                                               scores=SCORES)}  # fmt: skip
+        return {f.unit: dict(f.counters) for f in order_facts(order, clocks=CLOCKS, tz=TZ)}
 
 
 def test_the_main_path_on_time_counts_everywhere() -> None:
@@ -55,7 +54,7 @@ def test_the_main_path_on_time_counts_everywhere() -> None:
     assert f["S11"] == {
         "led": 1, "counted": 1, "accepted_on_time": 1, "responded": 1, "replied": 1,
         "replied_on_time": 1, "audited": 1, "callbacks": 1, "evaluated": 1, "solved": 1,
-        "satisfied_n": 1, "satisfaction_points": 1000, "handling_seconds": 36_000,
+        "satisfied_n": 1, "level_very_satisfied": 1, "handling_seconds": 36_000,
     }  # fmt: skip
     assert f["C-RX"] == {"received": 1, "dispatched": 1}
 
@@ -131,7 +130,9 @@ def test_only_the_last_rounds_evaluation_counts_and_the_reopen_is_counted() -> N
     t(31, "audit", passed=True)(32, "evaluate", reached=True, solved=True,
                                 satisfaction="basically_satisfied")  # fmt: skip
     f = t.facts()["S11"]
-    assert (f["evaluated"], f["solved"], f["satisfaction_points"], f["reopened"]) == (1, 1, 800, 1)
+    assert (f["evaluated"], f["solved"], f["level_basically_satisfied"], f["reopened"]) == (
+        1, 1, 1, 1)  # fmt: skip
+    assert "level_dissatisfied" not in f  # the first round's level no longer counts
     assert "dissatisfied" not in f and f["replied_on_time"] == 1
 
 
@@ -140,7 +141,8 @@ def test_an_unreachable_callback_is_a_callback_but_not_an_evaluation() -> None:
     t(10, "reply", "S11", result="solved")(11, "audit", passed=True)(12, "evaluate", reached=False)
     f = t.facts()["S11"]
     assert f["callbacks"] == 1 and f["audited"] == 1
-    assert not {"evaluated", "solved", "satisfied_n", "satisfaction_points"} & f.keys()
+    assert not {"evaluated", "solved", "satisfied_n"} & f.keys()
+    assert not any(k.startswith("level_") for k in f)
 
 
 def test_a_citizen_rating_counts_as_an_evaluation() -> None:
@@ -149,7 +151,7 @@ def test_a_citizen_rating_counts_as_an_evaluation() -> None:
     t(12, "rate", None, solved=False, satisfaction="very_dissatisfied")
     f = t.facts()["S11"]
     assert f["evaluated"] == 1 and "solved" not in f and f["dissatisfied"] == 1
-    assert f["satisfied_n"] == 1 and "satisfaction_points" not in f
+    assert f["satisfied_n"] == 1 and f["level_very_dissatisfied"] == 1
 
 
 def test_a_reply_sent_back_does_not_stand() -> None:
@@ -219,14 +221,14 @@ def test_the_day_is_the_city_local_day_the_unit_got_it() -> None:
     late_night = datetime(2026, 5, 31, 15, 30, tzinfo=UTC)  # 23:30 in Beijing
     steps = [Step("receive", late_night, "C-RX", {}),
              Step("dispatch", late_night + 2 * H, "C-RX", {"lead": "S11"})]  # fmt: skip
-    facts = order_facts(Order(steps, LIMITS, "C-RX"), clocks=CLOCKS, tz=TZ, scores=SCORES)
+    facts = order_facts(Order(steps, LIMITS, "C-RX"), clocks=CLOCKS, tz=TZ)
     days = {f.unit: f.day for f in facts}
     assert days == {"C-RX": date(2026, 5, 31), "S11": date(2026, 6, 1)}
 
 
 def test_no_tier_limits_means_no_counted_rates() -> None:
     t = Timeline().handled()
-    facts = order_facts(Order(t.steps, None, "C-RX"), clocks=CLOCKS, tz=TZ, scores=SCORES)
+    facts = order_facts(Order(t.steps, None, "C-RX"), clocks=CLOCKS, tz=TZ)
     s11 = next(f for f in facts if f.unit == "S11")
     assert s11.get("led") == 1 and s11.get("counted") == 0
 
@@ -235,7 +237,8 @@ def test_no_tier_limits_means_no_counted_rates() -> None:
 
 TOTALS = {
     "led": 50, "counted": 40, "responded": 38, "accepted_on_time": 39, "evaluated": 20,
-    "solved": 15, "satisfaction_points": 17_400, "replied": 30, "replied_on_time": 27,
+    "solved": 15, "level_very_satisfied": 10, "level_satisfied": 5, "level_basically_satisfied": 3,
+    "level_dissatisfied": 2, "replied": 30, "replied_on_time": 27,
     "replied_late": 3, "overdue_open": 1, "extended": 4, "return_requested": 6,
     "return_approved": 5, "reopened": 2, "solved_grassroots": 12, "callbacks": 24, "audited": 25,
     "handling_seconds": 30 * 36_000,
@@ -299,15 +302,15 @@ def test_the_composite_uses_the_kinds_weights() -> None:
 W = {"response": 0.1, "resolution": 0.45, "satisfaction": 0.45}
 
 
-def entry(code: str, counted: int, solved: int, evaluated: int = 10, points: int | None = None
-          ) -> Entry:  # fmt: skip
+def entry(code: str, counted: int, solved: int, evaluated: int = 10) -> Entry:
     totals = {
         "led": counted,
         "counted": counted,
         "responded": counted,
         "evaluated": evaluated,
         "solved": solved,
-        "satisfaction_points": 1000 * solved if points is None else points,
+        "level_satisfied": solved,  # the rest: dissatisfied, 0 points
+        "level_dissatisfied": evaluated - solved,
     }
     return Entry(code, f"单位{code}", "street", totals)
 

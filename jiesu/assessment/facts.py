@@ -26,8 +26,13 @@ The rules, in the order the code applies them:
   (suspensions and approved extensions included, as `timelimits/deadlines.py` computes them).
 - **Evaluation**: only the last round's last evaluation counts (a reopened order counts again when
   its new round is evaluated). An unreachable callback counts in `callbacks` but not in
-  `evaluated`; `solved`, `satisfied_n` and `satisfaction_points` (the level's score × 1000, so
-  sums stay exact) come from a reached one.
+  `evaluated`; `solved`, `satisfied_n` and one count per satisfaction level (`level_satisfied` …)
+  come from a reached one. The facts keep the level, never its score: the pack's scores are
+  applied when the rate is read (`rates.py`), so a change of scores needs no rebuild.
+- **Contact pending**: a counted order whose first contact has not been made has its contact due
+  in `contact_due` (`PAUSED` while suspended). Until that moment passes it is *pending*, not yet
+  unresponded: the reader counts it live (`contact_due > now`) and leaves it out of the response
+  rate's denominator.
 - **Merged orders** (并单) were never dispatched: they have no unit part, only the centre's intake
   fact (`merged`); the master counts once.
 - **The service centre** gets one fact per order on the day it was received: received, answered
@@ -38,10 +43,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from jiesu.citypack.parse import Duration
+from jiesu.citypack.parse import SATISFACTION_LEVELS, Duration
 from jiesu.timelimits.clocks import Clocks
 from jiesu.timelimits.deadlines import Deadline, Step, deadlines
 
@@ -66,7 +71,7 @@ UNIT_COUNTERS: tuple[str, ...] = (
     "evaluated",  # the citizen was reached and gave a verdict
     "solved",
     "satisfied_n",  # evaluations with a satisfaction level
-    "satisfaction_points",  # Σ score × 1000
+    *(f"level_{level}" for level in SATISFACTION_LEVELS),  # evaluations at each level
     "dissatisfied",  # dissatisfied or very dissatisfied
     "urged",  # urges (催办) received while leading
     "supervised",  # put under supervision (督办)
@@ -82,6 +87,10 @@ CENTRE_COUNTERS: tuple[str, ...] = (
     "misdispatched",  # approved returns: a unit was sent an order that was not its own
 )
 COUNTERS = UNIT_COUNTERS + tuple(c for c in CENTRE_COUNTERS if c not in UNIT_COUNTERS)
+LEVELS = SATISFACTION_LEVELS
+LEVEL_COUNTERS = {level: f"level_{level}" for level in LEVELS}
+# The contact due of an order suspended before its first contact: pending until it resumes.
+PAUSED = datetime(9999, 12, 31, tzinfo=UTC)
 
 STARTS = ("dispatch", "escalate")
 EVALUATIONS = ("evaluate", "rate")
@@ -104,6 +113,7 @@ class Fact:
     unit: str
     day: date
     counters: Mapping[str, int] = field(default_factory=dict)
+    contact_due: datetime | None = None  # set while the first contact is still to be made
 
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
@@ -145,7 +155,6 @@ def order_facts(
     *,
     clocks: Clocks,
     tz: ZoneInfo,
-    scores: Mapping[str, float],
 ) -> list[Fact]:
     """One fact for the service centre and one per unit that led the order."""
     steps = order.steps
@@ -157,8 +166,7 @@ def order_facts(
     for part in parts(steps):
         by_unit.setdefault(part.unit, []).append(part)
     for unit, unit_parts in by_unit.items():
-        facts.append(_unit_fact(order, unit, unit_parts, exempt, clocks=clocks, tz=tz,
-                                scores=scores))  # fmt: skip
+        facts.append(_unit_fact(order, unit, unit_parts, exempt, clocks=clocks, tz=tz))
     return facts
 
 
@@ -214,7 +222,6 @@ def _unit_fact(
     *,
     clocks: Clocks,
     tz: ZoneInfo,
-    scores: Mapping[str, float],
 ) -> Fact:
     steps = order.steps
     first, last = unit_parts[0], unit_parts[-1]
@@ -242,6 +249,7 @@ def _unit_fact(
     if any(len(p.rounds) > 1 for p in unit_parts):
         c["reopened"] = 1
     counted = last.ended is None and not exempt.get(unit)
+    contact_due: datetime | None = None
     if counted and order.tier_limits is not None:
         c["counted"] = 1
         # The first round of the part that stands decides signing and response.
@@ -250,7 +258,10 @@ def _unit_fact(
         now = head[-1].at
         ds = deadlines(head, order.tier_limits, unit, clocks, now)
         c["accepted_on_time"] = int(_on_time(_phase(ds, "accept")))
-        c["responded"] = int(_on_time(_phase(ds, "contact")))
+        contact = _phase(ds, "contact")
+        c["responded"] = int(_on_time(contact))
+        if contact is not None and contact.met_at is None:
+            contact_due = contact.due or PAUSED
         # The last round of the last part decides completion and the evaluation.
         tail = steps[last.rounds[-1] :]
         ds = deadlines(steps, order.tier_limits, unit, clocks, steps[-1].at)
@@ -268,8 +279,9 @@ def _unit_fact(
                 c["evaluated"] = 1
                 c["solved"] = int(bool(evaluation.data.get("solved")))
                 level = evaluation.data.get("satisfaction")
-                if level:
+                if level in LEVEL_COUNTERS:
                     c["satisfied_n"] = 1
-                    c["satisfaction_points"] = round(1000 * float(scores.get(str(level), 0)))
+                    c[LEVEL_COUNTERS[str(level)]] = 1
                     c["dissatisfied"] = int(level in DISSATISFIED)
-    return Fact(unit, _day(steps[first.start].at, tz), {k: v for k, v in c.items() if v})
+    counters = {k: v for k, v in c.items() if v}
+    return Fact(unit, _day(steps[first.start].at, tz), counters, contact_due)

@@ -4,6 +4,12 @@
   one for the service centre) — `facts.py` computes it from the timeline. The drill-down reads it.
 - `metric_rollup`: the sums of the facts per unit and city-local day, kept up to date action by
   action (the order's old facts subtracted, its new ones added, in the action's transaction).
+  Counts only (evaluations per satisfaction level, never points): the pack's scores and weights
+  are applied when figures are read.
+- `month_freeze` / `frozen_fact`: a month's figures as published. At the pack's cut-off
+  (`assessment.cutoff_day`) the month's facts are copied once, with the orders open past due at
+  that moment and the scores, weights and sample rules then in force; the ranking and the
+  drill-down of a frozen month read the copy, whatever arrives later.
 - `intake_fact` / `intake_rollup`: how many requests came in per day and district by street,
   street × top category, category, channel and request type (the dashboard's and the burst
   detector's counts).
@@ -35,7 +41,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jiesu.assessment.facts import COUNTERS
-from jiesu.db.base import Base, JSONType, utcnow
+from jiesu.db.base import Base, JSONType, UTCDateTime, utcnow
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Bytes = LargeBinary().with_variant(postgresql.BYTEA(), "postgresql")
@@ -48,11 +54,17 @@ def _counter_columns(big: bool) -> dict[str, Any]:
 
 class MetricFact(Base):
     __tablename__ = "metric_fact"
-    __table_args__ = (Index("ix_metric_fact_unit_day", "unit_id", "day"),)
+    __table_args__ = (
+        Index("ix_metric_fact_unit_day", "unit_id", "day"),
+        Index("ix_metric_fact_contact_due", "contact_due"),
+    )
 
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), primary_key=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), primary_key=True)
     day: Mapped[date] = mapped_column(Date)
+    # The first contact's due while it is still to be made (facts.PAUSED while suspended): the
+    # order is pending, not unresponded, until then.
+    contact_due: Mapped[datetime | None] = mapped_column(UTCDateTime)
     locals().update(_counter_columns(big=False))
 
 
@@ -63,6 +75,33 @@ class MetricRollup(Base):
     unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     locals().update(_counter_columns(big=True))
+
+
+class MonthFreeze(Base):
+    """A month whose figures were frozen (published) at its cut-off, with the rules then in force."""
+
+    __tablename__ = "month_freeze"
+
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # 2026-10
+    frozen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # scores, weights …
+
+
+class FrozenFact(Base):
+    """One order's fact for one unit as it stood when its month was frozen."""
+
+    __tablename__ = "frozen_fact"
+    __table_args__ = (Index("ix_frozen_fact_period_unit", "period", "unit_id"),)
+
+    period: Mapped[str] = mapped_column(
+        ForeignKey("month_freeze.period", ondelete="CASCADE"), primary_key=True
+    )
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    overdue_open: Mapped[int] = mapped_column(Integer, default=0)  # open past due at the cut-off
+    contact_pending: Mapped[int] = mapped_column(Integer, default=0)  # contact not yet due then
+    locals().update(_counter_columns(big=False))
 
 
 class IntakeFact(Base):

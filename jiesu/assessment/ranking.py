@@ -54,13 +54,15 @@ def rank(
     small_sample: int,
     previous: Mapping[str, int] | None = None,
     bottom: int = 0,
+    scores: Mapping[str, float] | None = None,
 ) -> list[Ranked]:
-    """The ranked list (ranked units first, then the unranked ones by orders)."""
+    """The ranked list (ranked units first, then the unranked ones by orders); `scores` are the
+    satisfaction levels' scores and `weights` the kind's, both as they stand when read."""
     previous = previous or {}
     scored = []
     unranked = []
     for e in entries:
-        r = rates(e.totals)
+        r = rates(e.totals, scores=scores)
         score = composite({k: r[k] for k in THREE}, weights)
         orders = int(e.totals.get("counted", 0))
         if orders < small_sample or score is None:

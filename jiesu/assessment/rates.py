@@ -2,15 +2,20 @@
 
 Every rate is a `Rate`: its numerator, its denominator and the value (None when the denominator
 is 0 — "no orders" is not "0%"). The counters are the sums of the facts of `facts.py` over a unit
-(or a group of units) and a period; `overdue_open` (orders still unreplied past their due today)
-and `solved_grassroots` (solved by a street, community or grid) are added by the caller, since they
+(or a group of units) and a period; `overdue_open` (orders still unreplied past their due now),
+`contact_pending` (orders whose first contact is still within its limit now) and
+`solved_grassroots` (solved by a street, community or grid) are added by the caller, since they
 depend on the clock and on the unit tree.
+
+Rules that can change are applied here, when a figure is read, never stored in the counters: the
+satisfaction rate multiplies the count of each satisfaction level by the pack's current score
+(`scores`), and the composite takes the current weights. So the stored counts never go stale.
 
 | key | 中文 | numerator / denominator |
 |---|---|---|
-| response | 响应率 | first contact within the limit / counted orders |
+| response | 响应率 | first contact within the limit / (counted − contact still pending) |
 | resolution | 解决率 | evaluated solved / evaluated |
-| satisfaction | 满意率 | Σ score(level) / evaluated |
+| satisfaction | 满意率 | Σ count(level) × score(level) / evaluated |
 | accept_on_time | 按时签收率 | signed within the limit / counted |
 | complete_on_time | 按时办结率 | replied within the limit / replied |
 | overdue | 超期率 | (replied late + open past due) / counted |
@@ -33,6 +38,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from jiesu.assessment.facts import LEVEL_COUNTERS
+from jiesu.citypack.parse import DEFAULT_SCORES
+
 DEFAULT_WEIGHTS = {"response": 0.10, "resolution": 0.45, "satisfaction": 0.45}
 
 
@@ -52,18 +60,21 @@ class Rate:
 class Definition:
     key: str
     name: str
-    numerator: tuple[str, ...]  # counters summed (a leading "-" subtracts)
+    numerator: tuple[str, ...]  # counters summed
     denominator: str
     complement: bool = False  # 1 − numerator / denominator
-    scale: float = 1.0  # numerator ÷ scale (satisfaction points are × 1000, seconds → hours)
+    scale: float = 1.0  # numerator ÷ scale (seconds → hours)
     higher_is_better: bool = True
     centre: bool = False  # a figure of the service centre, not of handling units
+    scored: bool = False  # the numerator's counters are satisfaction levels, × the level's score
+    less: tuple[str, ...] = ()  # counters taken off the denominator (live: pending contacts)
 
 
 DEFINITIONS: tuple[Definition, ...] = (
-    Definition("response", "响应率", ("responded",), "counted"),
+    Definition("response", "响应率", ("responded",), "counted", less=("contact_pending",)),
     Definition("resolution", "解决率", ("solved",), "evaluated"),
-    Definition("satisfaction", "满意率", ("satisfaction_points",), "evaluated", scale=1000),
+    Definition("satisfaction", "满意率", tuple(LEVEL_COUNTERS.values()), "evaluated",
+               scored=True),
     Definition("accept_on_time", "按时签收率", ("accepted_on_time",), "counted"),
     Definition("complete_on_time", "按时办结率", ("replied_on_time",), "replied"),
     Definition("overdue", "超期率", ("replied_late", "overdue_open"), "counted",
@@ -86,9 +97,22 @@ BY_KEY = {d.key: d for d in DEFINITIONS}
 THREE = ("response", "resolution", "satisfaction")
 
 
-def rate(definition: Definition, totals: Mapping[str, int | float]) -> Rate:
-    numerator = sum(totals.get(name, 0) for name in definition.numerator) / definition.scale
+def rate(
+    definition: Definition, totals: Mapping[str, int | float],
+    scores: Mapping[str, float] | None = None,
+) -> Rate:  # fmt: skip
+    """One rate; `scores` are the satisfaction levels' scores (the pack's; SPEC's by default)."""
+    if definition.scored:
+        scores = scores or DEFAULT_SCORES
+        numerator = sum(
+            totals.get(counter, 0) * float(scores.get(level, DEFAULT_SCORES[level]))
+            for level, counter in LEVEL_COUNTERS.items()
+        )
+    else:
+        numerator = sum(totals.get(name, 0) for name in definition.numerator)
+    numerator /= definition.scale
     denominator = int(totals.get(definition.denominator, 0))
+    denominator -= sum(int(totals.get(name, 0)) for name in definition.less)
     if denominator <= 0:
         return Rate(definition.key, numerator, denominator, None)
     value = numerator / denominator
@@ -97,9 +121,12 @@ def rate(definition: Definition, totals: Mapping[str, int | float]) -> Rate:
     )
 
 
-def rates(totals: Mapping[str, int | float], *, centre: bool = False) -> dict[str, Rate]:
+def rates(
+    totals: Mapping[str, int | float], *, centre: bool = False,
+    scores: Mapping[str, float] | None = None,
+) -> dict[str, Rate]:  # fmt: skip
     """Every unit rate (and with `centre`, the service centre's own) from summed counters."""
-    return {d.key: rate(d, totals) for d in DEFINITIONS if centre or not d.centre}
+    return {d.key: rate(d, totals, scores) for d in DEFINITIONS if centre or not d.centre}
 
 
 def weights_for(

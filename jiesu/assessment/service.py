@@ -18,14 +18,35 @@ import calendar as pycalendar
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from jiesu.assessment import facts as F
-from jiesu.assessment.models import IntakeFact, IntakeRollup, MetricFact, MetricRollup
+from jiesu.assessment.models import (
+    FrozenFact,
+    IntakeFact,
+    IntakeRollup,
+    MetricFact,
+    MetricRollup,
+    MonthFreeze,
+)
 from jiesu.assessment.ranking import DEFAULT_BOTTOM, Entry, Ranked, rank
 from jiesu.assessment.rates import Rate, add, rates, weights_for
 from jiesu.db.base import utcnow
@@ -175,10 +196,13 @@ def context(*, db_session: Session) -> Context:
     )
 
 
+FactRow = tuple[date, dict[str, int], datetime | None]  # day, counters, contact due
+
+
 def compute(
     tier: str | None, events: Iterable[tuple[str, datetime, int | None, Mapping[str, Any]]],
     ctx: Context,
-) -> dict[int, tuple[date, dict[str, int]]]:  # fmt: skip
+) -> dict[int, FactRow]:  # fmt: skip
     """The order's facts by unit id, from its events (action, at, acting unit id, data)."""
     if ctx.units.centre is None:
         return {}
@@ -188,12 +212,11 @@ def compute(
         for action, at, u, data in events
     ]
     order = F.Order(steps, ctx.limits(tier), ctx.units.centre.code)
-    scores = ctx.settings.get("satisfaction_scores") or {}
-    out: dict[int, tuple[date, dict[str, int]]] = {}
-    for fact in F.order_facts(order, clocks=ctx.clocks, tz=ctx.tz, scores=scores):
+    out: dict[int, FactRow] = {}
+    for fact in F.order_facts(order, clocks=ctx.clocks, tz=ctx.tz):
         unit = ctx.units.by_code.get(fact.unit)
         if unit is not None:
-            out[unit.id] = (fact.day, dict(fact.counters))
+            out[unit.id] = (fact.day, dict(fact.counters), fact.contact_due)
     return out
 
 
@@ -240,12 +263,14 @@ def _prepared(db_session: Session) -> _Statements:
         set_={"n": intake.c.n + bump_intake.excluded.n},
     )
     made = _Statements(
-        stored=select(fact.c.unit_id, fact.c.day, *[fact.c[c] for c in COUNTER_COLUMNS]).where(
+        stored=select(fact.c.unit_id, fact.c.day, fact.c.contact_due,
+                      *[fact.c[c] for c in COUNTER_COLUMNS]).where(
             fact.c.ticket_id == bindparam("t")
         ),
         insert_fact=insert(fact),
         update_fact=update(fact).where(this).values(
-            {"day": bindparam("d"), **{c: bindparam(f"v_{c}") for c in COUNTER_COLUMNS}}
+            {"day": bindparam("d"), "contact_due": bindparam("due"),
+             **{c: bindparam(f"v_{c}") for c in COUNTER_COLUMNS}}
         ),
         delete_fact=delete(fact).where(this),
         bump=bump,
@@ -259,11 +284,19 @@ def _prepared(db_session: Session) -> _Statements:
     return made
 
 
-def _stored(ticket_id: int, db_session: Session) -> dict[int, tuple[date, dict[str, int]]]:
+def _stored(ticket_id: int, db_session: Session) -> dict[int, FactRow]:
     rows = db_session.connection().execute(_prepared(db_session).stored, {"t": ticket_id})
     return {
-        r[0]: (r[1], {c: v for c, v in zip(COUNTER_COLUMNS, r[2:], strict=True) if v}) for r in rows
+        r[0]: (r[1], {c: v for c, v in zip(COUNTER_COLUMNS, r[3:], strict=True) if v}, _utc(r[2]))
+        for r in rows
     }
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    """A stored time read through a Core statement: SQLite hands it back naive (UTC)."""
+    if at is None or at.tzinfo is not None:
+        return at
+    return at.replace(tzinfo=UTC)
 
 
 def refresh(
@@ -289,10 +322,10 @@ def refresh(
             conn.execute(sql.delete_fact, key)
         elif before is None:
             conn.execute(sql.insert_fact, {"ticket_id": ticket.id, "unit_id": unit_id,
-                                           "day": after[0]}
+                                           "day": after[0], "contact_due": after[2]}
                          | {c: after[1].get(c, 0) for c in COUNTER_COLUMNS})  # fmt: skip
         else:
-            conn.execute(sql.update_fact, key | {"d": after[0]}
+            conn.execute(sql.update_fact, key | {"d": after[0], "due": after[2]}
                          | {f"v_{c}": after[1].get(c, 0) for c in COUNTER_COLUMNS})  # fmt: skip
         if before is not None and after is not None and before[0] == after[0]:
             _bump(conn, sql, unit_id, after[0], add(dict(after[1]), before[1], -1))
@@ -409,8 +442,9 @@ def rebuild(
         fact_rows = []
         intake_rows = []
         for tid, tier, created, channel, rtype, category_id, district_id, street_id in rows:
-            for unit_id, (day, counters) in compute(tier, events.get(tid, ()), ctx).items():
-                fact_rows.append({"ticket_id": tid, "unit_id": unit_id, "day": day}
+            for unit_id, (day, counters, due) in compute(tier, events.get(tid, ()), ctx).items():
+                fact_rows.append({"ticket_id": tid, "unit_id": unit_id, "day": day,
+                                  "contact_due": due}
                                  | {c: counters.get(c, 0) for c in COUNTER_COLUMNS})  # fmt: skip
                 add(rollup[(unit_id, day)], counters)
             street = ctx.units.by_id.get(street_id) if street_id else None
@@ -476,7 +510,15 @@ def snapshot(*, db_session: Session) -> dict[str, Any]:
         )
         if r[4]
     }
-    return {"metric": metric, "intake": intake}
+    # The published months are a record, not derived from today's events: a rebuild leaves
+    # them as they are, and the comparison shows it.
+    frozen = {
+        str(p): int(n)
+        for p, n in db_session.execute(
+            select(FrozenFact.period, func.count()).group_by(FrozenFact.period)
+        )
+    }
+    return {"metric": metric, "intake": intake, "frozen": frozen}
 
 
 # ---- reading -----------------------------------------------------------------------------------
@@ -506,28 +548,26 @@ def unit_totals(start: date, end: date, *, db_session: Session) -> dict[int, dic
     return out
 
 
-def open_overdue(start: date, end: date, *, db_session: Session, now: datetime | None = None
-                 ) -> dict[int, int]:  # fmt: skip
-    """Orders led by each unit, got in the period, still unreplied past their due now.
+OPEN = ("dispatched", "accepted")  # the statuses in which an order past its due is overdue
+
+
+def _open_overdue_facts(start: date, end: date, now: datetime, db_session: Session
+                        ) -> list[tuple[int, int]]:  # fmt: skip
+    """(order, unit) of the facts behind `overdue_open`: counted, unreplied, the unit still leads
+    it and it is open past its due now.
 
     Two indexed steps rather than one join: the open orders past due (few, by the status/due
     index), then their facts by primary key. As one join PostgreSQL misjudged the first set and
     scanned every fact (0.4 s with 3 million orders; docs/benchmarks.md)."""
-    now = now or utcnow()
-    memo_key = ("open_overdue", start, end, now.replace(second=0, microsecond=0))
-    known = db_session.info.get(memo_key)
-    if known is not None:  # the four rankings of one page or report ask the same
-        return dict(known)
     lead = {
         int(tid): int(unit)
         for tid, unit in db_session.execute(
             select(Ticket.id, Ticket.lead_unit_id).where(
-                Ticket.status.in_(("dispatched", "accepted")), Ticket.due_at < now,
-                Ticket.lead_unit_id.is_not(None),
+                Ticket.status.in_(OPEN), Ticket.due_at < now, Ticket.lead_unit_id.is_not(None),
             )
         )
     }  # fmt: skip
-    out: dict[int, int] = defaultdict(int)
+    out: list[tuple[int, int]] = []
     ids = list(lead)
     for i in range(0, len(ids), 5_000):
         chunk = ids[i : i + 5_000]
@@ -538,19 +578,65 @@ def open_overdue(start: date, end: date, *, db_session: Session, now: datetime |
             )
         ):  # fmt: skip
             if lead.get(tid) == unit:
-                out[unit] += 1
+                out.append((int(tid), int(unit)))
+    return out
+
+
+def open_overdue(start: date, end: date, *, db_session: Session, now: datetime | None = None
+                 ) -> dict[int, int]:  # fmt: skip
+    """Orders led by each unit, got in the period, still unreplied past their due now."""
+    now = now or utcnow()
+    memo_key = ("open_overdue", start, end, now.replace(second=0, microsecond=0))
+    known = db_session.info.get(memo_key)
+    if known is not None:  # the four rankings of one page or report ask the same
+        return dict(known)
+    out: dict[int, int] = defaultdict(int)
+    for _, unit in _open_overdue_facts(start, end, now, db_session):
+        out[unit] += 1
     db_session.info[memo_key] = dict(out)
     return dict(out)
 
 
+def contact_pending(start: date, end: date, *, db_session: Session,
+                    now: datetime | None = None) -> dict[int, int]:  # fmt: skip
+    """Orders of each unit, got in the period, whose first contact is still within its limit
+    now (pending: neither responded nor unresponded yet). Few rows, by the contact_due index."""
+    now = now or utcnow()
+    return {
+        int(unit): int(n)
+        for unit, n in db_session.execute(
+            select(MetricFact.unit_id, func.count())
+            .where(MetricFact.contact_due > now, MetricFact.day.between(start, end),
+                   MetricFact.counted == 1)
+            .group_by(MetricFact.unit_id)
+        )
+    }  # fmt: skip
+
+
 def _with_live(
-    totals: dict[int, dict[str, int]], overdue: Mapping[int, int], units: UnitIndex
-) -> dict[int, dict[str, int]]:
+    totals: dict[int, dict[str, int]], overdue: Mapping[int, int], units: UnitIndex,
+    pending: Mapping[int, int] | None = None,
+) -> dict[int, dict[str, int]]:  # fmt: skip
     for unit_id, t in totals.items():
         t["overdue_open"] = overdue.get(unit_id, 0)
-        unit = units.by_id.get(unit_id)
-        t["solved_grassroots"] = t.get("solved", 0) if unit and unit.kind in GRASSROOTS else 0
+        t["contact_pending"] = (pending or {}).get(unit_id, 0)
+        _grassroots(unit_id, t, units)
     return totals
+
+
+def _grassroots(unit_id: int, t: dict[str, int], units: UnitIndex) -> None:
+    unit = units.by_id.get(unit_id)
+    t["solved_grassroots"] = t.get("solved", 0) if unit and unit.kind in GRASSROOTS else 0
+
+
+def live_totals(start: date, end: date, *, db_session: Session, now: datetime | None = None
+                ) -> dict[int, dict[str, int]]:  # fmt: skip
+    """Every unit's counters over the days, with the live counts (past due, contact pending)."""
+    now = now or utcnow()
+    return _with_live(unit_totals(start, end, db_session=db_session),
+                      open_overdue(start, end, db_session=db_session, now=now),
+                      unit_index(db_session=db_session),
+                      contact_pending(start, end, db_session=db_session, now=now))  # fmt: skip
 
 
 def scope_totals(
@@ -567,11 +653,162 @@ def scope_totals(
     return out
 
 
+# ---- published months ----------------------------------------------------------------------
+#
+# The pack's `assessment: {cutoff_day: N}` closes month M at the end of day N of month M+1 (city
+# time). Then `freeze_due` (the worker, `jiesu metrics freeze`) copies M's facts into
+# `frozen_fact` once, with the orders open past due and the contacts still pending at that
+# moment and the scores, weights and sample rules then in force. A frozen month's ranking, its
+# figures and its drill-downs read the copy: what arrives later (a late evaluation, an approved
+# exemption, a calendar change) changes the month's live figures, never what was published, and
+# counts nowhere else (`late: own_month`, the only choice so far). `rebuild` leaves the copies
+# alone: they are a record of what was published, not derived from today's events.
+
+RULE_KEYS = ("satisfaction_scores", "weights", "small_sample", "task_force")
+
+
+def cutoff_of(period: str, settings: Mapping[str, Any]) -> datetime | None:
+    """When the month closes (UTC), or None when the pack sets no cut-off."""
+    day = (settings.get("assessment") or {}).get("cutoff_day")
+    if not day:
+        return None
+    year, month = (int(x) for x in period.split("-"))
+    year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    end_of_day = datetime(year, month, int(day), tzinfo=city_tz()) + timedelta(days=1)
+    return end_of_day.astimezone(UTC)
+
+
+def next_month(period: str) -> str:
+    year, month = (int(x) for x in period.split("-"))
+    return f"{year + 1}-01" if month == 12 else f"{year}-{month + 1:02d}"
+
+
+def frozen_month(period: str, *, db_session: Session) -> MonthFreeze | None:
+    return db_session.get(MonthFreeze, period)
+
+
+def freeze(period: str, *, db_session: Session, now: datetime | None = None) -> MonthFreeze:
+    """Copy the month's facts as they stand now (once: a frozen month is never frozen again)."""
+    now = now or utcnow()
+    known = frozen_month(period, db_session=db_session)
+    if known is not None:
+        return known
+    settings = pack_settings(db_session=db_session)
+    row = MonthFreeze(period=period, frozen_at=now,
+                      settings={k: settings[k] for k in RULE_KEYS if k in settings})  # fmt: skip
+    db_session.add(row)
+    db_session.flush()
+    start, end = month_bounds(period)
+    fact = MetricFact.__table__
+    pending = case((fact.c.contact_due > now, 1), else_=0)
+    columns = ["period", "ticket_id", "unit_id", "day", "overdue_open", "contact_pending",
+               *COUNTER_COLUMNS]  # fmt: skip
+    db_session.execute(
+        insert(FrozenFact).from_select(
+            columns,
+            select(literal(period, String(7)), fact.c.ticket_id, fact.c.unit_id, fact.c.day,
+                   literal(0, Integer()), pending, *[fact.c[c] for c in COUNTER_COLUMNS])
+            .where(fact.c.day.between(start, end)),
+        )
+    )  # fmt: skip
+    late = _open_overdue_facts(start, end, now, db_session)
+    if late:
+        db_session.execute(
+            update(FrozenFact.__table__)
+            .where(FrozenFact.__table__.c.period == period,
+                   FrozenFact.__table__.c.ticket_id == bindparam("t"),
+                   FrozenFact.__table__.c.unit_id == bindparam("u"))
+            .values(overdue_open=1),
+            [{"t": t, "u": u} for t, u in late],
+        )  # fmt: skip
+    return row
+
+
+def freeze_due(now: datetime | None = None, *, db_session: Session) -> list[str]:
+    """Freeze the months whose cut-off has passed since the last one frozen (the latest closed
+    month the first time: months before were never published). What the worker runs."""
+    now = now or utcnow()
+    settings = pack_settings(db_session=db_session)
+    month = f"{now.astimezone(city_tz()):%Y-%m}"
+    closed = None
+    for _ in range(3):  # the latest month whose cut-off has passed (the cut-off is ≤ day 28)
+        month = previous_month(month)
+        cutoff = cutoff_of(month, settings)
+        if cutoff is None:
+            return []
+        if cutoff <= now:
+            closed = month
+            break
+    if closed is None:
+        return []
+    last = db_session.scalar(select(func.max(MonthFreeze.period)))
+    todo = [closed]
+    if last is not None:
+        todo = []
+        month = next_month(last)
+        while month <= closed:
+            todo.append(month)
+            month = next_month(month)
+    for period in todo:
+        freeze(period, db_session=db_session, now=now)
+    return todo
+
+
+def frozen_totals(period: str, *, db_session: Session) -> dict[int, dict[str, int]]:
+    """Every unit's counters of a frozen month as published (the live counts included)."""
+    names = (*COUNTER_COLUMNS, "overdue_open", "contact_pending")
+    cols = [func.sum(getattr(FrozenFact, c)) for c in names]
+    units = unit_index(db_session=db_session)
+    out: dict[int, dict[str, int]] = {}
+    for r in db_session.execute(
+        select(FrozenFact.unit_id, *cols).where(FrozenFact.period == period)
+        .group_by(FrozenFact.unit_id)
+    ):  # fmt: skip
+        t = {c: int(v or 0) for c, v in zip(names, r[1:], strict=True)}
+        _grassroots(r[0], t, units)
+        out[r[0]] = t
+    return out
+
+
+@dataclass(frozen=True)
+class MonthFigures:
+    """A month's counters per unit and the rules to read them with, published or live."""
+
+    period: str
+    totals: dict[int, dict[str, int]]
+    rules: Mapping[str, Any]  # satisfaction_scores, weights, small_sample, task_force
+    basis: str  # frozen | live
+    frozen_at: datetime | None
+    cutoff: datetime | None  # when the month closes (closed), None without a cut-off
+
+
+def month_figures(period: str, *, db_session: Session, now: datetime | None = None,
+                  live: bool = False) -> MonthFigures:  # fmt: skip
+    """The published figures of a frozen month (unless `live`), else the live ones."""
+    settings = pack_settings(db_session=db_session)
+    cutoff = cutoff_of(period, settings)
+    frozen = None if live else frozen_month(period, db_session=db_session)
+    if frozen is not None:
+        return MonthFigures(period, frozen_totals(period, db_session=db_session),
+                            {**settings, **(frozen.settings or {})}, "frozen", frozen.frozen_at,
+                            cutoff)  # fmt: skip
+    start, end = month_bounds(period)
+    totals = live_totals(start, end, db_session=db_session, now=now)
+    return MonthFigures(period, totals, settings, "live", None, cutoff)
+
+
+def scores_of(rules: Mapping[str, Any]) -> Mapping[str, float] | None:
+    return rules.get("satisfaction_scores") or None
+
+
 @dataclass(frozen=True)
 class Rankings:
     period: str
     group: str  # district | street | department | company
     rows: list[Ranked]
+    basis: str = "live"  # frozen (as published at the cut-off) | live
+    frozen_at: datetime | None = None
+    cutoff: datetime | None = None
 
 
 def _entries_for(
@@ -592,86 +829,158 @@ def _entries_for(
     return entries
 
 
+def _ranked(group: str, figures: MonthFigures, units: UnitIndex,
+            previous: Mapping[str, int] | None = None) -> list[Ranked]:  # fmt: skip
+    rules = figures.rules
+    small = int(rules.get("small_sample", 30))
+    bottom = int((rules.get("task_force") or {}).get(group, DEFAULT_BOTTOM.get(group, 0)))
+    return rank(_entries_for(group, figures.totals, units),
+                weights=weights_for(group, rules.get("weights")), small_sample=small,
+                previous=previous, bottom=bottom if previous is not None else 0,
+                scores=scores_of(rules))  # fmt: skip
+
+
 def rankings(
-    period: str, group: str, *, db_session: Session, now: datetime | None = None
-) -> Rankings:
-    """The month's ranking of one kind of unit, with the change against the month before."""
-    settings = pack_settings(db_session=db_session)
+    period: str, group: str, *, db_session: Session, now: datetime | None = None,
+    live: bool = False,
+) -> Rankings:  # fmt: skip
+    """The month's ranking of one kind of unit, with the change against the month before: as
+    published when the month is frozen (unless `live`), else live. The month before counts as
+    published when it was frozen, else from its rollups without the live counts."""
     units = unit_index(db_session=db_session)
-    small = int(settings.get("small_sample", 30))
-    bottom = int((settings.get("task_force") or {}).get(group, DEFAULT_BOTTOM.get(group, 0)))
-    weights = weights_for(group, settings.get("weights"))
-    start, end = month_bounds(period)
-    totals = _with_live(unit_totals(start, end, db_session=db_session),
-                        open_overdue(start, end, db_session=db_session, now=now), units)  # fmt: skip
-    p_start, p_end = month_bounds(previous_month(period))
-    before = _with_live(unit_totals(p_start, p_end, db_session=db_session), {}, units)
-    previous_list = rank(_entries_for(group, before, units), weights=weights, small_sample=small)
-    previous = {r.code: r.rank for r in previous_list if r.rank is not None}
-    rows = rank(_entries_for(group, totals, units), weights=weights, small_sample=small,
-                previous=previous, bottom=bottom)  # fmt: skip
-    return Rankings(period, group, rows)
+    figures = month_figures(period, db_session=db_session, now=now, live=live)
+    before_period = previous_month(period)
+    before = month_figures(before_period, db_session=db_session, now=now)
+    if before.basis == "live":
+        p_start, p_end = month_bounds(before_period)
+        before = MonthFigures(before_period, _with_live(
+            unit_totals(p_start, p_end, db_session=db_session), {}, units), before.rules, "live",
+            None, before.cutoff)  # fmt: skip
+    previous = {r.code: r.rank for r in _ranked(group, before, units) if r.rank is not None}
+    rows = _ranked(group, figures, units, previous)
+    return Rankings(period, group, rows, figures.basis, figures.frozen_at, figures.cutoff)
 
 
 def scope_rates(
     start: date, end: date, *, db_session: Session, scope: str | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, period: str | None = None,
 ) -> tuple[dict[str, Rate], dict[str, int]]:  # fmt: skip
     """Every rate of a district (a unit code: everything under it) or of the city, with the
-    centre's own figures when the scope is the city."""
+    centre's own figures when the scope is the city. With `period` (a month) a frozen month's
+    published figures are read instead of the days' live ones."""
     units = unit_index(db_session=db_session)
-    totals = _with_live(unit_totals(start, end, db_session=db_session),
-                        open_overdue(start, end, db_session=db_session, now=now), units)  # fmt: skip
+    if period is not None:
+        figures = month_figures(period, db_session=db_session, now=now)
+        totals, rules = figures.totals, figures.rules
+    else:
+        totals = live_totals(start, end, db_session=db_session, now=now)
+        rules = pack_settings(db_session=db_session)
     unit = units.by_code.get(scope) if scope else None
     summed = scope_totals(totals, unit, units)
     if scope is None and units.centre is not None:
         centre = totals.get(units.centre.id, {})
         for c in F.CENTRE_COUNTERS:
             summed[c] = centre.get(c, 0)
-    return rates(summed, centre=scope is None), summed
+    return rates(summed, centre=scope is None, scores=scores_of(rules)), summed
 
 
 # ---- drill-down --------------------------------------------------------------------------------
 
 # Which orders are behind a figure: (the counter that must be set, or unset with a "!").
+# `overdue`, `pending` and `response_counted` also depend on the clock (see `_live_condition`).
 DRILL: dict[str, tuple[str, ...]] = {
     "led": ("led",),
     "counted": ("counted",),
     "responded": ("responded",),
-    "not_responded": ("counted", "!responded"),
+    "response_counted": ("counted",),  # … less the pending contacts: the response's denominator
+    "not_responded": ("counted", "!responded"),  # … less the pending contacts
+    "pending": ("counted",),  # the first contact still within its limit
+    "accepted_on_time": ("accepted_on_time",),
+    "not_accepted_on_time": ("counted", "!accepted_on_time"),
+    "replied": ("replied",),
+    "replied_on_time": ("replied_on_time",),
+    "late": ("replied_late",),
+    "overdue": ("counted",),  # replied late, or open past due now
     "evaluated": ("evaluated",),
     "solved": ("solved",),
     "unsolved": ("evaluated", "!solved"),
     "dissatisfied": ("dissatisfied",),
-    "late": ("replied_late",),
+    **{counter: (counter,) for counter in F.LEVEL_COUNTERS.values()},
     "extended": ("extended",),
     "returned": ("return_requested",),
     "misdispatched": ("return_approved",),
     "reopened": ("reopened",),
     "exempted": ("exempted",),
-    "not_accepted_on_time": ("counted", "!accepted_on_time"),
+    "audited": ("audited",),
+    "callbacks": ("callbacks",),
 }
+# Each rate's numerator and denominator as drill-downs (satisfaction: one per level).
+RATE_DRILL: dict[str, tuple[str | None, str]] = {
+    "response": ("responded", "response_counted"),
+    "resolution": ("solved", "evaluated"),
+    "satisfaction": (None, "evaluated"),
+    "accept_on_time": ("accepted_on_time", "counted"),
+    "complete_on_time": ("replied_on_time", "replied"),
+    "overdue": ("overdue", "counted"),
+    "extension": ("extended", "counted"),
+    "return": ("returned", "led"),
+    "dispatch_accuracy": ("misdispatched", "led"),
+    "reopen": ("reopened", "counted"),
+    "callback": ("callbacks", "audited"),
+    "avg_hours": (None, "replied"),
+}
+
+
+def _live_condition(what: str, table: Any, now: datetime, frozen: bool) -> Any:
+    """The clock's part of a drill-down: on a frozen month, the flags copied at the cut-off."""
+    if frozen:
+        if what == "pending":
+            return table.contact_pending > 0
+        if what in ("response_counted", "not_responded"):
+            return table.contact_pending == 0
+        if what == "overdue":
+            return or_(table.replied_late > 0, table.overdue_open > 0)
+        return None
+    if what == "pending":
+        return table.contact_due > now
+    if what in ("response_counted", "not_responded"):
+        return or_(table.contact_due.is_(None), table.contact_due <= now)
+    if what == "overdue":
+        past_due = exists().where(
+            Ticket.id == table.ticket_id, Ticket.status.in_(OPEN), Ticket.due_at < now,
+            Ticket.lead_unit_id == table.unit_id,
+        )  # fmt: skip
+        return or_(table.replied_late > 0, and_(table.replied == 0, past_due))
+    return None
 
 
 def drill(
     unit_code: str, start: date, end: date, what: str, *, db_session: Session,
-    limit: int = 200, offset: int = 0,
+    limit: int = 200, offset: int = 0, now: datetime | None = None, period: str | None = None,
 ) -> tuple[int, list[Ticket]]:  # fmt: skip
-    """The orders behind one figure of one unit (a district: everything under it)."""
+    """The orders behind one figure of one unit (a district: everything under it). With
+    `period` (a month) a frozen month lists the orders as published."""
+    now = now or utcnow()
     units = unit_index(db_session=db_session)
     unit = units.by_code.get(unit_code)
     if unit is None or what not in DRILL:
         return 0, []
+    frozen = period is not None and frozen_month(period, db_session=db_session) is not None
+    table: Any = FrozenFact if frozen else MetricFact
     if unit.kind == "district" or unit.kind == "city":
         unit_ids = select(Unit.id).where(Unit.path.startswith(unit.path))
-        where_unit: Any = MetricFact.unit_id.in_(unit_ids)
+        where_unit: Any = table.unit_id.in_(unit_ids)
     else:
-        where_unit = MetricFact.unit_id == unit.id
-    conditions = [where_unit, MetricFact.day.between(start, end)]
+        where_unit = table.unit_id == unit.id
+    conditions = [where_unit]
+    conditions.append(table.period == period if frozen else table.day.between(start, end))
     for name in DRILL[what]:
-        column = getattr(MetricFact, name.lstrip("!"))
+        column = getattr(table, name.lstrip("!"))
         conditions.append(column == 0 if name.startswith("!") else column > 0)
-    ids = select(MetricFact.ticket_id).where(and_(*conditions))
+    live = _live_condition(what, table, now, frozen)
+    if live is not None:
+        conditions.append(live)
+    ids = select(table.ticket_id).where(and_(*conditions))
     total = db_session.scalar(select(func.count()).select_from(ids.subquery())) or 0
     # The page is cut from the facts, sorted whole, then its orders are read. Asked for
     # `ORDER BY id LIMIT` over `Ticket.id IN (facts)`, or even over the facts alone, PostgreSQL
@@ -680,7 +989,7 @@ def drill(
     # month's facts are found by (unit_id, day) and sorted. A district's figure adds up its
     # units' facts, so an order two of its streets handled counts twice in `total` and is
     # listed once.
-    tid = (MetricFact.ticket_id + 0).label("tid")
+    tid = (table.ticket_id + 0).label("tid")
     page = ids.with_only_columns(tid).distinct().order_by(tid).limit(limit).offset(offset)
     tickets = db_session.scalars(
         select(Ticket).where(Ticket.id.in_(page.scalar_subquery())).order_by(Ticket.id)
@@ -690,9 +999,13 @@ def drill(
 
 __all__ = [
     "Context",
+    "MonthFigures",
     "Rankings",
     "context",
     "drill",
+    "freeze",
+    "freeze_due",
+    "month_figures",
     "rankings",
     "rebuild",
     "refresh",

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from jiesu.org.names import duplicate_of, name_problem
+
 UNIT_KINDS = ("city", "district", "street", "community", "grid", "department", "company")
 # A unit of this kind may only hang under one of these kinds.
 PARENT_KINDS: dict[str, tuple[str, ...]] = {
@@ -279,9 +281,15 @@ DEFAULT_WEIGHTS = {"default": {"response": 0.10, "resolution": 0.45, "satisfacti
 DEFAULT_SCORES = dict(zip(SATISFACTION_LEVELS, (1.0, 1.0, 0.8, 0.0, 0.0), strict=True))
 SETTINGS_KEYS = {
     "code", "name", "timezone", "city_unit", "service_centre_unit", "discipline_unit", "center",
+    "escalation_unit",
     "request_types", "tiers", "default_tier", "tier_rules", "whistle_report_limit", "weights",
-    "satisfaction_scores", "small_sample", "intel", "task_force", "warnings",
+    "satisfaction_scores", "small_sample", "intel", "task_force", "warnings", "assessment",
 }  # fmt: skip
+# The assessment month's cut-off (docs/citypack.md): the day of the next month whose end closes
+# the month, and where what arrives later counts (own_month: in its own month's live figures
+# only; the published figures stay).
+ASSESSMENT_KEYS = ("cutoff_day", "late")
+LATE_CHANGES = ("own_month",)
 # Early warnings (SPEC §6): the detectors' thresholds (jiesu/analysis/detect.py has the defaults).
 WARNING_COUNTS = ("burst_min_count", "repeat_window_days", "repeat_min_orders",
                   "bounce_min_returns", "bounce_min_units", "inaction_min_dispatched")  # fmt: skip
@@ -356,7 +364,8 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
     for key in data:
         if key not in SETTINGS_KEYS:
             err((str(key),), f"unknown setting '{key}'")
-    for key in ("code", "name", "timezone", "city_unit", "service_centre_unit", "tiers"):
+    for key in ("code", "name", "timezone", "city_unit", "service_centre_unit", "escalation_unit",
+                "tiers"):  # fmt: skip
         if key not in data:
             r.error(f, None, f"missing setting '{key}'")
     zone = data.get("timezone")
@@ -501,10 +510,27 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
                         err(("warnings", str(key)), f"warnings.{key} must be a number >= 1")
                 else:
                     err(("warnings", str(key)), f"warnings: unknown key '{key}'")
+    assessment = data.get("assessment")
+    if assessment is not None:
+        if not isinstance(assessment, dict):
+            err(("assessment",), "assessment must be a mapping like {cutoff_day: 5}")
+        else:
+            for key, value in assessment.items():
+                if key == "cutoff_day":
+                    if not _whole(value, 1) or value > 28:
+                        err(("assessment", "cutoff_day"),
+                            "assessment.cutoff_day must be a whole number from 1 to 28")  # fmt: skip
+                elif key == "late":
+                    if value not in LATE_CHANGES:
+                        err(("assessment", "late"),
+                            f"assessment.late must be one of {', '.join(LATE_CHANGES)}")  # fmt: skip
+                else:
+                    err(("assessment", str(key)), f"assessment: unknown key '{key}'")
     small = data.setdefault("small_sample", 30)
     if not _whole(small, 0):
         err(("small_sample",), "small_sample must be a whole number >= 0")
-    for key in ("code", "name", "city_unit", "service_centre_unit", "discipline_unit"):
+    for key in ("code", "name", "city_unit", "service_centre_unit", "discipline_unit",
+                "escalation_unit"):  # fmt: skip
         if key in data and not isinstance(data[key], str | int):
             err((key,), f"'{key}' must be a single value")
     return data
@@ -600,6 +626,18 @@ def _read_units(r: _Reader, settings: dict[str, Any]) -> list[UnitRow]:
         )
     if settings.get("discipline_unit") and str(settings["discipline_unit"]) not in seen:
         r.error("pack.yaml", None, f"discipline_unit '{settings['discipline_unit']}' is unknown")
+    top = settings.get("escalation_unit")
+    if top is not None:
+        # Where an order goes when the level above its lead is the city itself (a city
+        # department's, company's or district's order escalated, or reopened beyond its rounds).
+        unit = seen.get(str(top))
+        city = str(settings.get("city_unit"))
+        if unit is None or unit.kind != "department" or unit.parent != city:
+            r.error("pack.yaml", None, f"escalation_unit '{top}' is not a department directly "
+                    f"under the city unit '{city}' in units/")  # fmt: skip
+        elif unit.function == "service_centre":
+            r.error("pack.yaml", None, f"escalation_unit '{top}' is the service centre, which "
+                    "does not handle orders")  # fmt: skip
     return rows
 
 
@@ -721,6 +759,7 @@ def _read_users(r: _Reader, units: list[UnitRow]) -> list[UserRow]:
     codes = {u.code for u in units}
     rows: list[UserRow] = []
     seen: dict[str, int] = {}
+    names: list[tuple[str, str]] = []
     for line, row in r.csv_rows(f, ("username", "name", "role", "unit"), ("password",)):
         username, name = _cell(row, "username"), _cell(row, "name")
         role, unit = _cell(row, "role"), _cell(row, "unit")
@@ -734,6 +773,12 @@ def _read_users(r: _Reader, units: list[UnitRow]) -> list[UserRow]:
         checks = [("user.username", username), ("user.name", name), ("user.password", password)]
         if r.any_too_long(f, line, checks):
             continue
+        problem = name_problem(name)
+        if problem:
+            r.error(f, line, f"name: {problem}")
+        elif (same := duplicate_of(name, names)) is not None:
+            r.error(f, line, f"name '{name}' is the same as {same}'s (a user's name is unique)")
+        names.append((f"'{username}' (line {line})", name))
         if role not in ROLES:
             r.error(f, line, f"unknown role '{role}' (one of {', '.join(ROLES)})")
         if unit not in codes:
