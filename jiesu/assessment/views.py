@@ -17,11 +17,11 @@ from jiesu.db.base import utcnow
 from jiesu.errors import Invalid, NotFound
 from jiesu.settings import city_tz
 from jiesu.web.deps import ReadSession, require
+from jiesu.web.params import Month, Offset
 
 router = APIRouter(prefix="/api/v1", tags=["assessment"])
 KINDS = ("district", "street", "department", "company")
-Period = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
-                                     description="月份 YYYY-MM（默认本月）")]  # fmt: skip
+Period = Month
 
 
 class RateOut(BaseModel):
@@ -123,7 +123,7 @@ def metrics_orders(
     what: Annotated[str, Query(description=" / ".join(A.DRILL))] = "counted",
     period: Period = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> DrillOut:  # fmt: skip
     units = A.unit_index(db_session=session)
     unit = units.by_code.get(code)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -30,6 +30,7 @@ from jiesu.org.models import User
 from jiesu.settings import get_settings
 from jiesu.tickets.shapes import Channel
 from jiesu.web.deps import DB, SESSION_COOKIE, bearer, client_ip, require
+from jiesu.web.params import SmallId
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -196,9 +197,7 @@ def list_tokens(db: DB, _principal: Admin) -> list[SystemTokenOut]:
 
 
 @admin_router.delete("/tokens/{token_id}", status_code=204, summary="吊销系统令牌")
-def delete_token(
-    token_id: Annotated[int, Path(ge=1, le=2**31)], db: DB, principal: Admin, request: Request
-) -> None:
+def delete_token(token_id: SmallId, db: DB, principal: Admin, request: Request) -> None:
     with db.write() as session:
         revoke_system_token(token_id, by=principal, db_session=session, ip=client_ip(request))
 

@@ -3,7 +3,6 @@ tokens and the audit log. Writes go through `org/service.py` and `auth/views.py`
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -34,6 +33,7 @@ from jiesu.org.service import (
 from jiesu.taxonomy.models import CalendarOverride, Category, DispatchRule
 from jiesu.taxonomy.service import pack_settings
 from jiesu.web.deps import DB, ReadSession, client_ip, require_page
+from jiesu.web.params import SmallId, form_day, form_page
 from jiesu.web.templating import render, zh
 
 router = APIRouter(prefix="/console/admin", include_in_schema=False)
@@ -63,9 +63,7 @@ def _page(request: Request, actor: Principal, session: Session, section: str,
 
 
 def _page_no(request: Request) -> int:
-    raw = request.query_params.get("page", "1")
-    number = small_int(raw)
-    return max(1, min(number, 10_000)) if number is not None else 1
+    return form_page(request.query_params.get("page"), most=10_000)  # Invalid (422) otherwise
 
 
 async def _form(request: Request) -> FormValues:
@@ -169,7 +167,7 @@ async def user_create(request: Request, actor: Admin, db: DB) -> Response:
 
 
 @router.post("/users/{user_id}", response_class=HTMLResponse)
-async def user_update(user_id: int, request: Request, actor: Admin, db: DB) -> Response:
+async def user_update(user_id: SmallId, request: Request, actor: Admin, db: DB) -> Response:
     form = await _form(request)
     try:
         with db.write() as session:
@@ -201,7 +199,7 @@ async def unit_create(request: Request, actor: Admin, db: DB) -> Response:
 
 
 @router.post("/units/{unit_id}", response_class=HTMLResponse)
-async def unit_update(unit_id: int, request: Request, actor: Admin, db: DB) -> Response:
+async def unit_update(unit_id: SmallId, request: Request, actor: Admin, db: DB) -> Response:
     form = await _form(request)
     try:
         with db.write() as session:
@@ -218,10 +216,9 @@ async def unit_update(unit_id: int, request: Request, actor: Admin, db: DB) -> R
 async def calendar_set(request: Request, actor: Admin, db: DB) -> Response:
     form = await _form(request)
     try:
-        try:
-            day = date.fromisoformat(form.first("day"))
-        except ValueError as exc:
-            raise Invalid("请填写日期 / a date is required", field="day") from exc
+        day = form_day(form.first("day"), field="day")
+        if day is None:
+            raise Invalid("请填写日期 / a date is required", field="day")
         with db.write() as session:
             if form.first("op") == "remove":
                 remove_calendar_day(day, actor=actor, db_session=session, ip=client_ip(request))
@@ -260,7 +257,7 @@ async def token_issue(request: Request, actor: Admin, db: DB) -> Response:
 
 
 @router.post("/tokens/{token_id}/revoke", response_class=HTMLResponse)
-async def token_revoke(token_id: int, request: Request, actor: Admin, db: DB) -> Response:
+async def token_revoke(token_id: SmallId, request: Request, actor: Admin, db: DB) -> Response:
     try:
         with db.write() as session:
             revoke_system_token(token_id, by=actor, db_session=session, ip=client_ip(request))
@@ -316,7 +313,9 @@ async def unit_user_create(request: Request, actor: UnitAdmin, db: DB) -> Respon
 
 
 @unit_router.post("/users/{user_id}", response_class=HTMLResponse)
-async def unit_user_update(user_id: int, request: Request, actor: UnitAdmin, db: DB) -> Response:
+async def unit_user_update(
+    user_id: SmallId, request: Request, actor: UnitAdmin, db: DB
+) -> Response:
     return await _unit_write(request, actor, db, user_id)
 
 
@@ -341,7 +340,7 @@ def _models_data(session: Session) -> dict[str, Any]:
 
 
 @router.post("/models/{model_id}/activate", response_class=HTMLResponse)
-async def model_activate(model_id: int, request: Request, actor: Admin, db: DB) -> Response:
+async def model_activate(model_id: SmallId, request: Request, actor: Admin, db: DB) -> Response:
     from jiesu.intel.service import activate_model
 
     await _form(request)

@@ -30,6 +30,7 @@ from jiesu.reports import build as reports
 from jiesu.settings import city_tz
 from jiesu.web.deps import DB, ReadSession
 from jiesu.web.headers import REPORT_CSP
+from jiesu.web.params import BigId, form_month
 from jiesu.web.templating import render, zh
 
 router = APIRouter(include_in_schema=False)
@@ -63,8 +64,7 @@ def _today() -> date:
 
 def _month(period: str | None) -> str:
     if period:
-        reports.bounds("monthly", period)  # Invalid when malformed
-        return period
+        return form_month(period)  # Invalid when malformed or out of range
     return f"{_today():%Y-%m}"
 
 
@@ -112,7 +112,8 @@ def assessment_page(
         rows=rows, mine=mine, columns=COLUMNS, definitions=BY_KEY, drill=COLUMN_DRILL,
         months=months if month in months else [month, *months], error=error,
     )  # fmt: skip
-    return render(request, "console/assessment.html", ctx)
+    return render(request, "console/assessment.html", ctx,
+                  status_code=422 if error else 200)  # fmt: skip
 
 
 @router.get("/console/assessment/drill", response_class=HTMLResponse)
@@ -179,7 +180,7 @@ def _warning_page(request: Request, actor: Principal, session: Any, warning_id: 
 
 
 @router.get("/console/warnings/{warning_id}", response_class=HTMLResponse)
-def warning_page(warning_id: int, request: Request, actor: WarningReader,
+def warning_page(warning_id: BigId, request: Request, actor: WarningReader,
                  session: ReadSession) -> Response:  # fmt: skip
     return _warning_page(request, actor, session, warning_id)
 
@@ -189,7 +190,7 @@ async def _form(request: Request) -> FormValues:
 
 
 @router.post("/console/warnings/{warning_id}/task", response_class=HTMLResponse)
-async def warning_task(warning_id: int, request: Request, actor: WarningHandler,
+async def warning_task(warning_id: BigId, request: Request, actor: WarningHandler,
                        db: DB) -> Response:  # fmt: skip
     form = await _form(request)
     try:
@@ -210,7 +211,7 @@ async def warning_task(warning_id: int, request: Request, actor: WarningHandler,
 
 
 @router.post("/console/warnings/{warning_id}/dismiss", response_class=HTMLResponse)
-async def warning_dismiss(warning_id: int, request: Request, actor: WarningHandler,
+async def warning_dismiss(warning_id: BigId, request: Request, actor: WarningHandler,
                           db: DB) -> Response:  # fmt: skip
     form = await _form(request)
     try:
@@ -235,7 +236,7 @@ async def warnings_scan(request: Request, actor: WarningHandler, db: DB) -> Resp
 
 
 @router.post("/console/tickets/{ticket_id}/links", response_class=HTMLResponse)
-async def link_orders(ticket_id: int, request: Request, actor: WarningHandler,
+async def link_orders(ticket_id: BigId, request: Request, actor: WarningHandler,
                       db: DB) -> Response:  # fmt: skip
     form = await _form(request)
     numbers = [n for n in (form.first("numbers") or "").replace("，", ",").replace(" ", ",")
@@ -321,7 +322,7 @@ District = Annotated[str, Query(max_length=40)]
 
 
 @router.get("/console/reports/{report_id}", response_class=HTMLResponse)
-def report_page(report_id: int, actor: ReportReader, session: ReadSession,
+def report_page(report_id: BigId, actor: ReportReader, session: ReadSession,
                 district: District = "") -> Response:  # fmt: skip
     _, body, _ = _served(report_id, "html", actor, session, district or None)
     # A report is a whole HTML document with its own <style>: its own policy (web/headers.py).
@@ -330,7 +331,7 @@ def report_page(report_id: int, actor: ReportReader, session: ReadSession,
 
 
 @router.get("/console/reports/{report_id}/pdf")
-def report_pdf(report_id: int, actor: ReportReader, session: ReadSession,
+def report_pdf(report_id: BigId, actor: ReportReader, session: ReadSession,
                district: District = "") -> Response:  # fmt: skip
     _, body, name = _served(report_id, "pdf", actor, session, district or None)
     return Response(body, media_type="application/pdf", headers={
@@ -338,7 +339,7 @@ def report_pdf(report_id: int, actor: ReportReader, session: ReadSession,
 
 
 @router.get("/console/reports/{report_id}/xlsx")
-def report_xlsx(report_id: int, actor: ReportReader, session: ReadSession,
+def report_xlsx(report_id: BigId, actor: ReportReader, session: ReadSession,
                 district: District = "") -> Response:  # fmt: skip
     _, body, name = _served(report_id, "xlsx", actor, session, district or None)
     media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

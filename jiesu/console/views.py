@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -65,6 +65,7 @@ from jiesu.tickets.shapes import TicketCreate, normalise_phone
 from jiesu.timelimits.deadlines import Deadline
 from jiesu.web.deps import DB, SESSION_COOKIE, ReadSession, check_csrf, client_ip, require_page
 from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES
+from jiesu.web.params import BigId, form_day, form_page
 from jiesu.web.templating import local, render, secure_cookies, zh
 
 router = APIRouter(include_in_schema=False)
@@ -264,17 +265,10 @@ def _filters(request: Request) -> tuple[TicketFilter, int, dict[str, str]]:
     f.category = args["category"][:20] or None
     f.text = args["text"][:100] or None
     for key, attr in (("from", "created_from"), ("to", "created_to")):
-        try:
-            setattr(f, attr, date.fromisoformat(args[key]) if args[key] else None)
-        except ValueError:
-            args[key] = ""
+        setattr(f, attr, form_day(args[key], field=key))  # Invalid (422) when not a date in range
     if args["sort"] in SORTS:
         f.sort = args["sort"]
-    try:
-        page_no = max(1, min(int(q.get("page", "1")), 100_000))
-    except ValueError:
-        page_no = 1
-    return f, page_no, args
+    return f, form_page(q.get("page")), args
 
 
 def _merge(base: TicketFilter, extra: TicketFilter) -> TicketFilter:
@@ -420,13 +414,15 @@ def _ticket_page(
 
 
 @router.get("/console/tickets/{ticket_id}", response_class=HTMLResponse)
-def ticket_page(ticket_id: int, request: Request, actor: Reader, session: ReadSession) -> Response:
+def ticket_page(
+    ticket_id: BigId, request: Request, actor: Reader, session: ReadSession
+) -> Response:
     return _ticket_page(request, actor, session, ticket_id)
 
 
 @router.post("/console/tickets/{ticket_id}/actions/{action}", response_class=HTMLResponse)
 async def ticket_action(
-    ticket_id: int, action: str, request: Request, actor: ActorPage, db: DB
+    ticket_id: BigId, action: str, request: Request, actor: ActorPage, db: DB
 ) -> Response:
     form = FormValues(list((await request.form()).multi_items()))  # type: ignore[arg-type]
     known = BY_NAME.get(action)
@@ -450,7 +446,7 @@ async def ticket_action(
 
 
 @router.post("/console/tickets/{ticket_id}/reveal", response_class=HTMLResponse)
-def ticket_reveal(ticket_id: int, request: Request, actor: Revealer, db: DB) -> Response:
+def ticket_reveal(ticket_id: BigId, request: Request, actor: Revealer, db: DB) -> Response:
     """An htmx fragment: the requester's whole name and phone (logged)."""
     try:
         with db.write() as session:
@@ -463,7 +459,7 @@ def ticket_reveal(ticket_id: int, request: Request, actor: Revealer, db: DB) -> 
 
 
 @router.get("/console/attachments/{attachment_id}")
-def attachment(attachment_id: int, actor: Reader, session: ReadSession) -> Response:
+def attachment(attachment_id: BigId, actor: Reader, session: ReadSession) -> Response:
     row = session.get(Attachment, attachment_id)
     if row is None:
         raise NotFound("附件不存在 / no such attachment")

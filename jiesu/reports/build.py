@@ -50,6 +50,7 @@ from jiesu.settings import city_tz
 from jiesu.taxonomy.service import pack_settings
 from jiesu.tickets.models import Ticket
 from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES
+from jiesu.web.params import EARLIEST, LATEST
 
 KIND_NAMES = {"daily": "日通报", "weekly": "周汇总", "monthly": "月度分析"}
 GROUP_TITLES = {"district": "各区排名", "street": "街道（乡镇）排名",
@@ -71,14 +72,18 @@ def bounds(kind: str, period: str) -> tuple[date, date]:
     try:
         if kind == "daily":
             day = date.fromisoformat(period)
-            return day, day
-        if kind == "weekly":
+            first, last = day, day
+        elif kind == "weekly":
             year, week = period.split("-W")
-            monday = date.fromisocalendar(int(year), int(week), 1)
-            return monday, monday + timedelta(days=6)
-        return A.month_bounds(period)
-    except ValueError as exc:
+            first = date.fromisocalendar(int(year), int(week), 1)
+            last = first + timedelta(days=6)
+        else:
+            first, last = A.month_bounds(period)
+    except (ValueError, OverflowError) as exc:
         raise Invalid(f"没有这个期间：{period}", field="period") from exc
+    if not (first >= EARLIEST and last <= LATEST):
+        raise Invalid(f"期间须在 {EARLIEST} 至 {LATEST} 之间：{period}", field="period")
+    return first, last
 
 
 def previous(kind: str, period: str) -> str:

@@ -49,6 +49,8 @@ def normalise_phone(raw: str) -> str:
 
 
 Text200 = Annotated[StrictStr, StringConstraints(strip_whitespace=True, max_length=200)]
+# A code names a row: blank (or only spaces) is no code, and is refused rather than stored.
+Code = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class RequesterIn(BaseModel):
@@ -81,10 +83,10 @@ class TicketCreate(BaseModel):
     channel: Channel
     content: StrictStr = Field(min_length=1, max_length=MAX_CONTENT)
     title: Text200 | None = None
-    request_type: StrictStr | None = Field(None, max_length=20)
-    category_code: StrictStr | None = Field(None, max_length=20)
+    request_type: Code | None = Field(None, max_length=20)
+    category_code: Code | None = Field(None, max_length=20)
     address: StrictStr | None = Field(None, max_length=300)
-    street: StrictStr | None = Field(
+    street: Code | None = Field(
         None, max_length=40, description="所在街道（乡镇）的单位编码，已知时填写"
     )
     lat: StrictFloat | None = Field(None, ge=-90, le=90)

@@ -7,6 +7,7 @@ errors as 404/405. No request can produce a 500 by being malformed.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import datetime
@@ -52,9 +53,16 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 LARGER_BODIES = {"/portal/submit": SUBMIT_BODY_LIMIT}
 
 
-# A NUL in text: PostgreSQL refuses it (a 500 if it got that far), SQLite would store it.
-_NUL_IN_JSON = re.compile(rb"(?<!\\)\\u0000|\x00")
+# A NUL in text: PostgreSQL refuses it (a 500 if it got that far), SQLite would store it. Nor
+# can PostgreSQL store a lone UTF-16 surrogate, which JSON can spell (`\ud800`).
+_NUL = re.compile(rb"\x00")
 _NUL_IN_QUERY = re.compile(rb"%00|\x00")
+# `\u0000` or a surrogate escape, after an even number of backslashes (`\\u0000` is text): only
+# then is the body parsed to look closer.
+_SUSPECT_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89a-fA-F])")
+# Paths whose multipart body carries files (photos are full of NUL bytes); they check their own
+# text fields. Elsewhere a multipart body is text, checked like any other.
+FILE_PATHS = frozenset(LARGER_BODIES)
 
 
 class InputGuard:
@@ -62,7 +70,9 @@ class InputGuard:
 
     - a body over `limit` bytes: 413, whether or not it declares its length (the body is read
       up to the limit first, then handed on);
-    - a NUL character in the query string or the body: 422.
+    - a NUL character in the query string or the body: 422, whether raw, escaped in JSON
+      (`\\u0000`) or percent-encoded in a form (`%00`); so is a JSON string holding a lone
+      surrogate (`\\ud800`), which no database text can hold.
     """
 
     def __init__(
@@ -77,7 +87,9 @@ class InputGuard:
             return
         limit = self.larger.get(scope["path"], self.default)
         if _NUL_IN_QUERY.search(scope.get("query_string", b"")):
-            await _nul_answer("query")(scope, receive, send)
+            await _nul_answer("query", html=scope["path"].startswith(HTML_PREFIXES))(
+                scope, receive, send
+            )
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         html = scope["path"].startswith(HTML_PREFIXES)
@@ -101,11 +113,11 @@ class InputGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        # A multipart body carries files (photos are full of NUL bytes); the one endpoint that
-        # takes it (the portal) checks its own text fields.
-        multipart = dict(scope.get("headers") or []).get(b"content-type", b"")
-        if not multipart.startswith(b"multipart/form-data") and _NUL_IN_JSON.search(body):
-            await _nul_answer("body")(scope, receive, send)
+        content_type = dict(scope.get("headers") or []).get(b"content-type", b"").lower()
+        if not (content_type.startswith(b"multipart/") and scope["path"] in FILE_PATHS) and (
+            _unstorable(body, content_type)
+        ):
+            await _nul_answer("body", html=html)(scope, receive, send)
             return
         replayed = False
 
@@ -119,14 +131,54 @@ class InputGuard:
         await self.app(scope, replay, send)
 
 
-def _nul_answer(field: str) -> JSONResponse:
+def _unstorable(body: bytes, content_type: bytes) -> bool:
+    """Whether the body holds text no database column can store: a NUL (raw, `%00` in a form,
+    `\\u0000` in JSON) or, in JSON, a lone surrogate."""
+    if _NUL.search(body):
+        return True
+    if content_type.startswith(b"application/x-www-form-urlencoded"):
+        return b"%00" in body
+    if not _SUSPECT_ESCAPE.search(body):
+        return False
+    try:
+        parsed = json.loads(body)
+    except ValueError:  # not JSON after all: the endpoint answers for its shape
+        return False
+    return _bad_text(parsed)
+
+
+def _bad_text(value: Any) -> bool:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_bad_text(k) or _bad_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_bad_text(v) for v in value)
+    return False
+
+
+NUL_MESSAGE = "请求中含有空字符（NUL）或无法识别的字符，无法处理 / the request contains a NUL or unencodable character"
+
+
+def _nul_answer(field: str, *, html: bool = False) -> Response:
+    if html:  # a page, not JSON, for someone in a browser
+        return HTMLResponse(
+            "<!doctype html><html lang=zh-CN><meta charset=utf-8>"
+            "<meta name=viewport content='width=device-width, initial-scale=1'>"
+            "<title>无法处理</title><link rel=stylesheet href='/static/app.css'>"
+            "<body class=portal><main class=portal-main><div class='flash flash-error'>"
+            "提交的内容中含有无法识别的字符（如空字符），请删除后重试。"
+            "</div><p><a href='javascript:history.back()'>返回</a></p></main></body></html>",
+            status_code=422,
+        )
     return JSONResponse(
-        {
-            "error": "invalid",
-            "message": "请求中含有空字符（NUL），无法处理 / the request contains a NUL character",
-            "field": field,
-        },
-        status_code=422,
+        {"error": "invalid", "message": NUL_MESSAGE, "field": field}, status_code=422
     )
 
 
@@ -194,8 +246,6 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 def _validation_answer(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    if _wants_html(request):
-        return _html_error(request, 422, "请求参数有误")
     fields = [
         {
             "field": "body" if e["type"] == "json_invalid" else _field_name(tuple(e["loc"])),
@@ -205,6 +255,9 @@ def _validation_answer(request: Request, exc: Exception) -> Response:
         for e in exc.errors()
     ]
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    if _wants_html(request):  # the page names the fields to fix
+        names = "、".join(dict.fromkeys(str(f["field"]) for f in fields[:5]))
+        return _html_error(request, 422, f"请求参数有误：{names}")
     return JSONResponse(
         {
             "error": "invalid",
