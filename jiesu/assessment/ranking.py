@@ -45,6 +45,7 @@ class Ranked:
     change: int | None = None
     task_force: bool = False
     small_sample: bool = False
+    pending: int = 0  # orders whose first contact is still within its limit (not in 响应率 yet)
 
 
 def rank(
@@ -90,10 +91,12 @@ def rank(
             e.code, e.name, e.kind, orders, r, score, current, before,
             None if before is None else before - current,
             task_force=position > len(scored) - flagged,
+            pending=int(e.totals.get("contact_pending", 0)),
         ))  # fmt: skip
     unranked.sort(key=lambda item: (-item[3], item[0].code))
     for e, r, score, orders in unranked:
         before = previous.get(e.code)
         out.append(Ranked(e.code, e.name, e.kind, orders, r, score, None, before, None,
-                          small_sample=orders < small_sample))  # fmt: skip
+                          small_sample=orders < small_sample,
+                          pending=int(e.totals.get("contact_pending", 0))))  # fmt: skip
     return out

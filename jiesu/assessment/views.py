@@ -3,7 +3,7 @@ figure) and GET /api/v1/warnings (SPEC §9's minimal contract; scoped to the rea
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -42,12 +42,16 @@ class UnitRatesOut(BaseModel):
     change: int | None
     task_force: bool
     small_sample: bool
+    pending: int  # first contact still within its limit: kept out of 响应率 until it is due
     rates: dict[str, RateOut]
 
 
 class MetricsOut(BaseModel):
     period: str
     kind: str
+    basis: str  # frozen: as published at the month's cut-off | live: as the figures stand now
+    frozen_at: datetime | None
+    cutoff: datetime | None  # when the month closes (closed); None when the pack sets none
     rows: list[UnitRatesOut]
 
 
@@ -62,6 +66,7 @@ class DrillOut(BaseModel):
     unit: str
     period: str
     what: str
+    basis: str  # frozen | live, as for the ranking
     total: int
     orders: list[OrderRef]
 
@@ -95,20 +100,22 @@ def metrics_units(
     principal: Annotated[Principal, Depends(require("assessment.view"))],
     period: Period = None,
     kind: Annotated[str, Query(description="district | street | department | company")] = "street",
+    live: Annotated[bool, Query(description="已冻结月份也看实时数据（默认看公布数据）")] = False,
 ) -> MetricsOut:  # fmt: skip
     if kind not in KINDS:
         raise Invalid(f"kind 须为 {' / '.join(KINDS)} / unknown kind", field="kind")
     month = _month(period)
-    ranking = A.rankings(month, kind, db_session=session)
+    ranking = A.rankings(month, kind, db_session=session, live=live)
     rows = ranking.rows
     if not principal.is_service_centre:  # a unit sees itself and the units under it
         units = A.unit_index(db_session=session)
         rows = [r for r in rows
                 if (u := units.by_code.get(r.code)) and u.path.startswith(principal.unit_path)]  # fmt: skip
-    return MetricsOut(period=month, kind=kind, rows=[
+    return MetricsOut(period=month, kind=kind, basis=ranking.basis, frozen_at=ranking.frozen_at,
+                      cutoff=ranking.cutoff, rows=[
         UnitRatesOut(rank=r.rank, code=r.code, name=r.name, kind=r.kind, orders=r.orders,
                      composite=r.composite, previous_rank=r.previous_rank, change=r.change,
-                     task_force=r.task_force, small_sample=r.small_sample,
+                     task_force=r.task_force, small_sample=r.small_sample, pending=r.pending,
                      rates={k: _rate(v) for k, v in r.rates.items()})
         for r in rows
     ])  # fmt: skip
@@ -124,6 +131,7 @@ def metrics_orders(
     period: Period = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
+    live: Annotated[bool, Query(description="已冻结月份也看实时数据（默认看公布数据）")] = False,
 ) -> DrillOut:  # fmt: skip
     units = A.unit_index(db_session=session)
     unit = units.by_code.get(code)
@@ -134,9 +142,11 @@ def metrics_orders(
         raise Invalid(f"what 须为 {' / '.join(A.DRILL)}", field="what")
     month = _month(period)
     start, end = A.month_bounds(month)
+    frozen = not live and A.frozen_month(month, db_session=session) is not None
     total, tickets = A.drill(code, start, end, what, db_session=session, limit=limit,
-                             offset=offset)  # fmt: skip
-    return DrillOut(unit=code, period=month, what=what, total=total, orders=[
+                             offset=offset, period=month if frozen else None)  # fmt: skip
+    return DrillOut(unit=code, period=month, what=what, basis="frozen" if frozen else "live",
+                    total=total, orders=[
         OrderRef(id=t.id, number=t.number, title=t.title, status=t.status) for t in tickets])  # fmt: skip
 
 

@@ -1,8 +1,11 @@
 """Console pages of the assessment and analysis (SPEC §5–6).
 
 - /console/assessment: the month's ranking of districts, streets, departments or companies with
-  every rate; a unit admin sees its own unit only. Each figure links to the orders behind it
-  (/console/assessment/drill).
+  every rate; a unit admin sees its own unit only. A frozen month shows its published figures
+  (`view=live` shows them as they stand now) and the page says which. Each figure links to the
+  orders behind it (/console/assessment/drill): the overdue rate to the late replies and the
+  orders open past due, the satisfaction rate to its evaluations by level, and the orders whose
+  first contact is still within its limit (pending) are listed apart.
 - /console/warnings: early warnings with their evidence; a dispatcher turns one into a proactive
   task (dispatched like an order) or dismisses it with a reason; a scan can be run at once.
 - /console/reports: the stored daily, weekly and monthly reports (HTML, PDF, Excel); analysts
@@ -46,16 +49,25 @@ GROUPS = {"district": "区", "street": "街道（乡镇）", "department": "部�
 COLUMNS = ("response", "resolution", "satisfaction", "accept_on_time", "complete_on_time",
            "overdue", "extension", "return", "dispatch_accuracy", "reopen", "callback",
            "avg_hours")  # fmt: skip
-# Which orders a column's figure drills into.
+# Which orders a column's figure drills into (the satisfaction rate: its evaluations by level).
 COLUMN_DRILL = {"response": "not_responded", "resolution": "unsolved",
-                "satisfaction": "dissatisfied", "accept_on_time": "not_accepted_on_time",
-                "overdue": "late", "extension": "extended", "return": "returned",
-                "dispatch_accuracy": "misdispatched", "reopen": "reopened"}  # fmt: skip
+                "satisfaction": "evaluated", "accept_on_time": "not_accepted_on_time",
+                "complete_on_time": "replied_on_time", "overdue": "overdue",
+                "extension": "extended", "return": "returned",
+                "dispatch_accuracy": "misdispatched", "reopen": "reopened",
+                "callback": "callbacks", "avg_hours": "replied"}  # fmt: skip
+LEVEL_NAMES = {"very_satisfied": "非常满意", "satisfied": "满意", "basically_satisfied": "基本满意",
+               "dissatisfied": "不满意", "very_dissatisfied": "非常不满意"}  # fmt: skip
 DRILL_NAMES = {"led": "主办工单", "counted": "计入考核的工单", "responded": "按时响应",
-               "not_responded": "未按时响应", "evaluated": "已评价", "solved": "已解决",
+               "response_counted": "计入响应率的工单", "not_responded": "未按时响应",
+               "pending": "待响应（仍在联系时限内）", "evaluated": "已评价", "solved": "已解决",
                "unsolved": "评价未解决", "dissatisfied": "不满意", "late": "超期办结",
+               "overdue": "超期（超期办结及超期未办结）", "replied": "已办结",
+               "replied_on_time": "按时办结", "accepted_on_time": "按时签收",
                "extended": "延期", "returned": "申请退单", "misdispatched": "批准退单（派错）",
-               "reopened": "重办", "exempted": "考核剔除", "not_accepted_on_time": "未按时签收"}  # fmt: skip
+               "reopened": "重办", "exempted": "考核剔除", "not_accepted_on_time": "未按时签收",
+               "audited": "审核通过的办结", "callbacks": "已回访",
+               **{f"level_{k}": f"评价{v}" for k, v in LEVEL_NAMES.items()}}  # fmt: skip
 
 
 def _today() -> date:
@@ -84,6 +96,7 @@ def assessment_page(
     request: Request, actor: Assessor, session: ReadSession,
     period: Annotated[str | None, Query(max_length=7)] = None,
     group: Annotated[str | None, Query(max_length=12)] = None,
+    view: Annotated[str | None, Query(max_length=12)] = None,
 ) -> Response:  # fmt: skip
     try:
         month = _month(period)
@@ -95,10 +108,13 @@ def assessment_page(
     if group not in GROUPS:  # a district's own people look at its streets first
         group = "street" if own is not None and own.kind == "district" else "district"
     start, end = A.month_bounds(month)
-    rows: list[Any] | None = A.rankings(month, group, db_session=session).rows
+    live = view == "live"
+    ranking = A.rankings(month, group, db_session=session, live=live)
+    rows: list[Any] | None = ranking.rows
     mine = None
     if own is not None:  # a unit's own figures, and the ranking of the units under it
-        r, totals = A.scope_rates(start, end, db_session=session, scope=own.code)
+        r, totals = A.scope_rates(start, end, db_session=session, scope=own.code,
+                                  period=None if live else month)  # fmt: skip
         mine = {"unit": own, "rates": r, "totals": totals}
         units = A.unit_index(db_session=session)
         rows = [x for x in rows or []
@@ -111,6 +127,8 @@ def assessment_page(
         request, actor, session, title="考评排名", month=month, group=group, groups=GROUPS,
         rows=rows, mine=mine, columns=COLUMNS, definitions=BY_KEY, drill=COLUMN_DRILL,
         months=months if month in months else [month, *months], error=error,
+        ranking=ranking, view_q="&view=live" if live else "",
+        frozen_exists=live and A.frozen_month(month, db_session=session) is not None,
     )  # fmt: skip
     return render(request, "console/assessment.html", ctx,
                   status_code=422 if error else 200)  # fmt: skip
@@ -122,6 +140,7 @@ def drill_page(
     unit: Annotated[str, Query(max_length=40)], what: Annotated[str, Query(max_length=30)],
     period: Annotated[str | None, Query(max_length=7)] = None,
     page_no: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
+    view: Annotated[str | None, Query(max_length=12)] = None,
 ) -> Response:  # fmt: skip
     month = _month(period)
     own = _own_scope(actor, session)
@@ -133,12 +152,22 @@ def drill_page(
         raise NotFound("没有这项数据 / no such figure")
     start, end = A.month_bounds(month)
     size = 50
+    live = view == "live"
+    frozen = not live and A.frozen_month(month, db_session=session) is not None
+    period_q = month if frozen else None
+    now = utcnow()
     total, tickets = A.drill(unit, start, end, what, db_session=session, limit=size,
-                             offset=(page_no - 1) * size)  # fmt: skip
+                             offset=(page_no - 1) * size, now=now, period=period_q)  # fmt: skip
+    levels = None
+    if what == "evaluated" or what.startswith("level_"):  # 满意率: its evaluations by level
+        levels = [(f"level_{k}", name, A.drill(unit, start, end, f"level_{k}", db_session=session,
+                                                limit=0, now=now, period=period_q)[0])
+                  for k, name in LEVEL_NAMES.items()]  # fmt: skip
     ctx = frame(
         request, actor, session, title=f"{target.name} · {DRILL_NAMES.get(what, what)}",
         unit=target, what=what, month=month, tickets=tickets, total=total, page=page_no,
         pages=max(1, (total + size - 1) // size), what_name=DRILL_NAMES.get(what, what),
+        levels=levels, basis="frozen" if frozen else "live", view_q="&view=live" if live else "",
     )  # fmt: skip
     return render(request, "console/assessment_drill.html", ctx)
 

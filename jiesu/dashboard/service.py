@@ -223,11 +223,16 @@ def _three_rates(
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """响应率, 解决率, 满意率 of the city (or the district): the sums `scope_rates` takes,
     without its live count of orders past due, which only the overdue rate needs (the page
-    keeps its reads of the ticket table to the indexed live figures)."""
-    summed = A.scope_totals(A.unit_totals(start, end, db_session=db_session), scope, units)
+    keeps its reads of the ticket table to the indexed live figures). The contacts still
+    pending (by the contact_due index) stay out of 响应率; 满意率 takes the pack's scores."""
+    totals = A.unit_totals(start, end, db_session=db_session)
+    for unit_id, n in A.contact_pending(start, end, db_session=db_session).items():
+        totals.setdefault(unit_id, {})["contact_pending"] = n
+    summed = A.scope_totals(totals, scope, units)
+    scores = pack_settings(db_session=db_session).get("satisfaction_scores")
     out = {}
     for key in THREE:
-        r = rate(BY_KEY[key], summed)
+        r = rate(BY_KEY[key], summed, scores)
         out[key] = {"name": BY_KEY[key].name, "value": r.value, "numerator": r.numerator,
                     "denominator": r.denominator}  # fmt: skip
     return out

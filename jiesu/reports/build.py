@@ -241,12 +241,12 @@ def report_data(kind: str, period: str, *, db_session: Session, now: datetime | 
         Figure("较上期", (total - total_before) / total_before if total_before else None, "%"),
         Figure("日均受理", round(total / days, 1), "件"),
         Figure("派单量", totals.get("dispatched", 0), "件"),
-        Figure("直接答复率", rates["direct_answer"].value, "%"),
+        Figure("直接答复率", _value(rates, "direct_answer"), "%"),
         Figure("响应率", rates["response"].value, "%"),
         Figure("解决率", rates["resolution"].value, "%"),
         Figure("满意率", rates["satisfaction"].value, "%"),
         Figure("按时办结率", rates["complete_on_time"].value, "%"),
-        Figure("派单准确率", rates["centre_dispatch_accuracy"].value, "%"),
+        Figure("派单准确率", _value(rates, "centre_dispatch_accuracy"), "%"),
         Figure("基层解决率", rates["grassroots"].value, "%"),
         Figure("当前超期工单", int(overdue_now or 0), "件"),
     ]
@@ -329,6 +329,12 @@ def report_data(kind: str, period: str, *, db_session: Session, now: datetime | 
                        for w in warnings),
         notes=tuple(notes),
     )  # fmt: skip
+
+
+def _value(rates: Mapping[str, Any], key: str) -> float | None:
+    """A rate's value; None for one the scope has not (the centre's own, in a district)."""
+    rate = rates.get(key)
+    return None if rate is None else rate.value  # type: ignore[no-any-return]
 
 
 def title(kind: str, period: str, city_name: str, district_name: str = "") -> str:
@@ -453,6 +459,10 @@ def run_schedule(db: Any, *, now: datetime | None = None) -> dict[str, Any]:
         for day in (today - timedelta(days=1), today):
             with db.write() as session:
                 done["warnings"][day.isoformat()] = scan(day, db_session=session)
+    from jiesu.assessment.service import freeze_due
+
+    with db.write() as session:  # a month past the pack's cut-off is frozen (published) once
+        done["frozen"] = freeze_due(now, db_session=session)
     with db.read() as session:
         todo = owed(now, db_session=session)
     for kind, period in todo:  # warnings first: the reports list them

@@ -4,6 +4,7 @@ the command line (the worker does the same on schedule)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -56,6 +57,24 @@ def metrics_rebuild(
         out.print("[green]maintained == rebuilt[/]" if same else "[red]maintained != rebuilt[/]")
         if not same:
             raise typer.Exit(1)
+
+
+@metrics_app.command("freeze")
+def metrics_freeze(
+    period: Annotated[str, typer.Option(help="Freeze this month now, e.g. 2026-10.")] = "",
+) -> None:
+    """Freeze (publish) the months past the pack's cut-off, or one month now; once each."""
+    from jiesu.assessment.service import freeze, freeze_due
+
+    with _db().write() as session:
+        if period:
+            if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
+                raise typer.BadParameter("月份格式为 YYYY-MM / month as YYYY-MM")
+            freeze(period, db_session=session)
+            done = [period]
+        else:
+            done = freeze_due(db_session=session)
+    out.print(f"[green]frozen[/] {', '.join(done) or 'nothing due'}")
 
 
 @metrics_app.command("show")
