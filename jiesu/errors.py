@@ -42,5 +42,13 @@ class Unauthorized(DomainError):
 
 
 class TooManyRequests(DomainError):
+    """A limit was reached: `retry_after` (seconds) becomes the answer's Retry-After header."""
+
     status = 429
     code = "too_many_requests"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after

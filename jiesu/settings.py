@@ -6,6 +6,7 @@ holds what an operator sets per deployment: where the database is, where files g
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +25,42 @@ class Settings:
     # District/street boundary polygons (GeoJSON) for coordinates → place; the city's own file,
     # not shipped in the pack when its licence forbids it. None: points resolve to nothing.
     boundaries: Path | None = None
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto `jiesu serve` believes
+    # (addresses or networks). Empty: the headers are ignored and the client is the peer.
+    trusted_proxies: tuple[str, ...] = ()
+    # The portal's submission budget against floods of anonymous requests: at most this many
+    # submissions per client address, and in all, per window; past either, 429 in Chinese.
+    portal_submits_per_address: int = 20
+    portal_submits_total: int = 300
+    portal_submit_window_minutes: int = 10
+
+
+def parse_trusted_proxies(value: str) -> tuple[str, ...]:
+    """JIESU_TRUSTED_PROXIES: comma-separated addresses or CIDR networks, e.g.
+    `127.0.0.1, 10.0.0.0/8`. Each is checked, so a typo cannot silently trust nobody (or all)."""
+    proxies = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"JIESU_TRUSTED_PROXIES 中的 {item!r} 不是 IP 地址或网段 / {item!r} in "
+                "JIESU_TRUSTED_PROXIES is not an IP address or network"
+            ) from None
+        proxies.append(str(network.network_address) if "/" not in item else str(network))
+    return tuple(proxies)
+
+
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} 须为正整数 / {name} must be a whole number of at least 1")
+    return int(raw)
 
 
 def default_database_url(var_dir: Path) -> str:
@@ -39,6 +76,10 @@ def get_settings() -> Settings:
         timezone=os.environ.get("JIESU_TIMEZONE", "Asia/Shanghai"),
         token_ttl_hours=int(os.environ.get("JIESU_TOKEN_TTL_HOURS", "12")),
         boundaries=Path(b) if (b := os.environ.get("JIESU_BOUNDARIES")) else None,
+        trusted_proxies=parse_trusted_proxies(os.environ.get("JIESU_TRUSTED_PROXIES", "")),
+        portal_submits_per_address=_positive("JIESU_PORTAL_SUBMITS_PER_ADDRESS", 20),
+        portal_submits_total=_positive("JIESU_PORTAL_SUBMITS_TOTAL", 300),
+        portal_submit_window_minutes=_positive("JIESU_PORTAL_SUBMIT_WINDOW_MINUTES", 10),
     )
 
 

@@ -54,3 +54,19 @@ class AuditLog(Base):
         BigInteger().with_variant(Integer(), "sqlite"), index=True
     )
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class RateCounter(Base):
+    """One key's events in its current window (auth/limits.py): failed look-ups of a ticket
+    number, portal submissions per address and in all. Shared by every app process; rows idle
+    for a day are deleted as new windows open."""
+
+    __tablename__ = "rate_counter"
+    __table_args__ = (Index("ix_rate_counter_window_start", "window_start"),)
+
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime]
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    strikes: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[datetime | None]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -68,15 +68,24 @@ def token(body: TokenRequest, db: DB, request: Request) -> TokenOut:
     return TokenOut(access_token=value, expires_at=expires)
 
 
-@router.post("/logout", status_code=204, summary="注销当前令牌")
+@router.post("/logout", status_code=204, summary="注销当前令牌或会话")
 def logout(
     db: DB,
-    _principal: SignedIn,
+    principal: SignedIn,
+    request: Request,
+    response: Response,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
-    if credentials is not None:
+    """Revokes what signed this request in: the bearer token, or the console session its cookie
+    names (a cookie-borne request has passed the CSRF check to get here)."""
+    if principal.via == "session":
+        value = request.cookies.get(SESSION_COOKIE)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+    else:
+        value = credentials.credentials if credentials is not None else None
+    if value:
         with db.write() as session:
-            revoke_token(credentials.credentials, db_session=session)
+            revoke_token(value, db_session=session)
 
 
 class PasswordChange(BaseModel):

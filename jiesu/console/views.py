@@ -42,7 +42,7 @@ from jiesu.console.service import (
     ticket_view,
 )
 from jiesu.db.base import utcnow
-from jiesu.errors import Conflict, DomainError, Invalid, NotFound
+from jiesu.errors import Conflict, DomainError, Invalid, NotFound, TooManyRequests
 from jiesu.intel.service import advise, preview
 from jiesu.org.models import Unit, User
 from jiesu.settings import get_settings
@@ -156,9 +156,12 @@ async def login(request: Request, db: DB) -> Response:
             value, _ = issue(user, db_session=session, ttl=ttl, kind="session")
             home = HOME.get(user.role, "/console/tickets")
     if error is not None:
-        return render(request, "console/login.html",
+        page = render(request, "console/login.html",
                       {"title": "登录", "error": zh(error.message), "next": target,
                        "username": username}, status_code=error.status)  # fmt: skip
+        if isinstance(error, TooManyRequests) and error.retry_after:
+            page.headers["Retry-After"] = str(error.retry_after)
+        return page
     response = RedirectResponse(target or home, status_code=303)
     response.set_cookie(
         SESSION_COOKIE, value, httponly=True, samesite="lax", secure=secure_cookies(request),

@@ -14,6 +14,7 @@ from jiesu.access.policy import Principal
 from jiesu.auth.service import audit, check_new_password, set_password
 from jiesu.errors import Conflict, Forbidden, Invalid, NotFound
 from jiesu.org.models import Unit, UnitKind, User
+from jiesu.org.names import duplicate_of, name_problem
 from jiesu.taxonomy.models import CalendarOverride
 from jiesu.taxonomy.service import bump_reference
 
@@ -48,6 +49,20 @@ def _check_user(data: UserIn) -> None:
         raise Invalid("姓名须为 1–60 个字 / name 1–60 characters", field="name")
 
 
+def _check_name(name: str, *, user_id: int | None, db_session: Session) -> None:
+    """No invisible or control characters, and not another user's name (org/names.py)."""
+    problem = name_problem(name)
+    if problem:
+        raise Invalid(problem, field="name")
+    others = db_session.execute(select(User.username, User.name).where(User.id != user_id))
+    if duplicate_of(name, ((u, n) for u, n in others)) is not None:
+        raise Invalid(
+            "已有用户使用相同的姓名，请加以区分（如加上部门或工号） / another user already has "
+            "this name",
+            field="name",
+        )
+
+
 def _within_own_unit(actor: Principal, data: UserIn, *, db_session: Session) -> None:
     """A unit admin works on handlers of their own unit only; the admin on anyone."""
     if actor.role == "admin":
@@ -68,6 +83,7 @@ def create_user(data: UserIn, *, actor: Principal, db_session: Session, ip: str 
         )
     _check_user(data)
     _within_own_unit(actor, data, db_session=db_session)
+    _check_name(data.name.strip(), user_id=None, db_session=db_session)
     if db_session.scalar(select(User.id).where(User.username == username)):
         raise Conflict(f"用户名 {username} 已存在 / username taken", field="username")
     unit = _unit(data.unit, db_session=db_session)
@@ -94,6 +110,8 @@ def update_user(
         raise NotFound("没有这个用户 / no such user")
     _check_user(data)
     _within_own_unit(actor, data, db_session=db_session)
+    if data.name.strip() != user.name:  # a name kept as it was is not checked again
+        _check_name(data.name.strip(), user_id=user.id, db_session=db_session)
     unit = _unit(data.unit, db_session=db_session)
     if user.id == actor.user_id and (not data.active or data.role != user.role):
         raise Invalid("不能停用自己或修改自己的角色 / you cannot disable or demote yourself",

@@ -37,13 +37,17 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from jiesu.access.policy import Principal
+from jiesu.auth import counters
+from jiesu.auth.limits import Budget, minutes, seconds
 from jiesu.auth.models import AuditLog
 from jiesu.auth.service import audit, principal_of
 from jiesu.citypack.load import PORTAL_USERNAME
 from jiesu.db.base import utcnow
+from jiesu.db.engine import Database
 from jiesu.errors import DomainError, Invalid, NotFound, TooManyRequests
 from jiesu.intel.service import advise
 from jiesu.org.models import Unit, User
+from jiesu.settings import get_settings
 from jiesu.taxonomy.models import RequestType
 from jiesu.tickets.lifecycle import REJECT_REASONS, REPLY_RESULTS, SATISFACTION, TRANSFER_TO
 from jiesu.tickets.models import Attachment, Event, Ticket
@@ -76,8 +80,16 @@ CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
 TRACK_FAILURES = 10  # wrong number/code pairs from one address …
 TRACK_WINDOW = timedelta(minutes=15)  # … within this window: refused until it passes
+# Wrong codes for one ticket number, from whatever addresses: every 5 close the number for
+# 15 minutes, twice as long each time after (up to a day). A carrier NAT's citizens share an
+# address, not a ticket number, so this holds off guessers without locking out everyone behind
+# one address.
+NUMBER_BUDGET = Budget(limit=5, window=timedelta(minutes=15), backoff=True)
 WRONG_PAIR = "工单编号或查询码不正确"
 FAILED_ACTION = "track_failed"
+TRACK_NUMBER = "track_number"  # rate_counter scopes
+SUBMIT_ADDRESS = "submit_address"
+SUBMIT_ALL = "submit_all"
 
 
 class PortalUnavailable(DomainError):
@@ -283,6 +295,40 @@ def store_photo(photo: Photo, path: Path) -> None:
 # ---- submitting -------------------------------------------------------------------------------
 
 
+def submit_budgets() -> tuple[Budget, Budget]:
+    """Per address and in all, from the deployment's settings (`JIESU_PORTAL_SUBMITS_*`)."""
+    settings = get_settings()
+    window = timedelta(minutes=settings.portal_submit_window_minutes)
+    return (Budget(limit=settings.portal_submits_per_address, window=window),
+            Budget(limit=settings.portal_submits_total, window=window))  # fmt: skip
+
+
+def submit_allowed(
+    ip: str | None, *, db: Database, now: datetime | None = None
+) -> TooManyRequests | None:
+    """Spend one submission of the address's budget, then one of the portal's; the refusal to
+    show when either is spent. Each counter is changed in its own short transaction, so
+    concurrent submissions never wait on the whole intake's transaction."""
+    now = now or utcnow()
+    per_address, total = submit_budgets()
+    if ip is not None:
+        with db.write() as session:
+            wait = counters.take(SUBMIT_ADDRESS, ip, per_address, db_session=session, now=now)
+        if wait is not None:
+            return TooManyRequests(
+                f"您提交得太频繁了，请 {minutes(wait)} 分钟后再提交。紧急情况请直接拨打 12345 热线。"
+                " / too many submissions from this address", retry_after=seconds(wait),
+            )  # fmt: skip
+    with db.write() as session:
+        wait = counters.take(SUBMIT_ALL, "*", total, db_session=session, now=now)
+    if wait is not None:
+        return TooManyRequests(
+            f"当前提交人数较多，请 {minutes(wait)} 分钟后再提交。紧急情况请直接拨打 12345 热线。"
+            " / the portal is busy: too many submissions", retry_after=seconds(wait),
+        )  # fmt: skip
+    return None
+
+
 def submit(
     data: TicketCreate,
     photos: list[Photo],
@@ -323,16 +369,20 @@ def submit(
 # ---- finding a ticket again ------------------------------------------------------------------
 
 
-def recent_failures(ip: str | None, *, db_session: Session, now: datetime) -> int:
+def address_wait(ip: str | None, *, db_session: Session, now: datetime) -> timedelta | None:
+    """How long an address with TRACK_FAILURES failed look-ups in the window must wait (None:
+    it may look up). The wait ends when the oldest of its last TRACK_FAILURES leaves it."""
     if ip is None:
-        return 0
-    count = db_session.scalar(
-        select(func.count()).select_from(AuditLog).where(
-            AuditLog.action == FAILED_ACTION, AuditLog.ip == ip,
-            AuditLog.at > now - TRACK_WINDOW,
-        )
+        return None
+    nth = db_session.scalar(
+        select(AuditLog.at)
+        .where(AuditLog.action == FAILED_ACTION, AuditLog.ip == ip,
+               AuditLog.at > now - TRACK_WINDOW)
+        .order_by(AuditLog.at.desc())
+        .offset(TRACK_FAILURES - 1)
+        .limit(1)
     )  # fmt: skip
-    return count or 0
+    return None if nth is None else max(nth + TRACK_WINDOW - now, timedelta(seconds=1))
 
 
 def find_tracked(
@@ -341,12 +391,21 @@ def find_tracked(
     """The ticket this number and code open, or the error to show. A failure is recorded in
     `db_session`: the caller commits it even though the answer is an error (like sign-in)."""
     now = now or utcnow()
-    if recent_failures(ip, db_session=db_session, now=now) >= TRACK_FAILURES:
-        minutes = int(TRACK_WINDOW.total_seconds() // 60)
+    wait = address_wait(ip, db_session=db_session, now=now)
+    if wait is not None:
         return None, TooManyRequests(
-            f"查询失败次数过多，请 {minutes} 分钟后再试 / too many failed look-ups from this address"
-        )
+            f"查询失败次数过多，请 {minutes(wait)} 分钟后再试 / too many failed look-ups from this "
+            "address", retry_after=seconds(wait),
+        )  # fmt: skip
     number, code = normalise_number(number), normalise_code(code)
+    # The number's own limit is checked before the code, for numbers that exist and numbers that
+    # do not alike, so it tells nothing about either.
+    wait = counters.blocked(TRACK_NUMBER, number, db_session=db_session, now=now)
+    if wait is not None:
+        return None, TooManyRequests(
+            f"该工单编号查询错误次数过多，请 {minutes(wait)} 分钟后再试 / too many wrong codes for "
+            "this number", retry_after=seconds(wait),
+        )  # fmt: skip
     ticket = None
     if number.isascii() and number.isdigit() and len(number) <= 16:
         ticket = db_session.scalar(
@@ -357,6 +416,7 @@ def find_tracked(
     stored = ticket.tracking_hash if ticket is not None and ticket.tracking_hash else ""
     if not stored or not code or not hmac.compare_digest(given, stored):
         audit(FAILED_ACTION, db_session=db_session, ip=ip, now=now, number=number[:20])
+        counters.count(TRACK_NUMBER, number, NUMBER_BUDGET, db_session=db_session, now=now)
         return None, NotFound(WRONG_PAIR)
     return ticket, None
 

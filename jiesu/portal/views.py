@@ -20,7 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.datastructures import FormData, UploadFile
 
 from jiesu.console.views import upload_path
-from jiesu.errors import Conflict, DomainError, Invalid
+from jiesu.errors import Conflict, DomainError, Invalid, TooManyRequests
 from jiesu.portal.service import (
     CONTENT_MAX,
     CONTENT_MIN,
@@ -40,6 +40,7 @@ from jiesu.portal.service import (
     rating_refusal,
     submission,
     submit,
+    submit_allowed,
     type_choices,
 )
 from jiesu.tickets.actions import take_action
@@ -129,6 +130,12 @@ async def submit_post(request: Request, db: DB) -> Response:
     await check_csrf(request)
     form = await request.form()
     values = _texts(form, SUBMIT_FIELDS)
+    refused = submit_allowed(client_ip(request), db=db)
+    if refused is not None:  # before any photo is read or any ticket written
+        await form.close()
+        page = _submit_form(request, db, values, status_code=refused.status, error=refused)
+        page.headers["Retry-After"] = str(refused.retry_after)
+        return page
     try:
         with db.read() as session:
             types = type_choices(db_session=session)
@@ -210,7 +217,10 @@ async def _lookup(request: Request, db: Any) -> tuple[dict[str, str], int | None
         ticket_id = ticket.id if ticket is not None else None
     if error is not None or ticket_id is None:
         assert error is not None
-        return values, None, _track_error(request, number[:32], error)
+        page = _track_error(request, number[:32], error)
+        if isinstance(error, TooManyRequests) and error.retry_after:
+            page.headers["Retry-After"] = str(error.retry_after)
+        return values, None, page
     return values, ticket_id, None
 
 

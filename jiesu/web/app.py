@@ -273,6 +273,7 @@ def _domain_answer(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     if isinstance(exc, LoginRequired):
         return login_redirect(request)
+    wait = getattr(exc, "retry_after", None)
     if _wants_html(request):
         page = _html_error(request, exc.status, exc.message)
         if wait:
@@ -307,11 +308,11 @@ def create_app(db: Database | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/", include_in_schema=False)
     @app.get("/api/docs", include_in_schema=False)
     def api_docs() -> HTMLResponse:
         return _api_docs(app)
 
+    @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
         return RedirectResponse("/console")
 
@@ -330,8 +331,8 @@ def create_app(db: Database | None = None) -> FastAPI:
         }
 
     app.add_middleware(InputGuard)
-    return app
     app.add_middleware(SecurityHeaders)  # outermost: the guard's answers carry the headers too
+    return app
 
 
 SWAGGER = "/static/vendor/swagger-ui"
