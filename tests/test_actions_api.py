@@ -485,3 +485,180 @@ def test_a_recategorised_ticket_gets_recomputed_limits(desk: Desk) -> None:
     }
     r = desk("dispatcher1", t, "recategorize", category="99")
     assert r.status_code == 422 and r.json()["field"] == "category"
+
+
+# ---- issue 13 §3: conditional fields, orders that must not get stuck, chains, nonsense ------
+
+
+def test_a_field_another_field_makes_required_is_422_naming_it(desk: Desk) -> None:
+    t = handled_by_s11(desk)
+    content = "经核实超出现行政策规定范围，已向诉求人解释"
+    r = desk("s11.handler", t, "reply", result="not_solvable", content=content)
+    assert r.status_code == 422 and r.json()["field"] == "reason"
+    r = desk("s11.handler", t, "reply", result="solved", reason="policy", content=content)
+    assert r.status_code == 422 and r.json()["field"] == "reason" and "矛盾" in r.json()["message"]
+    desk.ok("s11.handler", t, "reply", result="solved", content="已更换楼道灯并回访确认")
+    r = desk("dispatcher1", t, "audit", passed=False)
+    assert r.status_code == 422 and r.json()["field"] == "note"
+    desk.ok("dispatcher1", t, "audit", passed=True)
+    r = desk("callback1", t, "evaluate", reached=True, solved=True)
+    assert r.status_code == 422 and r.json()["field"] == "satisfaction"
+    assert desk.ok("callback1", t, "evaluate", reached=False)["status"] == "evaluated"
+
+
+def _handlers(db: Database, codes: list[str]) -> None:
+    """A handler `h.<code>` in each unit (the tiny city has handlers in a few units only)."""
+    with db.write() as s:
+        password = s.scalar(select(User.password_hash).where(User.username == "s11.handler"))
+        units = dict(s.execute(select(Unit.code, Unit.id).where(Unit.code.in_(codes))).all())
+        for code in codes:
+            s.add(User(username=f"h.{code}", name="承办人", role="handler", unit_id=units[code],
+                       password_hash=password, active=True))  # fmt: skip
+
+
+def _unhappy_round(desk: Desk, t: int, handler: str) -> dict[str, Any]:
+    desk.ok(handler, t, "accept")
+    desk.ok(handler, t, "contact", note="已电话联系诉求人")
+    desk.ok(handler, t, "reply", result="partly_solved", content="已部分处理，剩余问题协调中")
+    desk.ok("dispatcher1", t, "audit", passed=True)
+    desk.ok("callback1", t, "evaluate", reached=True, solved=False, satisfaction="dissatisfied")
+    return desk.ok("callback1", t, "reopen", note="诉求人反映仍未解决")
+
+
+@pytest.mark.parametrize(
+    ("lead", "above"),
+    [
+        ("S11", "D1"),  # street → its district
+        ("M11", "S11"),  # community → its street
+        ("D1-JW", "D1"),  # a district's department → the district
+        ("D1", "C-JW"),  # a district: the level above is the city → the pack's escalation unit
+        ("C-ZJW", "C-JW"),  # a city department
+        ("C-RL", "C-JW"),  # a city company
+        ("C-JW", "C-JW"),  # the escalation unit itself keeps it: nothing is above
+    ],
+)
+def test_after_round_three_every_kind_of_unit_reopens_to_somewhere_valid(
+    db: Database, desk: Desk, lead: str, above: str
+) -> None:
+    _handlers(db, sorted({lead, above}))
+    t = desk.new()
+    desk.ok("dispatcher1", t, "dispatch", lead=lead)
+    for round_ in (2, 3):
+        body = _unhappy_round(desk, t, f"h.{lead}")
+        assert body["round"] == round_ and body["lead_unit"]["code"] == lead
+    body = _unhappy_round(desk, t, f"h.{lead}")  # the third round's reopen
+    assert body["round"] == 4 and body["status"] == "dispatched"
+    assert body["lead_unit"]["code"] == above
+    last = body["events"][-1]
+    if above != lead:
+        assert last["action"] == "escalate" and last["data"] == {"from": lead, "to": above}
+    else:
+        assert last["action"] == "reopen"
+    # Not stuck: the unit now leading signs and handles it.
+    assert desk.ok(f"h.{above}", t, "accept")["status"] == "accepted"
+
+
+def test_the_service_centre_is_never_sent_an_order_to_handle(desk: Desk) -> None:
+    t = desk.new()
+    r = desk("dispatcher1", t, "dispatch", lead="C-RX")
+    assert (
+        r.status_code == 422 and r.json()["field"] == "lead" and "热线中心" in r.json()["message"]
+    )
+    r = desk("dispatcher1", t, "dispatch", lead="S11", co_handlers=["C-RX"])
+    assert r.status_code == 422 and r.json()["field"] == "co_handlers"
+    t = handled_by_s11(desk)
+    r = desk("s11.admin", t, "whistle", units=["C-RX"], note="请热线中心到场")
+    assert r.status_code == 422 and r.json()["field"] == "units"
+    r = desk("supervisor1", t, "escalate", to="C-RX", reason="超出街道事权")
+    assert r.status_code == 422 and r.json()["field"] == "to"
+
+
+def test_escalating_down_or_sideways_is_refused_and_up_is_allowed(desk: Desk) -> None:
+    district = desk.new()
+    desk.ok("dispatcher1", district, "dispatch", lead="D1")
+    r = desk("supervisor1", district, "escalate", to="S11", reason="请街道负责处理")
+    assert r.status_code == 422 and r.json()["field"] == "to" and "提级" in r.json()["message"]
+    street = handled_by_s11(desk)
+    r = desk("supervisor1", street, "escalate", to="S12", reason="请东二街道处理")
+    assert r.status_code == 422 and r.json()["field"] == "to"
+    body = desk.ok("supervisor1", street, "escalate", to="C-ZJW", reason="涉及全市住房政策")
+    assert body["lead_unit"]["code"] == "C-ZJW"
+    # Nothing named: the level above a city department is the pack's escalation unit, …
+    body = desk.ok("supervisor1", street, "escalate", reason="市住建委协调未果，提请督办")
+    assert body["lead_unit"]["code"] == "C-JW"
+    # … and above that unit there is nothing: the unit must be named.
+    r = desk("supervisor1", street, "escalate", reason="再次提级")
+    assert r.status_code == 422 and r.json()["field"] == "to"
+
+
+def test_escalating_a_returned_order_needs_the_unit_named(desk: Desk, client: TestClient) -> None:
+    t = desk.new()
+    desk.ok("dispatcher1", t, "dispatch", lead="S11")
+    desk.ok("s11.handler", t, "request_return", reason="诉求地点不在本辖区")
+    desk.ok("dispatcher1", t, "review_return", approved=True)
+    r = desk("supervisor1", t, "escalate", reason="跨区问题，需区级处理")
+    assert r.status_code == 422 and r.json()["field"] == "to"
+    body = client.get(f"{TICKETS}/{t}", headers=auth(client, "agent1")).json()
+    assert body["status"] == "pending_dispatch" and body["lead_unit"] is None
+    body = desk.ok("supervisor1", t, "escalate", to="D2", reason="跨区问题，需区级处理")
+    assert body["lead_unit"]["code"] == "D2" and body["status"] == "dispatched"
+
+
+def test_a_solved_and_satisfied_order_is_reopened_only_by_a_supervisor_with_a_reason(
+    desk: Desk,
+) -> None:
+    t = handled_by_s11(desk)
+    desk.ok("s11.handler", t, "reply", result="solved", content="已更换楼道灯并回访确认")
+    desk.ok("dispatcher1", t, "audit", passed=True)
+    desk.ok("callback1", t, "evaluate", reached=True, solved=True, satisfaction="satisfied")
+    r = desk("callback1", t, "reopen", note="诉求人又来电")
+    assert r.status_code == 422 and r.json()["field"] == "reason"
+    r = desk("callback1", t, "reopen", note="诉求人又来电", reason="诉求人称灯又坏了")
+    assert r.status_code == 409 and "督办员" in r.json()["message"]
+    body = desk.ok("supervisor1", t, "reopen", note="督办复核", reason="现场复核发现灯又坏了")
+    assert body["round"] == 2 and body["lead_unit"]["code"] == "S11"
+    assert body["events"][-1]["data"]["reason"] == "现场复核发现灯又坏了"
+
+
+def test_a_merge_chain_attaches_to_its_root_and_closes_with_it(
+    db: Database, desk: Desk, client: TestClient
+) -> None:
+    def number(t: int) -> str:
+        return str(client.get(f"{TICKETS}/{t}", headers=auth(client, "agent1")).json()["number"])
+
+    m3 = desk.new("某路口红绿灯坏了，车辆通行混乱", requester={"phone": "13800138003"})
+    m2 = desk.new("某路口红绿灯不亮，另一位市民反映", requester={"phone": "13800138002"})
+    r2 = desk.new("路口信号灯坏了好几天了没人修", requester={"phone": "13800138012"})
+    r1 = desk.new("路口红绿灯坏了，第四位市民反映", requester={"phone": "13800138011"})
+    desk.ok("agent1", r2, "merge", master=number(m2))  # R2 → M2 …
+    desk.ok("agent1", m2, "merge", master=number(m3))  # … → M3: the chain of the issue
+    # Merging into a merged order attaches to the root master.
+    body = desk.ok("agent1", r1, "merge", master=number(m2))
+    merge = body["events"][-1]["data"]
+    assert (merge["master"], merge["via"], merge["master_id"]) == (number(m3), number(m2), m3)
+    # An order cannot be merged into its own repeat.
+    r = desk("agent1", m3, "merge", master=number(r2))
+    assert r.status_code == 422 and r.json()["field"] == "master"
+
+    desk.ok("agent1", m3, "answer", answer="已通知交管部门维修信号灯")
+    body = desk.ok("agent1", m3, "close")
+    assert body["events"][-1]["data"]["merged_closed"] == 3
+    for repeat, via in ((m2, None), (r1, None), (r2, number(m2))):
+        body = client.get(f"{TICKETS}/{repeat}", headers=auth(client, "agent1")).json()
+        assert body["status"] == "closed" and body["closed_at"], repeat
+        close = body["events"][-1]
+        assert close["action"] == "close" and close["data"]["master"] == number(m3)
+        assert close["data"].get("via") == via
+    with db.read() as s:
+        replies = {
+            p["phone"]: p["reply"]
+            for p in s.scalars(select(Outbox.payload).where(Outbox.recipient == "requester"))
+            if p["action"] == "close"
+        }
+    assert replies == dict.fromkeys(
+        ("13800138003", "13800138002", "13800138012", "13800138011"), "已通知交管部门维修信号灯"
+    )
+    # Merging into a closed order (the chain closed with its root) is refused.
+    late = desk.new("红绿灯的问题，第五位市民反映")
+    r = desk("agent1", late, "merge", master=number(m2))
+    assert r.status_code == 409 and "已关闭" in r.json()["message"]

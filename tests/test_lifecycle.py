@@ -70,7 +70,7 @@ LEGAL: dict[str, tuple[Actor, dict[str, Any], dict[str, Any]]] = {
     "evaluate": (actor("callback_agent"), {}, {"reached": True, "solved": True, "satisfaction": "satisfied"}),
     "rate": (actor("citizen"), {}, {"solved": False, "satisfaction": "dissatisfied"}),
     "reopen": (actor("callback_agent"), {}, {"note": "诉求人反映未解决"}),
-    "escalate": (actor("supervisor"), {}, {"reason": "超出街道事权"}),
+    "escalate": (actor("supervisor"), {}, {"to": DISTRICT, "reason": "超出街道事权"}),
     "urge": (actor("supervisor"), {}, {"note": "请加快办理"}),
     "supervise": (actor("supervisor"), {}, {"note": "列入督办"}),
     "merge": (actor("agent"), {}, {"master": "2026112200001"}),
@@ -144,8 +144,9 @@ def test_audit_sends_a_poor_reply_back_and_needs_a_note() -> None:
         decide("audit", f, actor("dispatcher"), {"passed": False, "note": "未说明处理结果"}).after
         == "accepted"
     )
-    with pytest.raises(GuardFailed, match="note"):
+    with pytest.raises(BadField, match="note") as bad:
         decide("audit", f, actor("dispatcher"), {"passed": False})
+    assert bad.value.field == "note"
 
 
 def test_reply_needs_a_contact_first_and_every_summoned_unit_reported() -> None:
@@ -161,16 +162,18 @@ def test_reply_needs_a_contact_first_and_every_summoned_unit_reported() -> None:
 def test_a_not_solvable_reply_must_say_why() -> None:
     who = LEGAL["reply"][0]
     data = {"result": "not_solvable", "content": "经核实超出现行政策规定范围"}
-    with pytest.raises(GuardFailed, match="reason"):
+    with pytest.raises(BadField, match="reason") as bad:
         decide("reply", facts("accepted"), who, data)
+    assert bad.value.field == "reason"
     assert decide("reply", facts("accepted"), who, {**data, "reason": "policy"}).after == "replied"
 
 
 def test_evaluation_unreachable_or_complete() -> None:
     who = actor("callback_agent")
     assert decide("evaluate", facts("audited"), who, {"reached": False}).after == "evaluated"
-    with pytest.raises(GuardFailed):
+    with pytest.raises(BadField) as missing:
         decide("evaluate", facts("audited"), who, {"reached": True, "solved": True})
+    assert missing.value.field == "satisfaction"
     with pytest.raises(BadField) as bad:
         decide(
             "evaluate",

@@ -630,12 +630,12 @@ def _read_units(r: _Reader, settings: dict[str, Any]) -> list[UnitRow]:
     if top is not None:
         # Where an order goes when the level above its lead is the city itself (a city
         # department's, company's or district's order escalated, or reopened beyond its rounds).
-        unit = seen.get(str(top))
+        above = seen.get(str(top))
         city = str(settings.get("city_unit"))
-        if unit is None or unit.kind != "department" or unit.parent != city:
+        if above is None or above.kind != "department" or above.parent != city:
             r.error("pack.yaml", None, f"escalation_unit '{top}' is not a department directly "
                     f"under the city unit '{city}' in units/")  # fmt: skip
-        elif unit.function == "service_centre":
+        elif above.function == "service_centre":
             r.error("pack.yaml", None, f"escalation_unit '{top}' is the service centre, which "
                     "does not handle orders")  # fmt: skip
     return rows

@@ -21,8 +21,17 @@ from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Invalid
 from jiesu.org.models import Unit
 from jiesu.taxonomy.models import Category
+from jiesu.taxonomy.service import pack_settings
 from jiesu.tickets.flows import final_answer, notices_for
-from jiesu.tickets.lifecycle import Actor, TicketFacts, Transition, decide
+from jiesu.tickets.lifecycle import (
+    Actor,
+    TicketFacts,
+    Transition,
+    UnitRef,
+    decide,
+    escalation_refusal,
+    level_above,
+)
 from jiesu.tickets.models import Assignment, Event, Ticket
 from jiesu.tickets.scheduled import schedule, track_promise
 from jiesu.tickets.service import get_ticket, ticket_deadlines, tier_for
@@ -52,6 +61,8 @@ def facts_of(ticket: Ticket) -> TicketFacts:
         status=ticket.status,
         exempt=review is not None and bool(review.data.get("approved")),
         round=ticket.round,
+        solved=ticket.solved,
+        satisfaction=ticket.satisfaction,
         lead=lead.unit.code if lead else None,
         lead_path=lead.unit.path if lead else None,
         co_handlers=frozenset(a.unit.code for a in active if a.role == "co_handler"),
@@ -155,6 +166,11 @@ def _unit(code: str, field: str, *, db_session: Session) -> Unit:
         raise Invalid(f"未知的单位 {code} / unknown unit", field=field)
     if unit.kind == "city":
         raise Invalid(f"{unit.name} 不是承办单位 / not a handling unit", field=field)
+    if unit.function == "service_centre":  # it dispatches and checks; it never handles
+        raise Invalid(
+            f"{unit.name} 是热线中心，不承办工单 / the service centre does not handle orders",
+            field=field,
+        )
     return unit
 
 
@@ -190,27 +206,89 @@ def _end_handling(ticket: Ticket, reason: str, now: datetime) -> None:
     ticket.lead_unit_id = None
 
 
+def _ref(unit: Unit) -> UnitRef:
+    return UnitRef(unit.code, unit.kind, unit.path)
+
+
 def _escalate(
-    ticket: Ticket, to: str | None, *, db_session: Session, now: datetime
-) -> dict[str, Any]:
-    """Hand the ticket to `to`, or to the level above its lead (street → district)."""
-    lead = next((a for a in ticket.assignments if a.active and a.role == "lead"), None)
-    if lead is None:  # reopened: escalate from the unit that led the last round
-        lead = next((a for a in reversed(ticket.assignments) if a.role == "lead"), None)
+    ticket: Ticket, to: str | None, lead: Assignment | None, *, db_session: Session,
+    now: datetime,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Hand the ticket to `to` (above `lead`), or to the level above `lead` (street → district;
+    a unit under the city → the pack's escalation unit). None when nothing is above."""
+    top = pack_settings(db_session=db_session).get("escalation_unit")
+    top = str(top) if top is not None else None
     if to:
         target = _unit(to, "to", db_session=db_session)
+        why = escalation_refusal(_ref(lead.unit), _ref(target), top) if lead else None
+        if why:
+            raise Invalid(why, field="to")
     else:
-        parent = lead.unit.parent if lead else None
-        if parent is None or parent.kind == "city":
-            raise Invalid(
-                "上级是市级，请指定提级到的市级部门（to）/ name the city department to escalate to",
-                field="to",
-            )
-        target = parent
+        assert lead is not None  # without a lead (pending_dispatch) the table requires `to`
+        parent = lead.unit.parent
+        above = level_above(_ref(lead.unit), _ref(parent) if parent else None, top)
+        if above is None:
+            return None
+        target = _unit(above, "to", db_session=db_session)
     _end_handling(ticket, "escalated", now)
     _assign(ticket, target, "lead", now)
     ticket.lead_unit_id = target.id
     return {"from": lead.unit.code if lead else None, "to": target.code}
+
+
+def _root_master(ticket: Ticket, number: str, *, db_session: Session) -> Ticket:
+    """The order `number` names, or, when that one is merged itself, the order at the end of
+    its chain: a repeat is always attached to an order that can still close."""
+    master = db_session.scalar(select(Ticket).where(Ticket.number == number))
+    if master is not None and master.id == ticket.id:
+        raise Invalid("不能并入本工单自己 / an order cannot be merged into itself", field="master")
+    seen: set[int] = set()
+    while master is not None and master.status == "merged" and master.master_id is not None:
+        if master.id in seen:  # a cycle cannot be made through this function; old data might
+            break
+        seen.add(master.id)
+        master = db_session.get(Ticket, master.master_id)
+    if master is None:
+        raise Invalid(f"主工单 {number} 不存在 / no such master ticket", field="master")
+    if master.id == ticket.id:
+        raise Invalid(
+            f"工单 {number} 已并入本工单，不能反向并单 / {number} is merged into this order",
+            field="master",
+        )
+    if master.status in ("merged", "closed"):
+        raise Conflict(
+            f"主工单 {master.number} 已{'并单' if master.status == 'merged' else '关闭'} "
+            f"/ the master is {master.status}"
+        )
+    return master
+
+
+def _close_merged(ticket: Ticket, *, db_session: Session, now: datetime) -> int:
+    """Close every order merged into `ticket`, and those merged into them, each with its event
+    and its notice carrying the master's answer; how many were closed."""
+    answer = final_answer(ticket)
+    numbers = {ticket.id: ticket.number}
+    frontier, closed = [ticket.id], 0
+    while frontier:
+        repeats = db_session.scalars(
+            select(Ticket).where(Ticket.master_id.in_(frontier), Ticket.status == "merged")
+            .order_by(Ticket.id).options(selectinload(Ticket.events))
+        ).all()  # fmt: skip
+        for repeat in repeats:
+            assert repeat.master_id is not None
+            data = {"master": ticket.number}
+            if repeat.master_id != ticket.id:  # merged into an order merged into this one
+                data["via"] = numbers[repeat.master_id]
+            event = _append(repeat, "close", "merged", "closed", None, now,
+                            note=f"随主工单 {ticket.number} 办结", data=data)  # fmt: skip
+            repeat.closed_at = now
+            numbers[repeat.id] = repeat.number
+            # The master's reply reaches every merged requester.
+            notices_for(repeat, event, ("requester",), previous_lead=None,
+                        db_session=db_session, now=now, reply=answer)  # fmt: skip
+        closed += len(repeats)
+        frontier = [r.id for r in repeats]
+    return closed
 
 
 def _apply(
@@ -272,17 +350,30 @@ def _apply(
         data["reached"] = True
     elif name == "reopen":
         lead = next((a for a in ticket.assignments if a.active and a.role == "lead"), None)
+        last = lead or next((a for a in reversed(ticket.assignments) if a.role == "lead"), None)
         _end_handling(ticket, "reopened", now)
         ticket.round = t.round
         ticket.result = ticket.solved = ticket.satisfaction = None
         data["round"] = t.round
-        if t.escalates:
-            data["escalated"] = _escalate(ticket, None, db_session=db_session, now=now)
-        elif lead is not None:
-            _assign(ticket, lead.unit, "lead", now)
-            ticket.lead_unit_id = lead.unit_id
+        escalated = None
+        if t.escalates and last is not None:
+            escalated = _escalate(ticket, None, last, db_session=db_session, now=now)
+        if escalated is not None:
+            data["escalated"] = escalated
+        elif last is not None:  # another round, or nothing above the unit: the same lead
+            _assign(ticket, last.unit, "lead", now)
+            ticket.lead_unit_id = last.unit_id
     elif name == "escalate":
-        data.update(_escalate(ticket, t.data.get("to"), db_session=db_session, now=now))
+        lead = next((a for a in ticket.assignments if a.active and a.role == "lead"), None)
+        moved = _escalate(ticket, t.data.get("to"), lead, db_session=db_session, now=now)
+        if moved is None:
+            assert lead is not None
+            raise Invalid(
+                f"{lead.unit.name} 之上没有可提级的单位，请指定提级至（to）"
+                " / nothing is above the lead: name the unit (to)",
+                field="to",
+            )
+        data.update(moved)
     elif name == "recategorize":
         category = db_session.scalar(
             select(Category).where(Category.code == t.data["category"], Category.active)
@@ -297,34 +388,12 @@ def _apply(
         ticket.tier = tier_for(category, ticket.request_type, db_session=db_session)
         data["tier"] = ticket.tier
     elif name == "merge":
-        master = db_session.scalar(
-            select(Ticket)
-            .where(Ticket.number == t.data["master"])
-            .options(selectinload(Ticket.events))
-        )
-        if master is None or master.id == ticket.id:
-            raise Invalid(
-                f"主工单 {t.data['master']} 不存在 / no such master ticket", field="master"
-            )
-        if master.status in ("merged", "closed"):
-            raise Conflict(
-                f"主工单 {master.number} 已{master.status} / the master is {master.status}"
-            )
+        master = _root_master(ticket, t.data["master"], db_session=db_session)
         ticket.master_id = master.id
+        if master.number != t.data["master"]:  # the named order is merged: its root is the master
+            data["via"], data["master"] = t.data["master"], master.number
         data["master_id"] = master.id
     elif name == "close":
         ticket.closed_at = now
-        merged = db_session.scalars(
-            select(Ticket).where(Ticket.master_id == ticket.id, Ticket.status == "merged")
-            .options(selectinload(Ticket.events))
-        ).all()  # fmt: skip
-        answer = final_answer(ticket)
-        for repeat in merged:
-            closed = _append(repeat, "close", "merged", "closed", None, now,
-                             note=f"随主工单 {ticket.number} 办结", data={"master": ticket.number})  # fmt: skip
-            repeat.closed_at = now
-            # The master's reply reaches every merged requester.
-            notices_for(repeat, closed, ("requester",), previous_lead=None,
-                        db_session=db_session, now=now, reply=answer)  # fmt: skip
-        data["merged_closed"] = len(merged)
+        data["merged_closed"] = _close_merged(ticket, db_session=db_session, now=now)
     return data

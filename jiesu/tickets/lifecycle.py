@@ -9,7 +9,8 @@ database. `docs/lifecycle.md` is generated from this table (`jiesu docs lifecycl
 
 The checks run in a fixed order, each with its own answer: an unknown action (404), a role that
 may never take it (403), a ticket outside the actor's part (403), the wrong state (409, saying
-which states allow it), a missing or bad field (422, naming it), a guard such as "a return is
+which states allow it), a missing or bad field (422, naming it; also a field that another field
+makes required, such as the reason of a not-solvable reply), a guard such as "a return is
 already waiting" (409).
 """
 
@@ -83,6 +84,9 @@ EXEMPTION_REASONS = {
 # closed included — the monthly figures are settled after the order is.
 ASSESSED = frozenset({"dispatched", "accepted", "replied", "audited", "evaluated", "closed"})
 MAX_ROUNDS = 3  # a reopen beyond the third round escalates
+# The levels of an evaluation that count as satisfied: a solved order rated so is not reopened
+# unless a supervisor gives the reason.
+SATISFIED = frozenset({"very_satisfied", "satisfied", "basically_satisfied"})
 
 
 # ---- who -----------------------------------------------------------------------------------
@@ -140,6 +144,12 @@ class TicketFacts:
     master: bool = False  # other tickets are merged into this one
     exemption_pending: bool = False  # an exemption request awaits the centre's review
     exempt: bool = False  # an exemption (考核剔除) has been approved
+    solved: bool | None = None  # the last evaluation of this round (None: none, or unreached)
+    satisfaction: str | None = None
+
+    @property
+    def solved_and_satisfied(self) -> bool:
+        return self.solved is True and self.satisfaction in SATISFIED
 
 
 # ---- fields --------------------------------------------------------------------------------
@@ -168,6 +178,18 @@ def note(required: bool = False, min_length: int = 0) -> Field:
     return Field("note", "说明", "text", required=required, min_length=min_length)
 
 
+@dataclass(frozen=True)
+class FieldRule:
+    """A field that another field (or the ticket's state) makes required, or contradicts.
+
+    Checked with the fields, after each has been validated alone: a broken rule is a 422 naming
+    `field`, before any guard (409) runs."""
+
+    field: str
+    text: str  # how the rule reads in docs/lifecycle.md
+    broken: Callable[[TicketFacts, dict[str, Any]], str | None]  # why not, or None
+
+
 # ---- actions -------------------------------------------------------------------------------
 
 Next = str | Callable[[TicketFacts, dict[str, Any], "Actor"], str]
@@ -188,6 +210,7 @@ class Action:
     notify: tuple[str, ...] = ()
     why: str = ""  # the rule in one sentence, for docs/lifecycle.md
     next_label: str = ""  # how `next` reads when it is a function
+    field_rules: tuple[FieldRule, ...] = ()  # fields required or refused by other fields
 
 
 def _not_yet_accepted(f: TicketFacts, _d: dict[str, Any], a: Actor) -> str | None:
@@ -243,21 +266,67 @@ def _contacted(f: TicketFacts, _d: dict[str, Any], _a: Actor) -> str | None:
     return None
 
 
-def _reason_when_not_solvable(_f: TicketFacts, d: dict[str, Any], _a: Actor) -> str | None:
-    if d.get("result") == "not_solvable" and not d.get("reason"):
-        return "无法解决须说明原因（reason）/ a not-solvable reply needs its reason"
+def _reason_matches_result(_f: TicketFacts, d: dict[str, Any]) -> str | None:
+    if d.get("result") == "not_solvable":
+        if not d.get("reason"):
+            return (
+                "缺少 reason（无法解决原因）：办理结果为无法解决时必填 "
+                "/ reason is required when result is not_solvable"
+            )
+    elif d.get("reason"):
+        result = d.get("result")
+        return (
+            f"reason（无法解决原因）只用于无法解决，与办理结果 {result} 矛盾 "
+            f"/ reason contradicts result {result}"
+        )
     return None
 
 
-def _evaluation_complete(_f: TicketFacts, d: dict[str, Any], _a: Actor) -> str | None:
-    if d.get("reached") and (d.get("solved") is None or d.get("satisfaction") is None):
-        return "接通回访须记录是否解决和满意度 / a reached callback records solved and satisfaction"
+def _solved_when_reached(_f: TicketFacts, d: dict[str, Any]) -> str | None:
+    if d.get("reached") and d.get("solved") is None:
+        return "缺少 solved（是否解决）：接通回访须记录 / solved is required when reached is true"
     return None
 
 
-def _note_when_sent_back(_f: TicketFacts, d: dict[str, Any], _a: Actor) -> str | None:
+def _satisfaction_when_reached(_f: TicketFacts, d: dict[str, Any]) -> str | None:
+    if d.get("reached") and d.get("satisfaction") is None:
+        return (
+            "缺少 satisfaction（满意度）：接通回访须记录 "
+            "/ satisfaction is required when reached is true"
+        )
+    return None
+
+
+def _note_when_sent_back(_f: TicketFacts, d: dict[str, Any]) -> str | None:
     if d.get("passed") is False and not d.get("note"):
-        return "审核退回须说明原因（note）/ sending a reply back needs a note"
+        return "缺少 note（说明）：审核退回须说明原因 / note is required when passed is false"
+    return None
+
+
+def _to_when_nobody_leads(f: TicketFacts, d: dict[str, Any]) -> str | None:
+    if f.status == "pending_dispatch" and not d.get("to"):
+        return (
+            "缺少 to（提级至）：待派单的工单没有主办单位，提级须指定单位 "
+            "/ to is required: a pending_dispatch order has no lead to escalate from"
+        )
+    return None
+
+
+def _reason_when_satisfied(f: TicketFacts, d: dict[str, Any]) -> str | None:
+    if f.solved_and_satisfied and not d.get("reason"):
+        return (
+            "缺少 reason（重办理由）：诉求人评价已解决且满意，重办须由督办员说明理由 "
+            "/ reason is required to reopen an order rated solved and satisfied"
+        )
+    return None
+
+
+def _supervisor_when_satisfied(f: TicketFacts, _d: dict[str, Any], a: Actor) -> str | None:
+    if f.solved_and_satisfied and a.role not in SUPERVISORS:
+        return (
+            "诉求人评价已解决且满意，只有督办员可说明理由后重办 "
+            "/ only a supervisor may reopen an order rated solved and satisfied"
+        )
     return None
 
 
@@ -423,7 +492,9 @@ ACTIONS: tuple[Action, ...] = (
                 Field("reason", "无法解决原因", "choice", required=False,
                       choices=NOT_SOLVABLE_REASONS),
                 Field("content", "办理情况", "text", min_length=10)),
-        guards=(_not_suspended, _contacted, _all_reported, _reason_when_not_solvable),
+        field_rules=(FieldRule("reason", "`reason` required when `result` is not_solvable, "
+                               "refused with any other result", _reason_matches_result),),
+        guards=(_not_suspended, _contacted, _all_reported),
         effects=("stop the complete limit",), notify=("centre",),
         why="An honest result code — solved, partly solved, or not solvable with its reason — "
         "never just 'closed'.",
@@ -432,7 +503,8 @@ ACTIONS: tuple[Action, ...] = (
         "audit", "审核", frozenset({"replied"}), DISPATCHERS, Relation.centre, _after_audit,
         next_label="audited (passed) / accepted (sent back)",
         fields=(Field("passed", "是否通过", "bool"), note()),
-        guards=(_note_when_sent_back,),
+        field_rules=(FieldRule("note", "`note` required when `passed` is false",
+                               _note_when_sent_back),),
         effects=("sent back: the complete limit runs again",), notify=("unit",),
         why="The centre checks the reply; a poor one goes back to the unit.",
     ),
@@ -443,7 +515,11 @@ ACTIONS: tuple[Action, ...] = (
                 Field("solved", "是否解决", "bool", required=False),
                 Field("satisfaction", "满意度", "choice", required=False, choices=SATISFACTION),
                 note()),
-        guards=(_evaluation_complete,),
+        field_rules=(
+            FieldRule("solved", "`solved` required when `reached` is true", _solved_when_reached),
+            FieldRule("satisfaction", "`satisfaction` required when `reached` is true",
+                      _satisfaction_when_reached),
+        ),
         effects=("counts in the resolution and satisfaction rates",),
         why="The citizen says whether it was solved and how satisfied — or could not be reached.",
     ),
@@ -460,11 +536,19 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "reopen", "重办", frozenset({"evaluated"}),
         frozenset({"callback_agent", "dispatcher", "supervisor", "admin"}), Relation.centre,
-        "dispatched", fields=(note(required=True, min_length=4),),
+        "dispatched",
+        fields=(note(required=True, min_length=4),
+                Field("reason", "重办理由", "text", required=False, min_length=4)),
+        field_rules=(FieldRule("reason", "`reason` required when the order was rated solved "
+                               "and satisfied", _reason_when_satisfied),),
+        guards=(_supervisor_when_satisfied,),
         effects=("round + 1 to the same lead", "restart accept, contact and complete limits",
-                 f"beyond round {MAX_ROUNDS}: escalate"),
+                 f"beyond round {MAX_ROUNDS}: escalate to the level above (the pack's "
+                 "escalation unit above a unit under the city; the escalation unit itself "
+                 "keeps it)"),
         notify=("unit",),
-        why="Unsolved or dissatisfied: another round for the unit; the round number is kept.",
+        why="Unsolved or dissatisfied: another round for the unit; the round number is kept. "
+        "An order rated solved and satisfied is reopened only by a supervisor, with the reason.",
     ),
     Action(
         "escalate", "提级", IN_UNIT | frozenset({"pending_dispatch"}),
@@ -472,11 +556,16 @@ ACTIONS: tuple[Action, ...] = (
         "dispatched",
         fields=(Field("to", "提级至", "unit", required=False),
                 Field("reason", "提级原因", "text", min_length=4)),
+        field_rules=(FieldRule("to", "`to` required in pending_dispatch (nobody leads)",
+                               _to_when_nobody_leads),),
         guards=(_not_to_itself,),
-        effects=("end the lead's part", "the level above (or `to`) leads",
+        effects=("end the lead's part",
+                 "the level above (or `to`, which must be above the lead) leads; above a unit "
+                 "under the city, the pack's escalation unit",
                  "restart accept, contact and complete limits"),
         notify=("unit", "supervisor"),
-        why="Beyond the unit's powers (超事权): street → district → city department.",
+        why="Beyond the unit's powers (超事权): street → district → city department; never "
+        "down or sideways.",
     ),
     Action(
         "urge", "催办", OPEN - {"received"}, SUPERVISORS, Relation.over_lead, "=",
@@ -520,14 +609,16 @@ ACTIONS: tuple[Action, ...] = (
         "merge", "并单", frozenset({"received", "pending_dispatch"}), CENTRE_INTAKE,
         Relation.centre, "merged",
         fields=(Field("master", "主工单编号", "ticket"), note()),
-        effects=("attach to the master; closes with it and gets its reply",),
+        effects=("attach to the root master (a merged master is followed to the order it is "
+                 "merged into); closes with it and gets its reply",),
         why="A repeat of the same event is attached to a master ticket.",
     ),
     Action(
         "close", "关闭", frozenset({"answered", "transferred", "rejected", "evaluated"}),
         frozenset({"agent", "dispatcher", "callback_agent", "admin"}), Relation.centre, "closed",
         fields=(note(),),
-        effects=("close every ticket merged into this one",), notify=("requester",),
+        effects=("close every ticket merged into this one, transitively, each with its event",),
+        notify=("requester",),
         why="The end: after the answer, the transfer, the rejection or the evaluation.",
     ),
 )  # fmt: skip
@@ -673,6 +764,10 @@ def decide(
             f"可{action.label}的状态：{allowed} / not allowed in state {facts.status}"
         )
     clean = validate_fields(action, data or {})
+    for rule in action.field_rules:
+        why = rule.broken(facts, clean)
+        if why:
+            raise BadField(why, field=rule.field)
     for guard in action.guards:
         reason = guard(facts, clean, actor)
         if reason:
@@ -708,6 +803,49 @@ def available(facts: TicketFacts, actor: Actor) -> list[Action]:
     return out
 
 
+# ---- escalation: where "the level above" is ---------------------------------------------------
+
+DIVISIONS = frozenset({"city", "district", "street", "community", "grid"})
+
+
+@dataclass(frozen=True)
+class UnitRef:
+    """A unit as the escalation rules see it: its code, kind and materialised path."""
+
+    code: str
+    kind: str
+    path: str  # "/1/17/254/" (ids or codes: only the depth counts)
+
+    @property
+    def level(self) -> int:
+        """Smaller is higher: the city 0, its departments and companies 1, a district 2, a
+        district's departments 3, a street 4 … (a unit is always below the unit it hangs under)."""
+        depth = self.path.strip("/").count("/")
+        return 2 * depth if self.kind in DIVISIONS else 2 * depth - 1
+
+
+def level_above(lead: UnitRef, parent: UnitRef | None, escalation_unit: str | None) -> str | None:
+    """Who takes an order escalated from `lead` when nobody names the unit: the parent, or,
+    where the parent is the city itself, the pack's escalation unit. None for the escalation
+    unit itself (nothing is above it: a reopen leaves the order with it)."""
+    if parent is not None and parent.kind != "city":
+        return parent.code
+    if escalation_unit and escalation_unit != lead.code:
+        return escalation_unit
+    return None
+
+
+def escalation_refusal(lead: UnitRef, target: UnitRef, escalation_unit: str | None) -> str | None:
+    """Why `target` cannot take an order escalated from `lead`, or None: escalation goes up —
+    to a unit of a higher level, or to the escalation unit — never down or sideways."""
+    if target.code == escalation_unit or target.level < lead.level:
+        return None
+    return (
+        f"提级只能提到上级单位：{target.code} 不高于主办单位 {lead.code} "
+        f"/ escalation goes up: {target.code} is not above {lead.code}"
+    )
+
+
 # ---- the generated document ------------------------------------------------------------------
 
 
@@ -740,7 +878,8 @@ def render_markdown() -> str:
     for a in ACTIONS:
         states = ", ".join(f"`{s}`" for s in sorted(a.states))
         who = ", ".join(sorted(a.roles)) + f" · {a.relation.value}"
-        fields = "; ".join(f.describe() for f in a.fields) or "—"
+        fields = "; ".join([*(f.describe() for f in a.fields), *(r.text for r in a.field_rules)])
+        fields = fields or "—"
         effects = "; ".join([*a.effects, *(f"notify {n}" for n in a.notify)]) or "—"
         out.append(
             f"| `{a.name}` | {a.label} | {states} | {next_label(a)} | {who} | {fields} | {effects} |"
