@@ -184,7 +184,8 @@ def dashboard(
             "previous": previous,
             "change": change(requests, previous),
             "today": per_day.get(today, 0),
-            "rates": _three_rates(start, today, units, db_session=db_session, scope=scope),
+            "rates": _three_rates(start, today, units, db_session=db_session, scope=scope,
+                                  now=now),
             "overdue_open": overdue,
             "due_soon": due_soon,
             "warnings_open": sum(w["n"] for w in warnings),
@@ -219,14 +220,14 @@ def dashboard(
 
 def _three_rates(
     start: date, end: date, units: A.UnitIndex, *, db_session: Session,
-    scope: A.UnitRow | None = None,
+    scope: A.UnitRow | None = None, now: datetime | None = None,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """响应率, 解决率, 满意率 of the city (or the district): the sums `scope_rates` takes,
     without its live count of orders past due, which only the overdue rate needs (the page
     keeps its reads of the ticket table to the indexed live figures). The contacts still
     pending (by the contact_due index) stay out of 响应率; 满意率 takes the pack's scores."""
     totals = A.unit_totals(start, end, db_session=db_session)
-    for unit_id, n in A.contact_pending(start, end, db_session=db_session).items():
+    for unit_id, n in A.contact_pending(start, end, db_session=db_session, now=now).items():
         totals.setdefault(unit_id, {})["contact_pending"] = n
     summed = A.scope_totals(totals, scope, units)
     scores = pack_settings(db_session=db_session).get("satisfaction_scores")
