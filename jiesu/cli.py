@@ -55,16 +55,25 @@ def _db():  # type: ignore[no-untyped-def]
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (keep it below 32768).")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (several: one socket each, SO_REUSEPORT).")
+    ] = 1,
     reload: Annotated[bool, typer.Option(help="Reload on code changes (development).")] = False,
 ) -> None:
-    """Run the web server (API, console, portal)."""
-    import uvicorn
+    """Run the web server (API, console, portal).
 
-    uvicorn.run(
-        "jiesu.web.asgi:app", host=host, port=port, workers=workers, reload=reload,
-        log_level="info", proxy_headers=True,
-    )  # fmt: skip
+    X-Forwarded-For/-Proto are believed only from JIESU_TRUSTED_PROXIES (none by default)."""
+    from jiesu.web.serving import serve as run_server
+
+    try:
+        trusted = get_settings().trusted_proxies
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    status = run_server(
+        host=host, port=port, workers=workers, reload=reload, trusted_proxies=trusted
+    )
+    raise typer.Exit(status)
 
 
 @app.command()

@@ -1,0 +1,283 @@
+"""`jiesu serve` as an operator runs it: a real process on a port, one or several workers.
+
+Each server here is `jiesu serve` in a subprocess on a fresh SQLite file. Its log lines carry the
+process id (jiesu.web.serving.log_config), which is how a test sees which worker answered a
+connection and which address the app saw, without anything test-only in the app.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from jiesu.cli import app as cli
+from jiesu.settings import get_settings, parse_trusted_proxies
+from jiesu.web.serving import listening_sockets, uvicorn_options
+from tests.browser_support import free_port
+from tests.conftest import Templates
+
+JIESU = Path(sys.executable).with_name("jiesu")
+START_TIMEOUT_S = 120.0  # two workers importing the app on a busy 2-core machine
+
+
+class Served:
+    """A `jiesu serve` subprocess and every line it has logged so far."""
+
+    def __init__(self, url: str, var_dir: Path, workers: int, env: dict[str, str]) -> None:
+        self.url, self.workers, self.port = url, workers, free_port()
+        full_env = {k: v for k, v in os.environ.items() if k != "JIESU_TRUSTED_PROXIES"}
+        full_env.update(JIESU_DATABASE_URL=url, JIESU_VAR_DIR=str(var_dir), **env)
+        command = [str(JIESU), "serve", "--port", str(self.port), "--workers", str(workers)]
+        self.proc = subprocess.Popen(
+            command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self.wait_for(lambda: self.count("Application startup complete") >= workers):
+            self.stop(signal.SIGKILL)
+            raise AssertionError("server did not start:\n" + "\n".join(self.lines))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, condition, timeout: float = START_TIMEOUT_S) -> bool:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                return bool(condition())
+            time.sleep(0.05)
+        return False
+
+    def count(self, needle: str) -> int:
+        return sum(needle in line for line in list(self.lines))
+
+    def worker_pids(self) -> set[int]:
+        found = (re.search(r"Started server process \[(\d+)\]", line) for line in self.lines)
+        return {int(m.group(1)) for m in found if m}
+
+    def access(self, path: str) -> list[tuple[int, str, int]]:
+        """(worker pid, client host, client port) of each logged request for `path`."""
+        pattern = re.compile(r"\[(\d+)\] (\S+):(\d+) - \"\w+ " + re.escape(path) + " ")
+        found = (pattern.search(line) for line in list(self.lines))
+        return [(int(m.group(1)), m.group(2), int(m.group(3))) for m in found if m]
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._reader.join(5)
+
+
+def _serve(templates: Templates, directory: Path, workers: int, **env: str) -> Iterator[Served]:
+    for url in templates.fresh_url("sqlite", False, directory):
+        server = Served(url, directory, workers, env)
+        try:
+            yield server
+        finally:
+            server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def two_workers(templates: Templates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from _serve(templates, tmp_path_factory.mktemp("serve"), 2)
+
+
+def _get(conn: http.client.HTTPConnection, path: str, **headers: str) -> tuple[int, bytes]:
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+@pytest.mark.slow
+def test_several_workers_answer_a_reused_connection_without_the_delayed_ack_stall(
+    two_workers: Served,
+) -> None:
+    # Without TCP_NODELAY every response after the first on a kept-alive connection waited for
+    # the client's delayed ACK: 44 ms median against about 1 ms with one worker.
+    conn = two_workers.connection()
+    assert _get(conn, "/healthz?reused")[0] == 200  # the connection is open, the worker warm
+    timings = []
+    for _ in range(30):
+        started = time.perf_counter()
+        status, body = _get(conn, "/healthz?reused")
+        timings.append((time.perf_counter() - started) * 1000)
+        assert status == 200 and json.loads(body)["status"] == "ok"
+    conn.close()
+    assert two_workers.wait_for(lambda: len(two_workers.access("/healthz?reused")) == 31, 30)
+    ports = {port for _, _, port in two_workers.access("/healthz?reused")}
+    assert len(ports) == 1, "the requests did not share one connection"
+    assert statistics.median(timings) < 20, f"median {statistics.median(timings):.1f} ms"
+
+
+@pytest.mark.slow
+def test_connections_spread_over_the_workers(two_workers: Served) -> None:
+    # Rounds of 16 connections opened together, as a load tester or a proxy's pool does. With
+    # one socket shared by the workers, the first to wake accepted a whole round (6 out of 6).
+    for round_ in range(3):
+        path = f"/healthz?spread={round_}"
+        conns = [two_workers.connection() for _ in range(16)]
+        for conn in conns:
+            conn.connect()
+        ports = {conn.sock.getsockname()[1] for conn in conns}
+        for conn in conns:
+            conn.request("GET", path)
+        for conn in conns:
+            assert conn.getresponse().status == 200
+            conn.close()
+        assert two_workers.wait_for(lambda: len(two_workers.access(path)) == 16, 30)  # noqa: B023
+        by_port = {port: pid for pid, _, port in two_workers.access(path)}
+        assert set(by_port) == ports
+        assert len(two_workers.worker_pids()) == 2
+        assert set(by_port.values()) == two_workers.worker_pids(), f"round {round_}"
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_replaced(two_workers: Served) -> None:
+    before = two_workers.worker_pids()
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    assert two_workers.wait_for(lambda: len(two_workers.worker_pids() - before) == 1)
+    assert two_workers.wait_for(lambda: two_workers.count("Application startup complete") == 3)
+    # The new worker serves on the dead one's socket: every connection is answered.
+    for _ in range(8):
+        conn = two_workers.connection()
+        assert _get(conn, "/healthz?after")[0] == 200
+        conn.close()
+    assert two_workers.proc.poll() is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_stops_every_worker_gracefully(
+    sig: int, templates: Templates, tmp_path: Path
+) -> None:
+    for server in _serve(templates, tmp_path, 2):
+        pids = server.worker_pids()
+        assert len(pids) == 2
+        conn = server.connection()  # an idle kept-alive connection must not hold the stop up
+        assert _get(conn, "/healthz")[0] == 200
+        assert server.stop(sig) == 0
+        for pid in pids:
+            assert any(f"[{pid}] Finished server process" in line for line in server.lines)
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        conn.close()
+
+
+def _failed_sign_in_address(server: Served) -> str:
+    conn = server.connection()
+    body = json.dumps({"username": "nobody", "password": "wrong-password"})
+    conn.request("POST", "/api/v1/auth/token", body=body, headers={
+        "content-type": "application/json", "x-forwarded-for": "1.2.3.4",
+    })  # fmt: skip
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    assert response.status == 401
+    engine = create_engine(server.url)
+    with engine.connect() as connection:
+        address = connection.scalar(
+            text("SELECT ip FROM audit_log WHERE action = 'login_failed' ORDER BY id DESC")
+        )
+    engine.dispose()
+    return str(address)
+
+
+@pytest.mark.slow
+def test_forwarded_for_is_ignored_unless_the_proxy_is_trusted(
+    templates: Templates, tmp_path: Path
+) -> None:
+    # One worker: what `make run` starts. A client on loopback used to pick its own address
+    # with X-Forwarded-For, a new one per try, past the per-address sign-in limit.
+    for server in _serve(templates, tmp_path, 1):
+        assert _failed_sign_in_address(server) == "127.0.0.1"
+        # uvicorn alone shuts down gracefully, then ends by the signal it was sent.
+        assert server.stop() in (0, -signal.SIGTERM)
+        assert server.count("Finished server process") == 1
+
+
+@pytest.mark.slow
+def test_forwarded_for_from_a_trusted_proxy_names_the_client(
+    templates: Templates, tmp_path: Path
+) -> None:
+    # Two workers: the setting reaches every worker process.
+    for server in _serve(templates, tmp_path, 2, JIESU_TRUSTED_PROXIES="127.0.0.1"):
+        assert _failed_sign_in_address(server) == "1.2.3.4"
+        assert server.stop() == 0
+
+
+def test_trusted_proxies_setting() -> None:
+    assert parse_trusted_proxies("") == ()
+    assert parse_trusted_proxies(" 127.0.0.1, 10.0.0.0/8 ,::1,") == (
+        "127.0.0.1",
+        "10.0.0.0/8",
+        "::1",
+    )
+    assert parse_trusted_proxies("10.1.2.3/8") == ("10.0.0.0/8",)
+    with pytest.raises(ValueError, match="不是 IP 地址或网段"):
+        parse_trusted_proxies("127.0.0.1,proxy.internal")
+    with pytest.raises(ValueError):
+        parse_trusted_proxies("*")
+    assert uvicorn_options(()) == {"proxy_headers": False, "forwarded_allow_ips": []}
+    assert uvicorn_options(("10.0.0.0/8",)) == {
+        "proxy_headers": True,
+        "forwarded_allow_ips": ["10.0.0.0/8"],
+    }
+
+
+def test_serve_refuses_a_malformed_trusted_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIESU_TRUSTED_PROXIES", "127.0.0.1;10.0.0.1")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "JIESU_TRUSTED_PROXIES" in result.output
+
+
+def test_the_worker_sockets_share_a_port_and_refuse_a_taken_one() -> None:
+    sockets = listening_sockets("127.0.0.1", 0, 3)
+    try:
+        ports = {s.getsockname()[1] for s in sockets}
+        assert len(ports) == 1
+        for s in sockets:
+            assert s.proto == socket.IPPROTO_TCP
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        for s in sockets:
+            s.close()
+    with socket.socket() as taken:  # an ordinary listener, without SO_REUSEPORT
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            listening_sockets("127.0.0.1", taken.getsockname()[1], 2)
