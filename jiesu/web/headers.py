@@ -15,8 +15,9 @@ answers carry the headers too). It adds, unless the response set its own:
   nosniff`, `Referrer-Policy: same-origin` (ticket ids and searches never leave in a Referer),
   `Cross-Origin-Opener-Policy: same-origin`, a `Permissions-Policy` (the portal may locate the
   citizen; nothing may use camera or microphone).
-- `Strict-Transport-Security` when the request came over HTTPS (directly, or through a proxy
-  that says so with `X-Forwarded-Proto`).
+- `Strict-Transport-Security` when the request's scheme is https: served over TLS, or behind a
+  proxy in `JIESU_TRUSTED_PROXIES` whose `X-Forwarded-Proto` uvicorn has applied (`serving.py`);
+  a client's own `X-Forwarded-Proto` counts for nothing.
 - `Cache-Control: no-store` on everything but the static files: the API, the console and the
   portal carry personal data, and no shared cache or back button should keep it.
 """
@@ -78,15 +79,6 @@ BASE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-def _over_https(scope: Scope) -> bool:
-    if scope.get("scheme") == "https":
-        return True
-    for name, value in scope.get("headers") or []:
-        if name == b"x-forwarded-proto":
-            return value.split(b",")[0].strip().lower() == b"https"
-    return False
-
-
 class SecurityHeaders:
     """Adds the headers above to every HTTP response that lacks them."""
 
@@ -100,7 +92,7 @@ class SecurityHeaders:
         extra = list(BASE_HEADERS)
         if not str(scope.get("path", "")).startswith(STATIC_PREFIX):
             extra.append((b"cache-control", b"no-store"))
-        if _over_https(scope):
+        if scope.get("scheme") == "https":
             extra.append((b"strict-transport-security", HSTS.encode()))
 
         async def send_with_headers(message: Message) -> None:
