@@ -167,6 +167,23 @@ def live_server(database_url: str) -> Iterator[LiveServer]:
 # ---- pages -----------------------------------------------------------------------------------
 
 
+def wait_until(page: Any, expression: str, arg: Any = None, timeout_ms: int = TIMEOUT_MS) -> Any:
+    """Poll a JavaScript function expression from Python until it returns something truthy.
+
+    Playwright's own `wait_for_function` evaluates its predicate with `eval` inside the page,
+    which the app's Content-Security-Policy (no 'unsafe-eval') refuses; `evaluate` goes through
+    the DevTools protocol and is not subject to the page's policy.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        value = page.evaluate(expression, arg)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout_ms} ms: {expression}")
+        page.wait_for_timeout(100)
+
+
 def login(page: Any, base: str, username: str, password: str = DEMO_PASSWORD) -> None:
     """Sign in through the form; the page ends on the user's workbench."""
     page.goto(base + "/login")

@@ -16,9 +16,11 @@ import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
@@ -35,8 +37,25 @@ PG_ADMIN_URL = os.environ.get(
     "JIESU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The any-hour check (tests/test_any_hour.py) runs the clock-sensitive modules with the whole
+# process's clock starting at this instant (ISO 8601 with its offset), the server threads included.
+TEST_NOW = os.environ.get("JIESU_TEST_NOW", "")
 BACKENDS = ["sqlite", "postgresql"]
 PASSWORD = "secret123"  # every tiny-pack user's
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pinned_clock() -> Iterator[datetime | None]:
+    """With JIESU_TEST_NOW set, the session starts at that instant and the clock runs on from it
+    (`time.time`, `datetime.now`, in every thread; `time.monotonic` is left alone)."""
+    if not TEST_NOW:
+        yield None
+        return
+    start = datetime.fromisoformat(TEST_NOW)
+    if start.tzinfo is None:
+        raise pytest.UsageError(f"JIESU_TEST_NOW needs an offset, e.g. +08:00: {TEST_NOW!r}")
+    with time_machine.travel(start, tick=True):
+        yield start
 
 
 def _pg_answers() -> bool:

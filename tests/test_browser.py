@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from jiesu.settings import city_tz
@@ -40,6 +41,7 @@ from tests.browser_support import (
     require_chromium,
     status_of,
     ticket_id_of,
+    wait_until,
 )
 
 pytestmark = pytest.mark.xdist_group("browser")
@@ -54,12 +56,18 @@ DUE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
 # ---- fixtures ----------------------------------------------------------------------------------
 
 
+# The server's clock for this module (and each browser context's, so countdowns agree): a
+# Wednesday morning in working hours, whatever the hour the suite runs at.
+NOW = datetime(2026, 11, 18, 10, 0, tzinfo=city_tz())
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     require_chromium()
-    url = demo_database(tmp_path_factory.mktemp("browser") / "demo.sqlite3")
-    with live_server(url) as server:
-        yield server
+    with time_machine.travel(NOW, tick=True):
+        url = demo_database(tmp_path_factory.mktemp("browser") / "demo.sqlite3")
+        with live_server(url) as server:
+            yield server
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +106,7 @@ class People:
             storage_state=self.sessions.get(username or ""),
         )
         context.set_default_timeout(TIMEOUT_MS)
+        context.clock.install(time=datetime.now(city_tz()))  # the server's (pinned) clock
         self.contexts.append(context)
         page = context.new_page()
         if username and username in self.sessions:
@@ -588,10 +597,11 @@ def test_screenshots_of_every_workbench(
     leader = people("supervisor1")
     leader.set_viewport_size({"width": 1600, "height": 1000})
     leader.goto(f"{base}/console/dashboard?days=7")
-    leader.wait_for_function(
-        "window.jiesuDashboard && window.jiesuDashboard.loads >= 1 && "
+    wait_until(
+        leader,
+        "() => window.jiesuDashboard && window.jiesuDashboard.loads >= 1 && "
         "[...document.querySelectorAll('.dash-panel:not([hidden]) .chart')]"
-        ".every(el => el.querySelector('canvas, svg'))"
+        ".every(el => el.querySelector('canvas, svg'))",
     )
     leader.wait_for_timeout(1200)  # the charts' entry animation
     shot(leader, "dashboard", full_page=False)

@@ -9,9 +9,12 @@ fails with CI=true. SQLite only: tests/test_dashboard.py covers both databases.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from conftest import PASSWORD, TINY_PACK
 
 from tests.browser_support import (
@@ -23,6 +26,7 @@ from tests.browser_support import (
     live_server,
     login,
     require_chromium,
+    wait_until,
 )
 
 pytestmark = pytest.mark.xdist_group("browser")
@@ -35,13 +39,19 @@ CHARTS_DRAWN = """() => {
 }"""
 
 
+# The server's clock for this module: a Wednesday afternoon, so the default 今日 view has the
+# day's requests whatever the hour the suite runs at (at 04:19 the real "today" has none).
+NOW = datetime(2026, 11, 18, 15, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     require_chromium()
     path = tmp_path_factory.mktemp("dashboard") / "tiny.sqlite3"
-    url = demo_database(path, days=35, per_day=40, pack=TINY_PACK, seed=8)
-    with live_server(url) as server:
-        yield server
+    with time_machine.travel(NOW, tick=True):
+        url = demo_database(path, days=35, per_day=40, pack=TINY_PACK, seed=8)
+        with live_server(url) as server:
+            yield server
 
 
 def test_the_dashboard_draws_its_charts_and_switches_period_in_place(site: LiveServer) -> None:
@@ -58,16 +68,17 @@ def test_the_dashboard_draws_its_charts_and_switches_period_in_place(site: LiveS
             page.on("pageerror", lambda e: errors.append(str(e)))
             login(page, site.url, "supervisor1", PASSWORD)
             page.goto(site.url + "/console/dashboard")
-            page.wait_for_function(CHARTS_DRAWN)
+            wait_until(page, CHARTS_DRAWN)
             assert page.locator("#fig-requests").inner_text() not in ("", "—")
             assert page.locator("#items-table tbody tr").count() > 0
             first: dict[str, Any] = page.evaluate("window.jiesuDashboard.data.headline")
             assert page.evaluate("window.jiesuDashboard.data.days") == 1
+            assert page.evaluate("window.jiesuDashboard.data.today") == NOW.date().isoformat()
 
             page.evaluate("window.__notReloaded = 'still here'")
             page.click(".dash-periods button[data-days='30']")
-            page.wait_for_function("window.jiesuDashboard.data.days === 30")
-            page.wait_for_function(CHARTS_DRAWN)
+            wait_until(page, "() => window.jiesuDashboard.data.days === 30")
+            wait_until(page, CHARTS_DRAWN)
             assert page.evaluate("window.__notReloaded") == "still here"
             assert page.url.endswith("/console/dashboard?days=30")
             assert "近30日" in page.locator("#fig-requests-label").inner_text()
