@@ -10,6 +10,7 @@ from test_lifecycle import CENTRE, OTHER_STREET, STREET, actor, facts
 
 from jiesu.console.service import FormValues, form_to_fields
 from jiesu.console.views import _safe_next, row_deadline
+from jiesu.db.engine import Database
 from jiesu.tickets.lifecycle import ACTIONS, BY_NAME, available, decide
 from jiesu.tickets.service import title_from
 from jiesu.timelimits.deadlines import Deadline
@@ -190,3 +191,12 @@ def test_a_missing_title_is_the_first_sentence_or_ends_with_an_ellipsis(
 ) -> None:
     assert title_from(content) == title
     assert len(title_from(content)) <= 30
+
+
+def test_the_dispatch_pickers_never_offer_the_service_centre(db: Database) -> None:
+    """The lifecycle refuses the centre as a handler (issue 13 §3.5): the pickers leave it out."""
+    from jiesu.console.service import handling_units
+
+    with db.read() as s:
+        codes = {u.code for u in handling_units(db_session=s)}
+    assert codes and "C-RX" not in codes  # C-RX: the tiny pack's service_centre_unit

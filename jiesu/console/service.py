@@ -223,9 +223,15 @@ def ticket_view(ticket_id: int, *, actor: Principal, db_session: Session) -> Tic
 
 
 def handling_units(*, db_session: Session) -> list[UnitOption]:
-    """Every unit a ticket can be sent to, streets first, then departments and companies."""
+    """Every unit a ticket can be sent to, streets first, then departments and companies (not
+    the city, nor the service centre: the lifecycle refuses both as a handler)."""
     order = {"street": 0, "district": 1, "department": 2, "company": 3, "community": 4}
-    units = [u for u in unit_options(db_session=db_session).values() if u.kind != "city"]
+    centre = set(db_session.scalars(select(Unit.code).where(Unit.function == "service_centre")))
+    units = [
+        u
+        for u in unit_options(db_session=db_session).values()
+        if u.kind != "city" and u.code not in centre
+    ]
     return sorted(units, key=lambda u: (order.get(u.kind, 9), u.code))
 
 
