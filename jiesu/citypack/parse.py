@@ -777,8 +777,8 @@ def _read_users(r: _Reader, units: list[UnitRow]) -> list[UserRow]:
         if problem:
             r.error(f, line, f"name: {problem}")
         elif (same := duplicate_of(name, names)) is not None:
-            r.error(f, line, f"name '{name}' is the same as {same}'s (a user's name is unique)")
-        names.append((f"'{username}' (line {line})", name))
+            r.error(f, line, f"name '{name}' is the same as the name of {same} (names must differ)")
+        names.append((f"'{username}' at line {line}", name))
         if role not in ROLES:
             r.error(f, line, f"unknown role '{role}' (one of {', '.join(ROLES)})")
         if unit not in codes:
