@@ -9,6 +9,7 @@ transaction: a failure anywhere leaves nothing half-loaded.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -26,6 +27,8 @@ from jiesu.taxonomy.models import (
     RequestType,
 )
 from jiesu.taxonomy.service import bump_reference
+from jiesu.timelimits.calendar import changed_days
+from jiesu.timelimits.tiers import changed_tiers
 
 
 class PackInvalid(ValueError):
@@ -49,6 +52,7 @@ def load_pack(pack: Pack, *, db_session: Session) -> Counter[str]:
     if not pack.ok:
         raise PackInvalid(pack)
     stats: Counter[str] = Counter()
+    rules_before = _rules(db_session)
     units = _load_units(pack.units, db_session, stats)
     categories = _load_categories(pack, db_session, stats)
     _load_request_types(pack, db_session, stats)
@@ -61,7 +65,35 @@ def load_pack(pack: Pack, *, db_session: Session) -> Counter[str]:
     if stats:
         bump_reference(db_session=db_session)
     db_session.flush()
+    calendar = stats["calendar.created"] + stats["calendar.updated"] + stats["calendar.deleted"]
+    if calendar or stats["settings.updated"]:
+        _propagate(rules_before, _rules(db_session), db_session, stats)
     return stats
+
+
+Rules = tuple[dict[str, Any], dict[date, bool]]
+
+
+def _rules(s: Session) -> Rules:
+    """What deadlines are computed from: the pack's settings and the calendar's overrides."""
+    row = s.get(CitySetting, "pack")
+    overrides = {o.day: o.kind == "workday" for o in s.scalars(select(CalendarOverride))}
+    return (dict(row.value) if row is not None else {}), overrides
+
+
+def _propagate(before: Rules, after: Rules, s: Session, stats: Counter[str]) -> None:
+    """A pack that moves deadlines (a calendar day, a tier's limits) brings the orders they
+    affect up to date (tickets/rule_changes.py); reported in the stats."""
+    from jiesu.tickets.rule_changes import RuleChange, propagate
+
+    days = changed_days(before[1], after[1])
+    tiers = changed_tiers(before[0], after[0]) if before[0] else frozenset()
+    change = RuleChange(RuleChange.calendar(days).days, tiers)
+    outcome = propagate(change, db_session=s)
+    if outcome.recomputed:
+        stats["orders.recomputed"] += outcome.recomputed
+    if outcome.queued:
+        stats["orders.queued"] += outcome.queued
 
 
 def _depth(code: str, parents: dict[str, str | None]) -> int:

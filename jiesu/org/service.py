@@ -4,7 +4,7 @@ change is written to the audit log with who made it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +17,7 @@ from jiesu.org.models import Unit, UnitKind, User
 from jiesu.org.names import duplicate_of, name_problem
 from jiesu.taxonomy.models import CalendarOverride
 from jiesu.taxonomy.service import bump_reference
+from jiesu.timelimits.calendar import changed_days
 
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
 
@@ -217,12 +218,14 @@ def update_unit(
 
 def set_calendar_day(
     day: date, kind: str, note: str | None, *, actor: Principal, db_session: Session,
-    ip: str | None,
+    ip: str | None, now: datetime | None = None,
 ) -> CalendarOverride:  # fmt: skip
-    """An admin's own 调休 entry (holiday or make-up working day); the pack's stay as they are."""
+    """An admin's own 调休 entry (holiday or make-up working day); the pack's stay as they are.
+    The orders whose deadlines the day moves follow in this transaction (or a queued job)."""
     if kind not in ("holiday", "workday"):
         raise Invalid("请选择放假或上班 / holiday or workday", field="kind")
     row = db_session.get(CalendarOverride, day)
+    before = {day: row.kind == "workday"} if row is not None else {}
     if row is None:
         row = CalendarOverride(day=day, kind=kind, note=note, source="admin")
         db_session.add(row)
@@ -231,16 +234,32 @@ def set_calendar_day(
     bump_reference(db_session=db_session)
     audit("calendar_set", db_session=db_session, user=_by(actor, db_session), ip=ip,
           day=day.isoformat(), kind=kind)  # fmt: skip
+    _calendar_changed(before, {day: kind == "workday"}, db_session=db_session, now=now)
     return row
 
 
 def remove_calendar_day(
-    day: date, *, actor: Principal, db_session: Session, ip: str | None
-) -> None:
+    day: date, *, actor: Principal, db_session: Session, ip: str | None,
+    now: datetime | None = None,
+) -> None:  # fmt: skip
+    """Back to the official calendar for that day; the orders it moves follow."""
     row = db_session.get(CalendarOverride, day)
     if row is None:
         raise NotFound("该日期没有调休设置 / no entry for that day")
+    before = {day: row.kind == "workday"}
     db_session.delete(row)
     bump_reference(db_session=db_session)
     audit("calendar_remove", db_session=db_session, user=_by(actor, db_session), ip=ip,
           day=day.isoformat())  # fmt: skip
+    _calendar_changed(before, {}, db_session=db_session, now=now)
+
+
+def _calendar_changed(
+    before: dict[date, bool], after: dict[date, bool], *, db_session: Session,
+    now: datetime | None,
+) -> None:  # fmt: skip
+    from jiesu.tickets.rule_changes import RuleChange, propagate
+
+    days = changed_days(before, after)
+    if days:
+        propagate(RuleChange.calendar(days), db_session=db_session, now=now)

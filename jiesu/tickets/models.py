@@ -253,8 +253,9 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     key: Mapped[str] = mapped_column(String(120), unique=True)
-    kind: Mapped[str] = mapped_column(String(20))  # warn | overdue
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # warn | overdue | promise | rules
+    # None for a `rules` job: a rule change worked through in batches (tickets/rule_changes.py)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
     phase: Mapped[str | None] = mapped_column(String(20))
     run_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|done|cancelled

@@ -6,6 +6,10 @@ pending jobs that no longer apply are cancelled. The worker claims due jobs — 
 LOCKED` on PostgreSQL, so several workers never take the same job; one worker on SQLite — and
 does each one in the transaction that marks it done, checking first that the deadline it warns
 about still stands. A worker killed at any moment loses nothing and repeats nothing.
+
+A change of the rules (calendar, tier limits) reschedules the orders it affects
+(`rule_changes.py`); when they are many it queues one `rules` job, which each claim advances by
+a batch of orders until it is done.
 """
 
 from __future__ import annotations
@@ -39,8 +43,12 @@ def job_key(ticket: Ticket, d: Deadline, kind: str) -> str:
     return f"{ticket.id}:{ticket.round}:{phase}:{kind}:{d.due.isoformat()}"
 
 
-def schedule(ticket: Ticket, current: list[Deadline], *, db_session: Session) -> None:
-    """Make the ticket's pending jobs match its current deadlines."""
+def schedule(
+    ticket: Ticket, current: list[Deadline], *, db_session: Session,
+    existing_jobs: list[Job] | None = None,
+) -> None:  # fmt: skip
+    """Make the ticket's pending jobs match its current deadlines (`existing_jobs`: the
+    ticket's jobs, when the caller read them for many tickets at once)."""
     wanted: dict[str, tuple[str, Deadline, datetime]] = {}
     for d in current:
         if d.met_at is not None or d.paused or d.due is None or ticket.status == "closed":
@@ -48,7 +56,9 @@ def schedule(ticket: Ticket, current: list[Deadline], *, db_session: Session) ->
         if d.warn_at is not None:
             wanted[job_key(ticket, d, "warn")] = ("warn", d, d.warn_at)
         wanted[job_key(ticket, d, "overdue")] = ("overdue", d, d.due)
-    existing = {j.key: j for j in db_session.scalars(select(Job).where(Job.ticket_id == ticket.id))}
+    if existing_jobs is None:
+        existing_jobs = list(db_session.scalars(select(Job).where(Job.ticket_id == ticket.id)))
+    existing = {j.key: j for j in existing_jobs}
     for key, job in existing.items():
         if job.status == "pending" and job.kind in DEADLINE_KINDS and key not in wanted:
             job.status = "cancelled"
@@ -106,6 +116,11 @@ def _still_stands(job: Job, ticket: Ticket, *, db_session: Session, now: datetim
 
 
 def _do(job: Job, *, db_session: Session, now: datetime) -> None:
+    if job.kind == "rules":  # a rule change worked through in batches: no ticket, no notice
+        from jiesu.tickets.rule_changes import work
+
+        work(job, db_session=db_session, now=now)
+        return
     ticket = db_session.get(Ticket, job.ticket_id)
     assert ticket is not None
     if job.kind == "promise":

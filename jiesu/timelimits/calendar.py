@@ -37,3 +37,10 @@ class WorkCalendar:
                 result = day.weekday() < 5
         self._cache[day] = result
         return result
+
+
+def changed_days(old: Mapping[date, bool], new: Mapping[date, bool]) -> list[date]:
+    """The days whose kind (working day or day off) differs between two override tables, in
+    order: an override that says what the official calendar already says changes nothing."""
+    before, after = WorkCalendar(old), WorkCalendar(new)
+    return sorted(d for d in old.keys() | new.keys() if before.is_workday(d) != after.is_workday(d))

@@ -64,3 +64,26 @@ def phase_limits(tiers: Mapping[str, Mapping[str, str]], tier: str) -> dict[str,
             raise KeyError(f"tier {tier}: missing phase {phase!r}")
         result[phase] = Duration.parse(limits[phase])
     return result
+
+
+EVERY_TIER = "*"  # `changed_tiers`: a limit every tier shares changed
+NO_TIER = ""  # `changed_tiers`: orders without a tier of their own (the default tier applies)
+
+
+def changed_tiers(old: Mapping[str, Any], new: Mapping[str, Any]) -> frozenset[str]:
+    """The tiers whose limits differ between two pack settings: a tier added, removed or with
+    another limit for a phase. `NO_TIER` when the default tier (what orders without a tier
+    take) is another one or its limits changed; `EVERY_TIER` when the whistle's report-in limit
+    changed, which every order may run. Tier rules are not compared: an order keeps the tier it
+    was given at intake (or by a recategorisation, in its timeline)."""
+    old_tiers: Mapping[str, Any] = old.get("tiers") or {}
+    new_tiers: Mapping[str, Any] = new.get("tiers") or {}
+    changed = {
+        str(t) for t in old_tiers.keys() | new_tiers.keys() if old_tiers.get(t) != new_tiers.get(t)
+    }
+    default_old, default_new = old.get("default_tier"), new.get("default_tier")
+    if default_old != default_new or default_new in changed:
+        changed.add(NO_TIER)
+    if old.get("whistle_report_limit", "30m") != new.get("whistle_report_limit", "30m"):
+        changed.add(EVERY_TIER)
+    return frozenset(changed)
