@@ -5,12 +5,14 @@ orders at pinned times (every action is given `now`), on both databases."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import time_machine
-from conftest import auth
+from conftest import TINY_PACK, auth
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from test_auth import Console, app_of
@@ -19,6 +21,7 @@ from jiesu.access.policy import Principal
 from jiesu.assessment import service as A
 from jiesu.assessment.rates import rates
 from jiesu.auth.service import principal_of
+from jiesu.citypack.parse import read_pack
 from jiesu.db.engine import Database
 from jiesu.org.models import Unit, User
 from jiesu.taxonomy.models import CitySetting
@@ -320,3 +323,34 @@ def test_rates_read_the_scores_they_are_given() -> None:
     assert rates(totals)["satisfaction"].numerator == pytest.approx(3.6)
     scored = rates(totals, scores=_scores(basically_satisfied=0.5))["satisfaction"]
     assert (scored.numerator, scored.denominator, scored.value) == (3.0, 4, 0.75)
+
+
+# ---- the pack's `assessment:` block ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("block", "reason"),
+    [
+        ("assessment: {cutoff_day: 5, late: own_month}", None),
+        ("assessment: {cutoff_day: 28}", None),
+        ("assessment: {cutoff_day: 0}", "cutoff_day must be a whole number from 1 to 28"),
+        ("assessment: {cutoff_day: 29}", "cutoff_day must be a whole number from 1 to 28"),
+        ("assessment: {cutoff_day: true}", "cutoff_day must be a whole number from 1 to 28"),
+        ("assessment: {late: arrival}", "assessment.late must be one of own_month"),
+        ("assessment: {cutoff: 5}", "assessment: unknown key 'cutoff'"),
+        ("assessment: 5", "assessment must be a mapping"),
+    ],
+)
+def test_the_pack_assessment_block_is_validated(tmp_path: Path, block: str,
+                                                reason: str | None) -> None:  # fmt: skip
+    root = tmp_path / "pack"
+    shutil.copytree(TINY_PACK, root)
+    with (root / "pack.yaml").open("a", encoding="utf-8") as f:
+        f.write("\n" + block + "\n")
+    pack = read_pack(root)
+    errors = [e for e in pack.errors if e.file == "pack.yaml"]
+    if reason is None:
+        assert errors == []
+        assert pack.settings["assessment"]["cutoff_day"] in (5, 28)
+    else:
+        assert any(reason in e.reason for e in errors), errors

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jiesu.assessment.facts import Order, order_facts, parts
+from jiesu.assessment.facts import PAUSED, Order, order_facts, parts
 from jiesu.assessment.ranking import Entry, rank
 from jiesu.assessment.rates import BY_KEY, composite, rate, rates, weights_for
 from jiesu.citypack.parse import Duration
@@ -346,3 +346,53 @@ def test_the_task_force_never_takes_more_than_half() -> None:
 def test_no_evaluation_yet_is_not_ranked() -> None:
     ranked = rank([entry("A", 40, 0, evaluated=0)], weights=W, small_sample=30)
     assert ranked[0].rank is None and ranked[0].composite is None and not ranked[0].small_sample
+
+
+# ---- pending contacts and scores read at read time (issue 13 §4.1, §4.3) -----------------------
+
+
+def _unit_fact(t: Timeline, unit: str = "S11") -> Any:
+    facts = order_facts(Order(t.steps, LIMITS, "C-RX"), clocks=CLOCKS, tz=TZ)
+    return next(f for f in facts if f.unit == unit)
+
+
+def test_an_order_not_yet_contacted_carries_its_contact_due() -> None:
+    t = Timeline()(0, "dispatch", lead="S11")(0.5, "accept", "S11")
+    assert _unit_fact(t).contact_due == T0 + 2 * H  # the contact limit is 2 h
+    assert "responded" not in _unit_fact(t).counters
+    t(1, "contact", "S11")
+    assert _unit_fact(t).contact_due is None and _unit_fact(t).get("responded") == 1
+
+
+def test_a_suspension_before_the_contact_keeps_it_pending_until_resumed() -> None:
+    t = Timeline()(0, "dispatch", lead="S11")(0.5, "accept", "S11")
+    t(1, "suspend", "S11", reason="等待诉求人提供材料")
+    assert _unit_fact(t).contact_due == PAUSED
+    t(5, "resume", "S11")  # 1 h of the 2 was used: due 1 h after resuming
+    assert _unit_fact(t).contact_due == T0 + 6 * H
+
+
+def test_a_part_that_does_not_count_has_no_contact_due() -> None:
+    t = Timeline()(0, "dispatch", lead="S11")(0.5, "request_return", "S11", reason="不属本辖区")
+    t(1, "review_return", approved=True)(1.5, "dispatch", lead="S12")
+    assert _unit_fact(t, "S11").contact_due is None
+    assert _unit_fact(t, "S12").contact_due == T0 + 3.5 * H
+
+
+def test_pending_contacts_leave_the_response_denominator() -> None:
+    r = rates({"counted": 4, "responded": 3, "contact_pending": 1})["response"]
+    assert (r.numerator, r.denominator, r.value) == (3, 3, 1.0)
+    assert rates({"counted": 4, "responded": 3})["response"].value == 0.75
+
+
+def test_the_satisfaction_rate_weighs_each_level_by_the_scores_given() -> None:
+    totals = {"evaluated": 6, "level_very_satisfied": 1, "level_satisfied": 2,
+              "level_basically_satisfied": 2, "level_dissatisfied": 1}  # fmt: skip
+    assert rates(totals)["satisfaction"].numerator == pytest.approx(4.6)  # SPEC's scores
+    changed = dict(SCORES, basically_satisfied=0.6)
+    assert rates(totals, scores=changed)["satisfaction"].numerator == pytest.approx(4.2)
+    ranked = rank([Entry("A", "甲", "street", {**totals, "counted": 40, "responded": 40,
+                                                "solved": 6, "contact_pending": 2})],
+                  weights=W, small_sample=30, scores=changed)  # fmt: skip
+    assert ranked[0].rates["satisfaction"].value == pytest.approx(0.7)
+    assert ranked[0].pending == 2 and ranked[0].rates["response"].denominator == 38
