@@ -13,7 +13,8 @@ those names), and a citizen's request on the portal. Each payload's N says where
 every chart shown, the portal from submission to the reply. `xss()` must never be called, and no
 planted element may be in the page.
 
-`test_*_under_the_csp` browse with the policy on, listening for `securitypolicyviolation`
+`test_*_under_the_csp` browse with the policy on (so they wait with `wait_until`, never
+Playwright's eval-based `wait_for_function`), listening for `securitypolicyviolation`
 events and Chromium's console reports: the console (intake's next-step choice, the reveal by
 htmx), the dashboard, the portal and /api/docs must work and report no violation.
 
@@ -51,6 +52,7 @@ from tests.browser_support import (
     live_server,
     login,
     require_chromium,
+    wait_until,
 )
 
 pytestmark = pytest.mark.xdist_group("browser")
@@ -340,7 +342,7 @@ def test_no_planted_markup_runs_in_the_dashboards_tooltips(stage: Stage, chromiu
         for days in (1, 30):
             if days != 1:
                 page.click(f".dash-periods button[data-days='{days}']")
-            page.wait_for_function(CHARTS_DRAWN, arg=days)
+            wait_until(page, CHARTS_DRAWN, days)
             shown += page.evaluate(SHOW_EVERY_TOOLTIP)
             for chart in page.locator(".dash-panel:not([hidden]) .chart").all():  # a real hover
                 box = chart.bounding_box()
@@ -440,7 +442,7 @@ def test_the_console_works_under_the_csp(stage: Stage, chromium: Any) -> None:
         assert "script-src 'self';" in response.headers["content-security-policy"]
         # the policy is in force, and the watch hears it: an inline script is refused, reported
         page.evaluate(INLINE_SCRIPT)
-        page.wait_for_function("window.__csp.length > 0")
+        wait_until(page, "() => window.__csp.length > 0")
         assert page.evaluate("window.__inline") is None
         assert "script-src" in page.evaluate("window.__csp")[0]
         page.evaluate("window.__csp = []")
@@ -485,10 +487,10 @@ def test_the_dashboard_works_under_the_csp(stage: Stage, chromium: Any) -> None:
     try:
         login(page, stage.url, "supervisor1", PASSWORD)
         page.goto(stage.url + "/console/dashboard")
-        page.wait_for_function(CHARTS_DRAWN, arg=1)
+        wait_until(page, CHARTS_DRAWN, 1)
         assert page.evaluate(SHOW_EVERY_TOOLTIP)
         page.click(".dash-periods button[data-days='7']")
-        page.wait_for_function(CHARTS_DRAWN, arg=7)
+        wait_until(page, CHARTS_DRAWN, 7)
         violations = _violations(page, console)
     finally:
         page.context.close()
