@@ -10,7 +10,9 @@ is pinned with time_machine wherever a lock's length matters.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,13 @@ from test_auth import SESSION_COOKIE, Console, app_of, is_html, user_row
 from test_portal import csrf as portal_csrf
 from test_portal import form as portal_form
 
+from jiesu.auth import counters
+from jiesu.auth.limits import Budget
 from jiesu.auth.models import RateCounter
 from jiesu.db.engine import Database
 from jiesu.settings import get_settings
 from jiesu.tickets.models import Ticket
+from jiesu.web.app import create_app
 
 TOKEN = "/api/v1/auth/token"
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in Beijing, a Monday
@@ -283,6 +288,52 @@ def test_idle_counters_are_deleted_as_new_windows_open(
     with db.read() as s:
         keys = set(s.execute(select(RateCounter.scope, RateCounter.key)).all())
     assert keys == {("submit_address", "198.51.100.61"), ("submit_all", "*")}
+
+
+# ---- several processes --------------------------------------------------------------------
+
+
+def test_two_app_processes_share_the_limits(
+    client: TestClient, db_url: str, clock: time_machine.Coordinates
+) -> None:
+    """Two apps with their own engines on one database, as `jiesu serve --workers 2` runs: the
+    guesses and submissions of both count together."""
+    second_db = Database(db_url)
+    try:
+        with TestClient(create_app(second_db), raise_server_exceptions=False) as second:
+            apps = [client, second]
+            for i in range(5):
+                sign_in(at(apps[i % 2], f"198.51.100.{i}"), "agent1", "guess")
+            assert sign_in(at(second, "203.0.113.40"), "agent1").status_code == 401
+            assert sign_in(at(client, "203.0.113.40"), "agent1").status_code == 401
+
+            number, code = submitted(at(client, "203.0.113.41"))
+            for i in range(5):
+                assert (
+                    track(at(apps[i % 2], f"198.51.101.{i}"), number, "WRONGCDE").status_code == 404
+                )
+            assert track(at(second, "203.0.113.42"), number, code).status_code == 429
+    finally:
+        second_db.dispose()
+
+
+def test_concurrent_submissions_never_overspend_a_budget(db: Database) -> None:
+    """Eight writers at once on one key with a budget of five: exactly five get through (the row
+    lock on PostgreSQL, the write lock on SQLite)."""
+    budget = Budget(limit=5, window=timedelta(minutes=10))
+    start = threading.Barrier(8)
+
+    def one(_: int) -> bool:
+        start.wait()
+        with db.write() as session:
+            return counters.take("submit_all", "*", budget, db_session=session, now=T0) is None
+
+    with ThreadPoolExecutor(8) as pool:
+        allowed = list(pool.map(one, range(8)))
+    assert allowed.count(True) == 5
+    with db.read() as s:
+        row = s.get(RateCounter, ("submit_all", "*"))
+        assert row is not None and row.blocked_until == T0 + 10 * MIN
 
 
 # ---- signing out with the cookie ------------------------------------------------------------
