@@ -115,7 +115,8 @@ def plant(db: Database) -> City:
     with db.write() as s:
         for tag, (kind, area, unit, title) in PLANTED.items():
             w = Warning(kind=kind, key=f"test:{tag}", day=DAY, title=title,
-                        explanation=f"{title}的说明", score=3.0, status="open",
+                        explanation=f"{title}：{'、'.join(numbers[i] for i in evidence[tag])}",
+                        score=3.0, status="open",
                         area_unit_id=units[area].id if area else None,
                         unit_id=units[unit].id if unit else None, figures={"observed": 9.0},
                         evidence=evidence[tag], created_at=utcnow())  # fmt: skip
@@ -194,7 +195,9 @@ def test_warnings_follow_the_readers_tree(db: Database, client: TestClient, city
         present(d1_page, [*city.marks(city.d1), "依据工单（2 件）"], username, "W-D1")
         absent(d1_page, outside_d1, username, "W-D1")
         mix = reader.get(f"/console/warnings/{w['W-MIX']}").text
-        present(mix, [*city.marks(city.d1[:1]), "依据工单（1 件）"], username, "W-MIX")
+        present(
+            mix, [*city.marks(city.d1[:1]), "依据工单（1 件）", "（他单位工单）"], username, "W-MIX"
+        )  # the other district's order number is taken out of the explanation
         absent(mix, outside_d1, username, "W-MIX")
 
     # Acting: a district's dispatcher cannot touch a warning outside its tree (404, unchanged).

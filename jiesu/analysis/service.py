@@ -475,22 +475,50 @@ def visible_ids(ids: Iterable[int], reader: Principal, *, db_session: Session) -
     return out
 
 
-def _views(rows: Sequence[Warning], reader: Principal, *, db_session: Session) -> list[WarningView]:
+HIDDEN_NUMBER = "（他单位工单）"
+
+
+def _redacted(rows: Sequence[Warning], allowed: set[int], *,
+              db_session: Session) -> list[tuple[str, str]]:  # fmt: skip
+    """Each warning's title and explanation with the numbers of its evidence orders outside
+    `allowed` replaced by HIDDEN_NUMBER."""
+    hidden = sorted({int(i) for w in rows for i in w.evidence or []} - allowed)
+    numbers: dict[int, str] = {}
+    for i in range(0, len(hidden), 5_000):
+        chunk = select(Ticket.id, Ticket.number).where(Ticket.id.in_(hidden[i : i + 5_000]))
+        numbers.update((int(tid), str(number)) for tid, number in db_session.execute(chunk))
+    out = []
+    for w in rows:
+        title, explanation = w.title, w.explanation
+        for i in w.evidence or []:
+            if int(i) in numbers:
+                title = title.replace(numbers[int(i)], HIDDEN_NUMBER)
+                explanation = explanation.replace(numbers[int(i)], HIDDEN_NUMBER)
+        out.append((title, explanation))
+    return out
+
+
+def as_read(rows: Sequence[Warning], reader: Principal, *,
+            db_session: Session) -> list[WarningView]:  # fmt: skip
+    """The warnings as the reader may see them: the evidence (and the task) they may open, and
+    the numbers of any other evidence order taken out of the title and explanation (a repeat
+    caller's orders can lie in several districts)."""
     ids: list[int] = []
     for w in rows:
-        ids += list(w.evidence or [])
+        ids += [int(i) for i in w.evidence or []]
         if w.task_ticket_id is not None:
             ids.append(w.task_ticket_id)
     seen = visible_ids(ids, reader, db_session=db_session)
+    wording = _redacted(rows, seen, db_session=db_session)
     return [
         WarningView(
-            id=w.id, kind=w.kind, key=w.key, day=w.day, title=w.title, explanation=w.explanation,
+            id=w.id, kind=w.kind, key=w.key, day=w.day, title=title, explanation=explanation,
             score=w.score, status=w.status, area_unit_id=w.area_unit_id, unit_id=w.unit_id,
             category_code=w.category_code, figures=dict(w.figures or {}),
             evidence=tuple(int(i) for i in (w.evidence or []) if int(i) in seen),
             task_ticket_id=w.task_ticket_id if w.task_ticket_id in seen else None, note=w.note,
         )
-        for w in rows
+        for w, (title, explanation) in zip(rows, wording, strict=True)
     ]  # fmt: skip
 
 
@@ -503,7 +531,7 @@ def listing(*, reader: Principal, db_session: Session, status: str | None = "ope
     if kind:
         stmt = stmt.where(Warning.kind == kind)
     rows = db_session.scalars(stmt.order_by(Warning.day.desc(), Warning.score.desc()).limit(limit))
-    return _views(list(rows), reader, db_session=db_session)
+    return as_read(list(rows), reader, db_session=db_session)
 
 
 def open_counts(*, reader: Principal, db_session: Session) -> dict[str, int]:
@@ -522,7 +550,7 @@ def _warning(warning_id: int, reader: Principal, *, db_session: Session) -> Warn
 
 
 def get_warning(warning_id: int, *, reader: Principal, db_session: Session) -> WarningView:
-    return _views([_warning(warning_id, reader, db_session=db_session)], reader,
+    return as_read([_warning(warning_id, reader, db_session=db_session)], reader,
                   db_session=db_session)[0]  # fmt: skip
 
 
@@ -565,11 +593,18 @@ def create_task(
         c.code == warning.category_code for c in category_index(db_session=db_session).values()
     ):
         category = warning.category_code
-    content = f"【主动治理·{KIND_NAMES.get(warning.kind, warning.kind)}】{warning.explanation}"
+    # The task is worded as both the actor and its lead unit may read the warning: the numbers of
+    # evidence orders outside either's tree are taken out of its title and content.
+    allowed = visible_ids(warning.evidence or [], actor, db_session=db_session)
+    going_to = units.by_code.get(lead or suggested_lead(warning, db_session=db_session) or "")
+    if going_to is not None:
+        allowed &= visible_ids(warning.evidence or [], unit_reader(going_to), db_session=db_session)
+    title, explanation = _redacted([warning], allowed, db_session=db_session)[0]
+    content = f"【主动治理·{KIND_NAMES.get(warning.kind, warning.kind)}】{explanation}"
     if note:
         content += f"\n处置要求：{note}"
     data = TicketCreate(
-        channel="proactive", title=f"主动治理：{warning.title}"[:200], content=content[:4000],
+        channel="proactive", title=f"主动治理：{title}"[:200], content=content[:4000],
         category_code=category, request_type="report",
         street=area.code if area is not None and area.kind == "street" else None,
     )  # fmt: skip

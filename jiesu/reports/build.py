@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from jiesu.access.policy import Principal
 from jiesu.analysis import detect
-from jiesu.analysis.service import _sample, _themes_input, in_tree, unit_reader, visible_ids
+from jiesu.analysis.service import _sample, _themes_input, as_read, in_tree, unit_reader
 from jiesu.assessment import service as A
 from jiesu.assessment.models import IntakeRollup, Report, Warning
 from jiesu.db.base import utcnow
@@ -304,11 +304,11 @@ def report_data(kind: str, period: str, *, db_session: Session, now: datetime | 
     # may open (as `analysis.service.listing` shows them to a district reader).
     reader = unit_reader(scope) if scope is not None else None
     stmt = select(Warning).where(Warning.day.between(start, end))
-    warnings = db_session.scalars(
+    warnings: Sequence[Any] = db_session.scalars(
         (in_tree(stmt, reader) if reader else stmt).order_by(Warning.score.desc()).limit(30)
     ).all()  # fmt: skip
-    seen = (visible_ids([i for w in warnings for i in (w.evidence or [])], reader,
-                        db_session=db_session) if reader else None)  # fmt: skip
+    if reader is not None:
+        warnings = as_read(warnings, reader, db_session=db_session)
     return ReportData(
         kind=kind, period=period,
         title=title(kind, period, city_name, scope.name if scope else ""),
@@ -324,8 +324,7 @@ def report_data(kind: str, period: str, *, db_session: Session, now: datetime | 
                           for d in SEVEN_HAVES),
         five_qualities=tuple(CountRow(d, five[d], five[d] / total if total else None)
                              for d in FIVE_QUALITIES),
-        warnings=tuple(WarningRow(w.kind, w.title, w.explanation,
-                                  len([i for i in w.evidence or [] if seen is None or i in seen]))
+        warnings=tuple(WarningRow(w.kind, w.title, w.explanation, len(w.evidence or []))
                        for w in warnings),
         notes=tuple(notes),
     )  # fmt: skip
