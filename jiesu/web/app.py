@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -204,6 +205,28 @@ def _too_large(limit: int, *, html: bool = False) -> Response:
     )
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer of the API (4xx): a code, a bilingual message (Chinese first) and, for
+    bad input, the field to fix."""
+
+    error: str = Field(description="invalid | not_found | forbidden | conflict | unauthorized …")
+    message: str = Field(description="中文说明 / English")
+    field: str | None = None
+    fields: list[FieldError] | None = None
+
+
+# Documented for every operation instead of FastAPI's own 422 shape, which the API never sends.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorOut, "description": "请求有误、无权或不存在（JSON，中英文说明）"}
+}
+
+
 HTTP_MESSAGES = {
     404: ("not_found", "没有这个地址 / no such path"),
     405: ("method_not_allowed", "该地址不支持此请求方法 / method not allowed here"),
@@ -305,7 +328,7 @@ def create_app(db: Database | None = None) -> FastAPI:
                console_router, admin_router, unit_router, portal_router,
                dashboard_router, analysis_router, assessment_router)  # fmt: skip
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/api/docs", include_in_schema=False)
