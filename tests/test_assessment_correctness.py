@@ -234,6 +234,25 @@ def test_every_figure_drills_down_to_exactly_its_orders(
         assert totals["counted"] == count("counted")
 
 
+def test_the_console_lists_overdue_pending_and_satisfaction_by_level(
+    db: Database, client: TestClient, june: dict[str, int]
+) -> None:
+    q = {"unit": "S11", "period": "2026-06"}
+    with time_machine.travel(NOW, tick=False):
+        console = Console(app_of(client), "supervisor1")
+        page = console.get("/console/assessment", params={"period": "2026-06", "group": "street"})
+        overdue = console.get("/console/assessment/drill", params={**q, "what": "overdue"})
+        evaluated = console.get("/console/assessment/drill", params={**q, "what": "evaluated"})
+        pending = console.get("/console/assessment/drill", params={**q, "what": "pending"})
+    assert page.status_code == 200 and 'data-basis="live"' in page.text
+    assert "what=overdue" in page.text and "what=pending" in page.text
+    assert overdue.status_code == 200 and "共 2 件" in overdue.text
+    assert "超期（超期办结及超期未办结）" in overdue.text
+    assert 'id="levels"' in evaluated.text and "共 4 件" in evaluated.text
+    assert "what=level_basically_satisfied" in evaluated.text
+    assert "共 1 件" in pending.text
+
+
 # ---- §4.4: a published month stays as published --------------------------------------------
 
 
