@@ -175,7 +175,8 @@ def _nul_answer(field: str, *, html: bool = False) -> Response:
             "<title>无法处理</title><link rel=stylesheet href='/static/app.css'>"
             "<body class=portal><main class=portal-main><div class='flash flash-error'>"
             "提交的内容中含有无法识别的字符（如空字符），请删除后重试。"
-            "</div><p><a href='javascript:history.back()'>返回</a></p></main></body></html>",
+            "</div><p><a href='/portal' data-back>返回</a></p></main>"
+            "<script src='/static/app.js' defer></script></body></html>",
             status_code=422,
         )
     return JSONResponse(
