@@ -76,6 +76,18 @@ class Served:
         found = (re.search(r"Started server process \[(\d+)\]", line) for line in self.lines)
         return {int(m.group(1)) for m in found if m}
 
+    def live_workers(self) -> set[int]:
+        """The workers started so far that still run (not reaped)."""
+        alive = set()
+        for pid in self.worker_pids():
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.add(pid)
+        return alive
+
     def access(self, path: str) -> list[tuple[int, str, int]]:
         """(worker pid, client host, client port) of each logged request for `path`."""
         pattern = re.compile(r"\[(\d+)\] (\S+):(\d+) - \"\w+ " + re.escape(path) + " ")
@@ -173,6 +185,44 @@ def test_a_worker_that_dies_is_replaced(two_workers: Served) -> None:
         assert _get(conn, "/healthz?after")[0] == 200
         conn.close()
     assert two_workers.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_sighup_replaces_the_workers_without_refusing_a_connection(two_workers: Served) -> None:
+    old = two_workers.live_workers()
+    assert len(old) == 2
+    failures: list[str] = []
+    answered = 0
+    done = threading.Event()
+
+    def poll() -> None:  # a fresh connection every 20 ms while the workers change
+        nonlocal answered
+        while not done.is_set():
+            try:
+                conn = two_workers.connection()
+                status, _ = _get(conn, "/healthz?hup")
+                conn.close()
+                answered += 1
+                if status != 200:
+                    failures.append(str(status))
+            except OSError as exc:
+                failures.append(repr(exc))
+            time.sleep(0.02)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        two_workers.proc.send_signal(signal.SIGHUP)
+        assert two_workers.wait_for(lambda: not (two_workers.live_workers() & old))
+        assert two_workers.wait_for(lambda: len(two_workers.live_workers()) == 2)
+        time.sleep(0.5)
+    finally:
+        done.set()
+        poller.join()
+    assert failures == []
+    assert answered > 10
+    for pid in old:
+        assert any(f"[{pid}] Finished server process" in line for line in two_workers.lines)
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ APP = "jiesu.web.asgi:app"
 BACKLOG = 2048  # uvicorn's default
 STOP_GRACE_S = 30.0  # after SIGTERM, how long a worker may take to finish before it is killed
 HEALTHCHECK_S = 5.0
+READY_S = 120.0  # SIGHUP: how long a replacement may take to import the app and start
 
 log = logging.getLogger("uvicorn.error")
 
@@ -193,7 +194,7 @@ class Supervisor:
     def _replace_all(self) -> None:
         for index, old in enumerate(self.workers):
             new = self._start(index)
-            if not new.wait_until_ready(self.config.timeout_worker_healthcheck):
+            if not new.wait_until_ready(READY_S, _StopQueued(self.signals)):  # type: ignore[arg-type]
                 new.kill()
                 new.join()
                 log.error("New child process [%s] was not ready; keeping the old ones.", new.pid)
@@ -207,6 +208,16 @@ class Supervisor:
             worker.terminate()
         for worker in self.workers:
             _join_or_kill(worker)
+
+
+class _StopQueued:
+    """Event-like: set once SIGTERM or SIGINT waits in the queue (a replacement stops waiting)."""
+
+    def __init__(self, signals: list[int]) -> None:
+        self.signals = signals
+
+    def is_set(self) -> bool:
+        return any(number != signal.SIGHUP for number in self.signals)
 
 
 def _join_or_kill(worker: Worker) -> None:
