@@ -107,3 +107,58 @@ def test_the_worker_builds_the_owed_reports_once(db: Database) -> None:
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Report)) == 3
     assert B.run_schedule(db, now=NOW)["reports"] == []
+
+
+def test_a_districts_report_holds_its_own_streets_and_figures(
+    db: Database, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """东区's report: its requests (as counted from the tickets), its streets' hotspots, its units
+    in the rankings, nothing of 西区; the CLI writes it without storing it."""
+    from typer.testing import CliRunner
+
+    from jiesu.cli import app as cli
+    from jiesu.errors import NotFound
+    from jiesu.settings import get_settings
+    from jiesu.tickets.models import Ticket
+
+    generate(db, days=45, per_day=40, now=NOW, pack_dir=TINY_PACK, seed=5)
+    with db.read() as s:
+        city = B.report_data("monthly", "2026-10", db_session=s, now=NOW)
+        east = B.report_data("monthly", "2026-10", db_session=s, now=NOW, district="D1")
+        units = A.unit_index(db_session=s)
+        d1 = units.by_code["D1"]
+        start = datetime(2026, 10, 1, tzinfo=city_tz())
+        end = datetime(2026, 11, 1, tzinfo=city_tz())
+        in_d1 = s.scalar(select(func.count()).select_from(Ticket).where(
+            Ticket.created_at >= start, Ticket.created_at < end, Ticket.district_id == d1.id))  # fmt: skip
+        with pytest.raises(NotFound):
+            B.report_data("monthly", "2026-10", db_session=s, now=NOW, district="S11")
+
+    def received(data: B.ReportData) -> object:
+        return next(f.value for f in data.summary if f.label == "受理量")
+
+    assert in_d1 and received(east) == in_d1 and received(city) > in_d1  # type: ignore[operator]
+    assert east.title == "小城市东区12345接诉即办 2026年10月 月度分析" and east.district == "东区"
+    assert east.hotspots and all(h.name.startswith("东区·") for h in east.hotspots)
+    assert any(h.name.startswith("西区·") for h in city.hotspots)
+    ranked = [x.code for r in east.rankings for x in r.rows]
+    assert ranked and all(units.by_code[c].path.startswith(d1.path) for c in ranked)
+    assert any(not units.by_code[x.code].path.startswith(d1.path)
+               for r in city.rankings for x in r.rows)  # fmt: skip
+    assert "派单准确率" not in {f.label for f in east.summary}  # the centre's own figure
+
+    monkeypatch.setenv("JIESU_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["report", "monthly", "--period", "2026-10",
+                                          "--district", "D1", "--out", str(tmp_path)])  # fmt: skip
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    book = load_workbook(tmp_path / "monthly-2026-10-D1.xlsx")
+    cells = {str(c) for sheet in book.worksheets for row in sheet.iter_rows(values_only=True)
+             for c in row if c is not None}  # fmt: skip
+    assert "东区" in cells and not any("西一镇" in c for c in cells)
+    assert (tmp_path / "monthly-2026-10-D1.pdf").read_bytes().startswith(b"%PDF")
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Report)) == 0  # not stored

@@ -343,7 +343,7 @@ def _served(report_id: int, fmt: str, actor: Principal, session: Any,
     if scope is None:
         stored = {"html": report.html, "pdf": report.pdf, "xlsx": report.xlsx}[fmt]
         return report, stored, f"{report.kind}-{report.period}.{fmt}"
-    body = reports.render_district(report, scope, fmt, db_session=session)
+    body = reports.render_district(report.kind, report.period, scope, fmt, db_session=session)
     return report, body, f"{report.kind}-{report.period}-{scope.code}.{fmt}"
 
 

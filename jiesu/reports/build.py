@@ -427,11 +427,11 @@ def reader_scope(actor: Principal, *, db_session: Session,
     return own
 
 
-def render_district(report: Report, district: A.UnitRow, fmt: str, *, db_session: Session,
-                    now: datetime | None = None) -> str | bytes:  # fmt: skip
-    """The district's own report of `report`'s kind and period, in one format (html|pdf|xlsx),
-    built now from the rollups (never the stored city report's bytes)."""
-    data = report_data(report.kind, report.period, db_session=db_session, now=now,
+def render_district(kind: str, period: str, district: A.UnitRow, fmt: str, *,
+                    db_session: Session, now: datetime | None = None) -> str | bytes:  # fmt: skip
+    """A district's own report of `kind` and `period` in one format (html|pdf|xlsx), built now
+    from the rollups (never the stored city report's bytes)."""
+    data = report_data(kind, period, db_session=db_session, now=now,
                        district=district.code)  # fmt: skip
     if fmt == "pdf":
         return render.pdf(data)

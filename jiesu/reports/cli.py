@@ -114,7 +114,7 @@ def metrics_show(
     out.print(table)
 
 
-def _report(kind: str, period: str, out_dir: Path | None) -> None:
+def _report(kind: str, period: str, out_dir: Path | None, district: str = "") -> None:
     from jiesu.reports.build import build, period_of
 
     if not period:
@@ -124,6 +124,9 @@ def _report(kind: str, period: str, out_dir: Path | None) -> None:
         elif kind == "weekly":
             day = _today() - timedelta(days=_today().isoweekday())
         period = period_of(kind, day)
+    if district:
+        _district_report(kind, period, district, out_dir)
+        return
     with _db().write() as session:
         report = build(kind, period, db_session=session)
         title, seconds = report.title, report.seconds
@@ -137,26 +140,52 @@ def _report(kind: str, period: str, out_dir: Path | None) -> None:
             out.print(f"  {path}")
 
 
+def _district_report(kind: str, period: str, district: str, out_dir: Path | None) -> None:
+    """A district's own report: built and written, never stored (the console builds it when a
+    district reader opens it)."""
+    from jiesu.assessment.service import unit_index
+    from jiesu.reports.build import render_district
+
+    if out_dir is None:
+        raise typer.BadParameter(
+            "a district's report is not stored: give --out", param_hint="--out"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _db().read() as session:
+        unit = unit_index(db_session=session).by_code.get(district)
+        if unit is None or unit.kind != "district":
+            raise typer.BadParameter(f"no such district: {district}", param_hint="--district")
+        for ext in ("html", "pdf", "xlsx"):
+            data = render_district(kind, period, unit, ext, db_session=session)
+            path = out_dir / f"{kind}-{period}-{district}.{ext}"
+            path.write_bytes(data.encode() if isinstance(data, str) else data)
+            out.print(f"  {path}")
+
+
 PeriodOpt = Annotated[str, typer.Option(help="The period (default: the last complete one).")]
+DistrictOpt = Annotated[str, typer.Option(help="A district's own report (its code), not stored.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write HTML, PDF and Excel here.")]
 
 
 @report_app.command("daily")
-def report_daily(period: PeriodOpt = "", out_dir: OutOpt = None) -> None:
+def report_daily(period: PeriodOpt = "", out_dir: OutOpt = None,
+                 district: DistrictOpt = "") -> None:  # fmt: skip
     """The daily bulletin (日通报), e.g. --period 2026-11-03."""
-    _report("daily", period, out_dir)
+    _report("daily", period, out_dir, district)
 
 
 @report_app.command("weekly")
-def report_weekly(period: PeriodOpt = "", out_dir: OutOpt = None) -> None:
+def report_weekly(period: PeriodOpt = "", out_dir: OutOpt = None,
+                  district: DistrictOpt = "") -> None:  # fmt: skip
     """The weekly summary (周汇总), e.g. --period 2026-W45."""
-    _report("weekly", period, out_dir)
+    _report("weekly", period, out_dir, district)
 
 
 @report_app.command("monthly")
-def report_monthly(period: PeriodOpt = "", out_dir: OutOpt = None) -> None:
+def report_monthly(period: PeriodOpt = "", out_dir: OutOpt = None,
+                   district: DistrictOpt = "") -> None:  # fmt: skip
     """The monthly analysis (月度分析), e.g. --period 2026-10."""
-    _report("monthly", period, out_dir)
+    _report("monthly", period, out_dir, district)
 
 
 @warnings_app.command("scan")
