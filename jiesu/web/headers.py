@@ -5,11 +5,12 @@ answers carry the headers too). It adds, unless the response set its own:
 
 - `Content-Security-Policy`: scripts only from the app's own files (no inline script, no
   event-handler attributes, no `javascript:` links, no eval), nothing framed, no plugins, forms
-  and fetches to the app only. Style *attributes* are allowed ('unsafe-inline' via
-  `style-src`) because ECharts writes its tooltips as HTML with style attributes and the
-  templates still carry layout in `style="…"`; `<style>` elements stay refused
-  (`style-src-elem 'self'`). A style attribute cannot run script, and what users type is
-  escaped before it reaches one. A page that needs more (the API docs' init script, a stored
+  and fetches to the app only. Style *attributes* are allowed ('unsafe-inline' in
+  `style-src`, which is also the fallback of `style-src-attr`): ECharts sets style attributes
+  itself (with `style-src 'self'` alone, the dashboard reports style-src-attr violations from
+  echarts.min.js), and the templates still carry layout in `style="…"`. `<style>` elements stay
+  refused (`style-src-elem 'self'`). A style attribute cannot run script, and what users type
+  is escaped before it reaches one. A page that needs more (the API docs' init script, a stored
   report's own `<style>`) sets its own policy with `policy(...)`.
 - `X-Frame-Options: DENY` (old browsers' `frame-ancestors 'none'`), `X-Content-Type-Options:
   nosniff`, `Referrer-Policy: same-origin` (ticket ids and searches never leave in a Referer),
@@ -19,7 +20,8 @@ answers carry the headers too). It adds, unless the response set its own:
   proxy in `JIESU_TRUSTED_PROXIES` whose `X-Forwarded-Proto` uvicorn has applied (`serving.py`);
   a client's own `X-Forwarded-Proto` counts for nothing.
 - `Cache-Control: no-store` on everything but the static files: the API, the console and the
-  portal carry personal data, and no shared cache or back button should keep it.
+  portal carry personal data, and no shared cache or back button should keep it. A route that
+  sets its own keeps it (a ticket's photos and the map outlines: private, an hour).
 """
 
 from __future__ import annotations
