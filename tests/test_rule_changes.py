@@ -225,9 +225,12 @@ def test_the_worker_warns_at_the_moved_due(db: Database) -> None:
     assert len(complete_overdue_notices(db, t)) == 2
 
 
-def test_a_timer_whose_due_moved_behind_its_back_does_not_fire(db: Database) -> None:
+def test_a_timer_whose_due_moved_behind_its_back_does_not_fire_and_heals_the_order(
+    db: Database,
+) -> None:
     """The worker checks that the due still stands: a calendar written straight into the table
-    (no propagation) leaves a stale timer, which is cancelled, not sent."""
+    (no propagation) leaves a stale timer, which is cancelled, not sent; the order is brought
+    up to date, so the timer of the due that stands is there."""
     t = extended(db)
     calendar(db, "workday", local(2027, 1, 5, 9))  # timer at 02-06
     with db.write() as s:
@@ -244,6 +247,9 @@ def test_a_timer_whose_due_moved_behind_its_back_does_not_fire(db: Database) -> 
                 Job.run_at == DUE_IF_WORKDAY,
             )
         ).all() == ["cancelled"]  # fmt: skip
+    assert due_at(db, t) == DUE_IF_HOLIDAY
+    assert pending_complete_overdue(db, t) == [DUE_IF_HOLIDAY]
+    assert_maintained_equals_rebuilt(db)
 
 
 def test_a_calendar_change_refreshes_the_facts_it_changes(db: Database) -> None:

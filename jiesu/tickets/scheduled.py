@@ -9,7 +9,8 @@ about still stands. A worker killed at any moment loses nothing and repeats noth
 
 A change of the rules (calendar, tier limits) reschedules the orders it affects
 (`rule_changes.py`); when they are many it queues one `rules` job, which each claim advances by
-a batch of orders until it is done.
+a batch of orders until it is done. A timer found stale (its due moved without a reschedule)
+is cancelled and its order recomputed, so the timer of the due that stands exists.
 """
 
 from __future__ import annotations
@@ -137,6 +138,13 @@ def _do(job: Job, *, db_session: Session, now: datetime) -> None:
         )
     if not stands:
         job.status, job.done_at = "cancelled", now
+        if job.kind in DEADLINE_KINDS and ticket.status != "closed":
+            # The rules moved the due behind the timers' back (a calendar written straight into
+            # the table, an action that raced a rule change): bring the order up to date, so
+            # that its timers stand again.
+            from jiesu.tickets.rule_changes import recompute
+
+            recompute([ticket.id], db_session=db_session, now=now)
         return
     payload = {"kind": job.kind, "phase": job.phase, "number": ticket.number,
                "due": job.payload["due"], "message": message}  # fmt: skip
