@@ -756,6 +756,10 @@ def freeze_due(now: datetime | None = None, *, db_session: Session) -> list[str]
 
 def frozen_totals(period: str, *, db_session: Session) -> dict[int, dict[str, int]]:
     """Every unit's counters of a frozen month as published (the live counts included)."""
+    memo_key = ("frozen_totals", period)
+    known = db_session.info.get(memo_key)
+    if known is not None:  # the four rankings of one page or report ask the same
+        return {u: dict(t) for u, t in known.items()}
     names = (*COUNTER_COLUMNS, "overdue_open", "contact_pending")
     cols = [func.sum(getattr(FrozenFact, c)) for c in names]
     units = unit_index(db_session=db_session)
@@ -767,6 +771,7 @@ def frozen_totals(period: str, *, db_session: Session) -> dict[int, dict[str, in
         t = {c: int(v or 0) for c, v in zip(names, r[1:], strict=True)}
         _grassroots(r[0], t, units)
         out[r[0]] = t
+    db_session.info[memo_key] = {u: dict(t) for u, t in out.items()}
     return out
 
 
@@ -850,12 +855,13 @@ def rankings(
     units = unit_index(db_session=db_session)
     figures = month_figures(period, db_session=db_session, now=now, live=live)
     before_period = previous_month(period)
-    before = month_figures(before_period, db_session=db_session, now=now)
-    if before.basis == "live":
+    if frozen_month(before_period, db_session=db_session) is not None:
+        before = month_figures(before_period, db_session=db_session, now=now)
+    else:
         p_start, p_end = month_bounds(before_period)
         before = MonthFigures(before_period, _with_live(
-            unit_totals(p_start, p_end, db_session=db_session), {}, units), before.rules, "live",
-            None, before.cutoff)  # fmt: skip
+            unit_totals(p_start, p_end, db_session=db_session), {}, units),
+            pack_settings(db_session=db_session), "live", None, None)  # fmt: skip
     previous = {r.code: r.rank for r in _ranked(group, before, units) if r.rank is not None}
     rows = _ranked(group, figures, units, previous)
     return Rankings(period, group, rows, figures.basis, figures.frozen_at, figures.cutoff)
