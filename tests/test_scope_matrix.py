@@ -282,6 +282,9 @@ def test_reports_follow_the_readers_district(
     present(xlsx_text(centre.get(f"/console/reports/{report_id}/xlsx").content),
             ["西一镇", "东一街道"], "centre", "city workbook")  # fmt: skip
     # The centre may also open a district's own report.
+    d2_list = centre.get("/console/reports?district=D2").text
+    assert "小城市西区12345接诉即办 2026年10月 月度分析" in d2_list
+    assert f"/console/reports/{report_id}/pdf?district=D2" in d2_list
     d2_html = centre.get(f"/console/reports/{report_id}?district=D2").text
     present(d2_html, ["西区", "西一镇", PLANTED["W-D2"][3]], "centre", "西区 report")
     absent(d2_html, d1_names, "centre", "西区 report")
