@@ -263,6 +263,7 @@ def test_a_month_past_its_cut_off_stays_as_published(db: Database, client: TestC
     b = city.handled(T0 + H, "basically_satisfied")
     waiting = city.dispatched(T0 + 2 * H)  # replied in June, evaluated only after the cut-off
     city.replied(waiting, T0 + 10 * H)
+    open_late = city.dispatched(T0 + 3 * H)  # open past its due at the cut-off, replied after
     with db.read() as s:
         assert A.cutoff_of("2026-06", A.pack_settings(db_session=s)) == datetime(
             2026, 7, 5, 16, 0, tzinfo=UTC)  # the end of 5 July in Beijing  # fmt: skip
@@ -280,11 +281,13 @@ def test_a_month_past_its_cut_off_stays_as_published(db: Database, client: TestC
         published = A.rankings("2026-06", "street", db_session=s, now=cutoff + D)
     s11 = next(x for x in published.rows if x.code == "S11")
     assert published.basis == "frozen" and published.frozen_at == cutoff
+    assert (s11.rates["overdue"].numerator, s11.rates["overdue"].denominator) == (1, 4)
     assert (s11.rates["satisfaction"].numerator, s11.rates["satisfaction"].denominator) == (
         pytest.approx(1.8), 2)  # fmt: skip
 
     # A late evaluation, then new scores: the live figures move, the published ones do not.
     city.evaluated(waiting, datetime(2026, 7, 10, 2, 0, tzinfo=UTC), "very_dissatisfied")
+    city.replied(open_late, datetime(2026, 7, 10, 3, 0, tzinfo=UTC))
     city.settings(satisfaction_scores=_scores(basically_satisfied=0.5))
     later = datetime(2026, 7, 11, 2, 0, tzinfo=UTC)
     with db.read() as s:
@@ -293,6 +296,8 @@ def test_a_month_past_its_cut_off_stays_as_published(db: Database, client: TestC
         frozen_drill = A.drill("S11", *JUNE, "evaluated", db_session=s, now=later,
                                period="2026-06")  # fmt: skip
         live_drill = A.drill("S11", *JUNE, "evaluated", db_session=s, now=later)
+        frozen_overdue = A.drill("S11", *JUNE, "overdue", db_session=s, now=later,
+                                 period="2026-06")  # fmt: skip
     s11 = next(x for x in published.rows if x.code == "S11")
     assert (s11.rates["satisfaction"].numerator, s11.rates["satisfaction"].denominator) == (
         pytest.approx(1.8), 2)  # fmt: skip
@@ -301,6 +306,9 @@ def test_a_month_past_its_cut_off_stays_as_published(db: Database, client: TestC
     assert (s11_live.rates["satisfaction"].numerator,
             s11_live.rates["satisfaction"].denominator) == (pytest.approx(1.5), 3)  # fmt: skip
     assert frozen_drill[0] == 2 and {t.id for t in frozen_drill[1]} == {a, b}
+    assert [t.id for t in frozen_overdue[1]] == [open_late]
+    assert s11.rates["overdue"].numerator == 1  # published: open past due at the cut-off
+    assert s11_live.rates["overdue"].numerator == 1  # live: now a late reply
     assert live_drill[0] == 3
 
     # The API and the console say which they show.
