@@ -18,6 +18,8 @@ from conftest import auth
 from fastapi.testclient import TestClient
 from test_auth import Console, app_of
 
+from jiesu.assessment.models import Report
+from jiesu.db.engine import Database
 from jiesu.web.headers import CSP, REPORT_CSP, script_hashes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +93,24 @@ def test_pages_carry_the_headers(client: TestClient) -> None:
         r = agent.get(path)
         assert r.headers["content-type"].startswith("text/html"), path
         _secured(r)
+
+
+def test_a_stored_report_has_its_own_policy_styles_but_no_script(
+    client: TestClient, db: Database
+) -> None:
+    with db.write() as s:
+        report = Report(kind="daily", period="2026-11-30", title="日报",
+                        html="<!doctype html><style>h1{color:red}</style><h1>日报</h1>",
+                        pdf=b"", xlsx=b"")  # fmt: skip
+        s.add(report)
+        s.flush()
+        report_id = report.id
+    r = Console(app_of(client), "supervisor1").get(f"/console/reports/{report_id}")
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["content-security-policy"] == REPORT_CSP
+    assert _directives(REPORT_CSP)["style-src-elem"] == "'self' 'unsafe-inline'"
+    assert r.headers["cache-control"] == "no-store"
+    assert r.headers["x-frame-options"] == "DENY"
 
 
 def test_static_files_carry_the_headers_and_may_be_cached(client: TestClient) -> None:
