@@ -311,6 +311,15 @@ def test_the_affected_orders_are_those_whose_deadlines_can_cross_the_days(db: Da
         assert rule_changes.affected(early, db_session=s) == [a]
 
 
+def test_a_day_at_the_end_of_the_calendar_finds_no_order_and_does_not_overflow(
+    db: Database,
+) -> None:
+    extended(db)
+    with db.read() as s:
+        for day in (date.min, date.max):
+            assert rule_changes.affected(RuleChange.calendar([day]), db_session=s) == []
+
+
 # ---- the tiers ----------------------------------------------------------------------------
 
 

@@ -94,9 +94,10 @@ class RuleChange:
     def _bounds(self) -> tuple[datetime, datetime]:
         assert self.days is not None
         tz = city_tz()
-        first = datetime.combine(self.days[0], time(0), tz)
-        after_last = datetime.combine(self.days[1] + timedelta(days=1), time(0), tz)
-        return first, after_last
+        edge = timedelta(days=2)  # the first and last days representable, in any zone
+        first = datetime.combine(max(self.days[0], date.min + edge), time(0), tz)
+        last = min(self.days[1], date.max - edge)
+        return first, datetime.combine(last + timedelta(days=1), time(0), tz)
 
 
 @dataclass(frozen=True)
