@@ -7,9 +7,13 @@
   orders open past due, the satisfaction rate to its evaluations by level, and the orders whose
   first contact is still within its limit (pending) are listed apart.
 - /console/warnings: early warnings with their evidence; a dispatcher turns one into a proactive
-  task (dispatched like an order) or dismisses it with a reason; a scan can be run at once.
-- /console/reports: the stored daily, weekly and monthly reports (HTML, PDF, Excel); analysts
-  build one on demand.
+  task (dispatched like an order) or dismisses it with a reason; the centre can run a scan at
+  once. A reader outside the centre sees the warnings about their tree and, in each, only the
+  evidence orders they may open (`analysis.service`); any other id is 404.
+- /console/reports: the stored daily, weekly and monthly reports (HTML, PDF, Excel); the centre's
+  analysts build one on demand. A district's people get their district's own report of each
+  period, built when opened (`reports.build.reader_scope`); the centre may ask for one with
+  `?district=`.
 """
 
 from __future__ import annotations
