@@ -323,6 +323,8 @@ def test_the_worker_sockets_share_a_port_and_refuse_a_taken_one() -> None:
         for s in sockets:
             assert s.proto == socket.IPPROTO_TCP
             assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        with pytest.raises(OSError):  # a second jiesu on the same port is refused
+            listening_sockets("127.0.0.1", ports.pop(), 2)
     finally:
         for s in sockets:
             s.close()
@@ -331,3 +333,12 @@ def test_the_worker_sockets_share_a_port_and_refuse_a_taken_one() -> None:
         taken.listen()
         with pytest.raises(OSError):
             listening_sockets("127.0.0.1", taken.getsockname()[1], 2)
+
+
+def test_serve_with_workers_refuses_a_taken_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--port", str(port), "--workers", "2"])
+    assert result.exit_code == 3  # uvicorn's STARTUP_FAILURE, as when a worker cannot start

@@ -70,23 +70,26 @@ def serve(
 ) -> int:
     """Run the server until it is stopped; the exit status."""
     options = uvicorn_options(trusted_proxies)
-    if trusted_proxies:
-        log.info("forwarded headers trusted from %s", ", ".join(trusted_proxies))
-    if workers <= 1 or reload:
-        # One process: uvicorn binds through asyncio, which sets TCP_NODELAY itself.
-        uvicorn.run(APP, host=host, port=port, reload=reload, log_level="info",
-                    log_config=log_config(), **options)  # fmt: skip
+    common: dict[str, Any] = {"log_level": "info", "log_config": log_config(), **options}
+    if reload:
+        uvicorn.run(APP, host=host, port=port, reload=True, **common)
         return 0
-    config = uvicorn.Config(APP, host=host, port=port, workers=workers, log_level="info",
-                            log_config=log_config(), backlog=BACKLOG, **options)  # fmt: skip
+    if workers <= 1:
+        # One process: uvicorn binds through asyncio, which sets TCP_NODELAY itself.
+        config = uvicorn.Config(APP, host=host, port=port, **common)
+        _log_forwarding(trusted_proxies)
+        server = uvicorn.Server(config)
+        server.run()
+        return 0 if server.started else STARTUP_FAILURE
     try:
         sockets = listening_sockets(host, port, workers)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
         return STARTUP_FAILURE
-    bound = sockets[0].getsockname()[1]
+    config = uvicorn.Config(APP, host=host, port=port, workers=workers, backlog=BACKLOG, **common)
     log.info("jiesu on http://%s:%d with %d workers, one socket each (SO_REUSEPORT)",
-             host, bound, workers)  # fmt: skip
+             host, sockets[0].getsockname()[1], workers)  # fmt: skip
+    _log_forwarding(trusted_proxies)
     try:
         return Supervisor(config, sockets).run()
     finally:
@@ -94,9 +97,23 @@ def serve(
             sock.close()
 
 
+def _log_forwarding(trusted_proxies: tuple[str, ...]) -> None:
+    if trusted_proxies:
+        log.info("X-Forwarded-For/-Proto believed from %s", ", ".join(trusted_proxies))
+    else:
+        log.info("X-Forwarded-For/-Proto ignored (JIESU_TRUSTED_PROXIES is empty)")
+
+
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening TCP sockets on one address (SO_REUSEPORT), TCP_NODELAY set."""
+    """`count` listening TCP sockets on one address (SO_REUSEPORT), TCP_NODELAY set.
+
+    A port anything else listens on is refused, another jiesu's included: SO_REUSEPORT alone
+    would let a second server join the first one's port and take half its connections."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:  # without SO_REUSEPORT
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
