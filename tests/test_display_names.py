@@ -133,6 +133,6 @@ def test_the_city_pack_refuses_disguised_and_copied_names(tmp_path: Path) -> Non
     users_csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
     errors = read_pack(root).errors
     found = {(e.file, e.line): e.reason for e in errors}
-    assert "same as 'agent1'" in found[("users.csv", len(lines) - 1)]
+    assert "the name of 'agent1' at line 2" in found[("users.csv", len(lines) - 1)]
     assert "U+202E" in found[("users.csv", len(lines))]
     assert len(errors) == 2

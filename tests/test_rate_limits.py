@@ -29,7 +29,8 @@ from test_portal import form as portal_form
 
 from jiesu.auth import counters
 from jiesu.auth.limits import Budget
-from jiesu.auth.models import RateCounter
+from jiesu.auth.models import AuditLog, RateCounter
+from jiesu.auth.service import sign_in as auth_sign_in
 from jiesu.db.engine import Database
 from jiesu.settings import get_settings
 from jiesu.tickets.models import Ticket
@@ -334,6 +335,28 @@ def test_concurrent_submissions_never_overspend_a_budget(db: Database) -> None:
     with db.read() as s:
         row = s.get(RateCounter, ("submit_all", "*"))
         assert row is not None and row.blocked_until == T0 + 10 * MIN
+
+
+def test_parallel_wrong_passwords_are_counted_one_by_one(db: Database) -> None:
+    """Ten guesses at once for one account: five are counted and lock it, the other five meet
+    the lock (none is lost to a concurrent update, none slips past the lock)."""
+    start = threading.Barrier(10)
+
+    def guess(i: int) -> int:
+        start.wait()
+        with db.write() as session:
+            user, error = auth_sign_in("agent1", f"guess{i}", ip=f"198.51.100.{i}",
+                                       db_session=session, now=T0)  # fmt: skip
+        assert user is None and error is not None
+        return error.status
+
+    with ThreadPoolExecutor(10) as pool:
+        assert set(pool.map(guess, range(10))) == {401}
+    user = user_row(db, "agent1")
+    assert (user.failed_logins, user.locked_until) == (5, T0 + 15 * MIN)
+    with db.read() as s:
+        actions = list(s.scalars(select(AuditLog.action).where(AuditLog.username == "agent1")))
+    assert sorted(actions) == ["lockout"] + ["login_failed"] * 5 + ["login_locked"] * 5
 
 
 # ---- signing out with the cookie ------------------------------------------------------------

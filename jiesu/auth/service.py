@@ -117,6 +117,10 @@ def sign_in(
     # Verify even for an unknown or a locked user: the answer and its cost are the same either
     # way, so neither timing nor wording tells a guesser which usernames exist or are locked.
     ok = verify_password(user.password_hash if user else _dummy_hash(), password)
+    if user is not None:
+        # Concurrent sign-ins of one account queue here (after the costly check), so a burst of
+        # parallel guesses is counted one by one and none slips past a lock another just set.
+        db_session.refresh(user, with_for_update=True)
     if user is not None and user.locked_until is not None and user.locked_until > now:
         audit("login_locked", db_session=db_session, user=user, ip=ip, now=now)
         return None, Unauthorized(WRONG)
