@@ -174,7 +174,7 @@ def _nul_answer(field: str, *, html: bool = False) -> Response:
             "<meta name=viewport content='width=device-width, initial-scale=1'>"
             "<title>无法处理</title><link rel=stylesheet href='/static/app.css'>"
             "<body class=portal><main class=portal-main><div class='flash flash-error'>"
-            "提交的内容中含有无法识别的字符（如空字符），请删除后重试。"
+            "提交的内容中含有无法识别的控制字符（如空字符），请删除后重试。"
             "</div><p><a href='/portal' data-back>返回</a></p></main>"
             "<script src='/static/app.js' defer></script></body></html>",
             status_code=422,
