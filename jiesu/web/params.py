@@ -4,7 +4,7 @@ or the calendar arithmetic outside the range it can hold.
 - ids: `BigId` for the tables keyed by BIGINT (tickets, warnings, reports, attachments),
   `SmallId` for those keyed by INTEGER (users, units, tokens, models); a larger number would
   overflow the database's integer (a 500 on PostgreSQL), so it is refused as 422 before;
-- dates: `DAY_RANGE` (2000-01-01 … 2100-12-31), the days a filter or a period may name; the
+- dates: `EARLIEST` … `LATEST` (2000-01-01 … 2100-12-31), the days a filter or a period may name; the
   calendar arithmetic around year 1 or 9999 would overflow;
 - months: `YYYY-MM` within the same years;
 - offsets and counts: at most `MAX_OFFSET`, far past any real list, well inside BIGINT.
@@ -30,8 +30,8 @@ INTEGER_MAX = 2**31 - 1
 EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)  # the days any date parameter may name
 MAX_OFFSET = 10**9
 MAX_PAGE = 100_000
-_MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII digits only
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PAGE = re.compile(r"[0-9]{1,9}")
 
 BigId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="编号")]
@@ -76,7 +76,7 @@ def form_day(text: str, *, field: str) -> date | None:
 
 
 def form_month(text: str, *, field: str = "period") -> str:
-    """A month `YYYY-MM` between the years of `DAY_RANGE`; Invalid naming the field."""
+    """A month `YYYY-MM` in the years `EARLIEST` … `LATEST`; Invalid naming the field."""
     if not _month_ok(text):
         raise Invalid(f"{field} 须为 {EARLIEST.year}-01 至 {LATEST.year}-12 之间的月份，如 2026-10 "
                       f"/ {field}: not a month in range", field=field)  # fmt: skip
@@ -97,7 +97,7 @@ def form_page(text: str | None, *, field: str = "page", most: int = MAX_PAGE) ->
 QueryDay = Annotated[date | None, AfterValidator(in_day_range)]
 Month = Annotated[
     str | None,
-    Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="月份 YYYY-MM（默认本月）"),
+    Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="月份 YYYY-MM（默认本月）"),
     AfterValidator(in_month_range),
 ]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="跳过的条数")]
