@@ -88,6 +88,14 @@ class Served:
                 alive.add(pid)
         return alive
 
+    def owns(self, pid: int) -> bool:
+        """Whether `pid` is still one of this server's workers (not a reused pid)."""
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return f"JIESU_DATABASE_URL={self.url}".encode() in environ
+
     def access(self, path: str) -> list[tuple[int, str, int]]:
         """(worker pid, client host, client port) of each logged request for `path`."""
         pattern = re.compile(r"\[(\d+)\] (\S+):(\d+) - \"\w+ " + re.escape(path) + " ")
@@ -116,6 +124,9 @@ def _serve(templates: Templates, directory: Path, workers: int, **env: str) -> I
             yield server
         finally:
             server.stop(signal.SIGKILL)
+            for pid in server.live_workers():  # a test that failed may leave orphans
+                if server.owns(pid):
+                    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -342,3 +353,20 @@ def test_serve_with_workers_refuses_a_taken_port() -> None:
         port = taken.getsockname()[1]
         result = CliRunner().invoke(cli, ["serve", "--port", str(port), "--workers", "2"])
     assert result.exit_code == 3  # uvicorn's STARTUP_FAILURE, as when a worker cannot start
+
+
+@pytest.mark.slow
+def test_workers_stop_when_the_supervisor_is_killed(templates: Templates, tmp_path: Path) -> None:
+    # An orphaned worker would go on serving (old code) on the port.
+    for server in _serve(templates, tmp_path, 2):
+        pids = server.live_workers()
+        assert len(pids) == 2
+        server.proc.kill()
+        server.proc.wait(30)
+        deadline = time.monotonic() + 30
+        while server.live_workers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not server.live_workers()
+        server._reader.join(10)
+        for pid in pids:
+            assert any(f"[{pid}] Finished server process" in line for line in server.lines)
