@@ -123,7 +123,7 @@ def _serve(templates: Templates, directory: Path, workers: int, **env: str) -> I
         try:
             yield server
         finally:
-            server.stop(signal.SIGKILL)
+            server.stop(signal.SIGTERM)  # SIGKILL after 60 s
             for pid in server.live_workers():  # a test that failed may leave orphans
                 if server.owns(pid):
                     os.kill(pid, signal.SIGKILL)
