@@ -2,8 +2,9 @@
 an admin's token, on a fresh tiny city per backend; no answer may be a 5xx or break the response
 schema the API publishes.
 
-Bounded and reproducible: a fixed number of examples per operation and mode (data that fits the
-schema, and data that does not), derandomized, no example database. Writes are welcome (the city
+Bounded and reproducible: schemathesis' coverage phase (each parameter at and past its bounds,
+missing, mistyped: deterministic), then a fixed number of derandomized examples per operation,
+role and mode (data that fits the schema, and data that does not), no example database. Writes are welcome (the city
 is thrown away). Signing out is taken with a token made for that one call, so the run keeps its
 own tokens.
 """
@@ -35,7 +36,9 @@ from jiesu.db.engine import Database
 from jiesu.org.models import User
 from jiesu.web.app import create_app
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("schemathesis")]
+# In the browser tests' group: one worker runs them one after the other, so neither slows the
+# other's timing-sensitive pages.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 OPENAPI = "/api/v1/openapi.json"
 EXAMPLES = 8  # per operation, mode and role, after the coverage cases
