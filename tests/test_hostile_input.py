@@ -149,6 +149,19 @@ def test_escaped_nul_in_json_is_refused(
     check(world, "POST", path, who, content=body, headers={"Content-Type": "application/json"})
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"channel": "phone", "content": "\xff"}',
+        b'{"channel": "phone", "content": "\xed\xa0\x80"}',
+    ],
+    ids=["not-utf8", "encoded-surrogate"],
+)
+def test_json_that_is_not_utf8_is_refused(world: World, body: bytes) -> None:
+    check(world, "POST", "/api/v1/tickets", "api:agent1", content=body,
+          headers={"Content-Type": "application/json"})  # fmt: skip
+
+
 # ---- blank request type -----------------------------------------------------------------------
 
 

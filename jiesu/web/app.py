@@ -229,6 +229,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 HTTP_MESSAGES = {
+    400: ("bad_request", "请求内容无法解析 / the request body could not be parsed"),
     404: ("not_found", "没有这个地址 / no such path"),
     405: ("method_not_allowed", "该地址不支持此请求方法 / method not allowed here"),
 }
