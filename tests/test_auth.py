@@ -348,6 +348,12 @@ def test_the_session_cookie_is_secure_over_https(shared: TestClient) -> None:
     assert browser.get(HOME["agent"]).status_code == 200
 
 
+def test_a_clients_own_forwarded_proto_does_not_mark_cookies_secure(shared: TestClient) -> None:
+    """Only a trusted proxy's X-Forwarded-Proto counts, and uvicorn applies that to the scheme."""
+    page = Console(app_of(shared)).http.get("/login", headers={"X-Forwarded-Proto": "https"})
+    assert "secure" not in [p.strip().lower() for p in _set_cookies(page)["jiesu_csrf"].split(";")]
+
+
 @pytest.mark.parametrize("role", sorted(HOME))
 def test_each_role_lands_on_its_home_page(
     shared: TestClient, shared_db: Database, role: str

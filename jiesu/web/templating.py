@@ -170,7 +170,8 @@ def render(
 
 
 def secure_cookies(request: Request) -> bool:
-    """Secure cookies over HTTPS (directly or behind a proxy that says so)."""
+    """Secure cookies over HTTPS: the request's own scheme, which uvicorn sets from
+    `X-Forwarded-Proto` only when a proxy named in JIESU_TRUSTED_PROXIES sent it."""
     import os
 
     setting = os.environ.get("JIESU_COOKIE_SECURE", "auto")
@@ -178,5 +179,4 @@ def secure_cookies(request: Request) -> bool:
         return True
     if setting in ("0", "false", "no"):
         return False
-    forwarded = request.headers.get("x-forwarded-proto", "")
-    return request.url.scheme == "https" or forwarded == "https"
+    return request.url.scheme == "https"
