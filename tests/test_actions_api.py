@@ -15,8 +15,9 @@ from jiesu.auth.service import principal_of
 from jiesu.db.engine import Database
 from jiesu.errors import DomainError
 from jiesu.org.models import Unit, User
+from jiesu.portal.service import progress_of
 from jiesu.tickets.actions import take_action
-from jiesu.tickets.models import Assignment, Event, Job, Outbox
+from jiesu.tickets.models import Assignment, Event, Job, Outbox, Ticket
 
 TICKETS = "/api/v1/tickets"
 
@@ -658,6 +659,11 @@ def test_a_merge_chain_attaches_to_its_root_and_closes_with_it(
     assert replies == dict.fromkeys(
         ("13800138003", "13800138002", "13800138012", "13800138011"), "已通知交管部门维修信号灯"
     )
+    # The portal shows each of them the root's answer, however deep it was merged.
+    with db.read() as s:
+        for repeat in (m2, r1, r2):
+            view = progress_of(s.get_one(Ticket, repeat), db_session=s)
+            assert view.answer == "已通知交管部门维修信号灯", repeat
     # Merging into a closed order (the chain closed with its root) is refused.
     late = desk.new("红绿灯的问题，第五位市民反映")
     r = desk("agent1", late, "merge", master=number(m2))

@@ -519,8 +519,11 @@ def progress_of(ticket: Ticket, *, db_session: Session) -> Progress:
         to = str(event.data.get("to", "")) if event else ""
         view.transferred_to = f"{to}（{TRANSFER_TO[to]}）" if to in TRANSFER_TO else None
     elif path == "merged":
-        master = db_session.get(Ticket, ticket.master_id) if ticket.master_id else None
-        if master is not None and master.status in REPLY_SHOWN:
+        master = _root_master(ticket, db_session=db_session)
+        if master is not None and _path(master) == "answered":
+            event = _latest(master.events, "answer")
+            view.answer = str(event.data.get("answer", "")) if event else None
+        elif master is not None and master.status in REPLY_SHOWN:
             _reply_into(view, list(master.events))
     elif ticket.status in REPLY_SHOWN:
         _reply_into(view, list(ticket.events))
@@ -529,6 +532,17 @@ def progress_of(ticket: Ticket, *, db_session: Session) -> Progress:
         view.satisfaction = SATISFACTION.get(ticket.satisfaction)
     view.can_rate = ticket.status == "audited"
     return view
+
+
+def _root_master(ticket: Ticket, *, db_session: Session) -> Ticket | None:
+    """The order a merged one is answered with: its master's master … up to the root (an order
+    may have been merged before its own master was merged into another)."""
+    seen = {ticket.id}
+    master = db_session.get(Ticket, ticket.master_id) if ticket.master_id else None
+    while master is not None and master.master_id is not None and master.id not in seen:
+        seen.add(master.id)
+        master = db_session.get(Ticket, master.master_id)
+    return master
 
 
 def _reply_into(view: Progress, events: list[Event]) -> None:
