@@ -15,9 +15,11 @@ os.environ.setdefault("JIESU_ARGON2_PROFILE", "cheapest")  # before jiesu.auth.p
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 import time_machine
@@ -239,3 +241,20 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (it lives in ../shared/data beside the repo)")
     return path
+
+
+@contextmanager
+def tiny_city(
+    backend: str, templates: Templates, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, Database]]:
+    """A tiny city on `backend` that lives as long as the `with` (a module-scoped world)."""
+    require_backend(backend)
+    tmp: Path = tmp_path_factory.mktemp("city")
+    urls = cast(Generator[str, None, None], templates.fresh_url(backend, True, tmp))
+    db = Database(next(urls))
+    try:
+        with TestClient(create_app(db), raise_server_exceptions=False) as client:
+            yield client, db
+    finally:
+        db.dispose()
+        urls.close()

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import BACKENDS, PASSWORD, Templates, auth, require_backend, token_for
+from conftest import BACKENDS, PASSWORD, Templates, auth, tiny_city, token_for
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
@@ -36,7 +34,6 @@ from jiesu.db.engine import Database
 from jiesu.org.models import Unit, User
 from jiesu.taxonomy.models import CalendarOverride
 from jiesu.tickets.models import Ticket
-from jiesu.web.app import create_app
 
 TOKEN = "/api/v1/auth/token"
 TICKETS = "/api/v1/tickets"
@@ -45,23 +42,6 @@ _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
 
 
 # ---- one tiny city for a whole module -------------------------------------------------------
-
-
-@contextmanager
-def tiny_city(
-    backend: str, templates: Templates, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[TestClient, Database]]:
-    """A tiny city on `backend` that lives as long as the `with` (a module-scoped world)."""
-    require_backend(backend)
-    tmp: Path = tmp_path_factory.mktemp("city")
-    urls = cast(Generator[str, None, None], templates.fresh_url(backend, True, tmp))
-    db = Database(next(urls))
-    try:
-        with TestClient(create_app(db), raise_server_exceptions=False) as client:
-            yield client, db
-    finally:
-        db.dispose()
-        urls.close()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

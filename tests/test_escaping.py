@@ -20,11 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BACKENDS, Templates, auth
+from conftest import BACKENDS, Templates, auth, tiny_city
 from fastapi.testclient import TestClient
 from markupsafe import escape
 from sqlalchemy import select
-from test_auth import Console, app_of, is_html, tiny_city
+from test_auth import Console, app_of, is_html
 
 from jiesu.console.service import queues
 from jiesu.db.engine import Database

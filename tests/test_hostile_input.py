@@ -8,14 +8,13 @@ have written (tickets, events, the audit log) before and after.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from conftest import BACKENDS, Templates, auth, require_backend
+from conftest import BACKENDS, Templates, auth, tiny_city
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -24,7 +23,6 @@ from jiesu.auth.service import csrf_token_for, issue
 from jiesu.db.engine import Database
 from jiesu.org.models import User
 from jiesu.tickets.models import Event, Ticket
-from jiesu.web.app import create_app
 
 BIG = "99999999999999999999"  # beyond 2^64
 JUST_OVER_BIGINT = str(2**63)  # one past PostgreSQL's BIGINT
@@ -69,24 +67,16 @@ def _session(db: Database, username: str) -> str:
 def world(
     request: pytest.FixtureRequest, templates: Templates, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    require_backend(request.param)
-    tmp: Path = tmp_path_factory.mktemp("hostile")
-    urls = cast(Generator[str, None, None], templates.fresh_url(request.param, True, tmp))
-    db = Database(next(urls))
-    try:
-        with TestClient(create_app(db), raise_server_exceptions=False) as client:
-            bearer = {name: auth(client, name) for name in ("agent1", "admin1", "analyst1")}
-            made = client.post(
-                "/api/v1/tickets",
-                json={"channel": "phone", "content": "小区门口路灯坏了"},
-                headers=bearer["agent1"],
-            )
-            assert made.status_code == 201, made.text
-            sessions = {name: _session(db, name) for name in ("admin1", "s11.admin", "s11.handler")}
-            yield World(client, db, bearer, sessions)
-    finally:
-        db.dispose()
-        urls.close()
+    with tiny_city(str(request.param), templates, tmp_path_factory) as (client, db):
+        bearer = {name: auth(client, name) for name in ("agent1", "admin1", "analyst1")}
+        made = client.post(
+            "/api/v1/tickets",
+            json={"channel": "phone", "content": "小区门口路灯坏了"},
+            headers=bearer["agent1"],
+        )
+        assert made.status_code == 201, made.text
+        sessions = {name: _session(db, name) for name in ("admin1", "s11.admin", "s11.handler")}
+        yield World(client, db, bearer, sessions)
 
 
 def check(world: World, method: str, path: str, who: str | None, **kwargs: Any) -> None:

@@ -27,12 +27,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import BACKENDS, Templates, auth
+from conftest import BACKENDS, Templates, auth, tiny_city
 from fastapi import FastAPI, routing
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from test_auth import Console, app_of, is_html, tiny_city
+from test_auth import Console, app_of, is_html
 
 from jiesu.access.permissions import HOME, PERMISSIONS, ROLES
 from jiesu.assessment.models import Report, Warning

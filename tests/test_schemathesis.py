@@ -11,16 +11,14 @@ own tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import schemathesis
-from conftest import BACKENDS, Templates, auth, require_backend
-from fastapi.testclient import TestClient
+from conftest import BACKENDS, Templates, auth, tiny_city
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -73,22 +71,12 @@ class City:
 def city(
     request: pytest.FixtureRequest, templates: Templates, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[City]:
-    require_backend(request.param)
-    tmp: Path = tmp_path_factory.mktemp("schemathesis")
-    urls = cast(Generator[str, None, None], templates.fresh_url(request.param, True, tmp))
-    db = Database(next(urls))
-    try:
-        app = create_app(db)
-        with TestClient(app, raise_server_exceptions=False) as client:
-            headers = {name: auth(client, name) for name in ROLES}
-            made = client.post("/api/v1/tickets", headers=headers["agent1"],
-                               json={"channel": "phone", "content": "小区门口路灯坏了"})  # fmt: skip
-            assert made.status_code == 201, made.text
-        schema = schemathesis.openapi.from_asgi(OPENAPI, app)
-        yield City(db, schema, headers)
-    finally:
-        db.dispose()
-        urls.close()
+    with tiny_city(str(request.param), templates, tmp_path_factory) as (client, db):
+        headers = {name: auth(client, name) for name in ROLES}
+        made = client.post("/api/v1/tickets", headers=headers["agent1"],
+                           json={"channel": "phone", "content": "小区门口路灯坏了"})  # fmt: skip
+        assert made.status_code == 201, made.text
+        yield City(db, schemathesis.openapi.from_asgi(OPENAPI, client.app), headers)
 
 
 def _coverage_cases(operation: Any) -> list[Any]:
