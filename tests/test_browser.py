@@ -106,7 +106,7 @@ class People:
             storage_state=self.sessions.get(username or ""),
         )
         context.set_default_timeout(TIMEOUT_MS)
-        context.clock.install(time=datetime.now(city_tz()))  # the server's (pinned) clock
+        context.clock.install(time=NOW)  # the server's pinned clock (to within the run's minutes)
         self.contexts.append(context)
         page = context.new_page()
         if username and username in self.sessions:

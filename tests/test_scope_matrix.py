@@ -27,7 +27,6 @@ from test_auth import Console, app_of
 from jiesu.access.policy import Principal
 from jiesu.assessment.models import TicketLink, Warning
 from jiesu.auth.service import principal_of
-from jiesu.db.base import utcnow
 from jiesu.db.engine import Database
 from jiesu.org.models import Unit, User
 from jiesu.reports import build as B
@@ -119,7 +118,7 @@ def plant(db: Database) -> City:
                         score=3.0, status="open",
                         area_unit_id=units[area].id if area else None,
                         unit_id=units[unit].id if unit else None, figures={"observed": 9.0},
-                        evidence=evidence[tag], created_at=utcnow())  # fmt: skip
+                        evidence=evidence[tag], created_at=NOW)  # fmt: skip
             s.add(w)
             s.flush()
             ids[tag] = w.id

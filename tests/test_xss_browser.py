@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
+import time_machine
 from conftest import PASSWORD, TINY_PACK
 from sqlalchemy import select
 
@@ -145,7 +146,7 @@ def _plant_names(db: Database) -> None:
 
 
 def _plant_warnings(db: Database, evidence: list[int]) -> None:
-    today = datetime.now(city_tz()).date()
+    today = NOW.date()
     with db.write() as s:
         district = s.scalar(select(Unit.id).where(Unit.kind == "district").limit(1))
         for kind in ("burst", "repeat"):
@@ -203,7 +204,7 @@ def _plant_tickets(stage: Stage) -> None:
 
 def _build_report(db: Database) -> int:
     """Yesterday's bulletin as the console stores it (its HTML only: the PDF is not a page)."""
-    yesterday = datetime.now(city_tz()).date() - timedelta(days=1)
+    yesterday = NOW.date() - timedelta(days=1)
     period = reports.period_of("daily", yesterday)
     with db.write() as s:
         data = reports.report_data("daily", period, db_session=s)
@@ -214,23 +215,32 @@ def _build_report(db: Database) -> int:
         return int(report.id)
 
 
+# The server's clock for this module: a weekday afternoon, whatever the hour the suite runs at.
+NOW = datetime(2026, 11, 18, 15, 0, tzinfo=city_tz())
+
+
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     require_chromium()
-    url = demo_database(
-        tmp_path_factory.mktemp("xss") / "tiny.sqlite3", days=8, per_day=25, pack=TINY_PACK, seed=5
-    )
-    db = Database(url)
-    try:
-        _plant_names(db)
-    finally:
-        db.dispose()
-    with live_server(url) as server, httpx.Client(base_url=server.url, timeout=30) as api:
-        stage = Stage(server, api)
-        _plant_tickets(stage)
-        _plant_warnings(server.db, list(stage.tickets.values()))
-        stage.report_id = _build_report(server.db)
-        yield stage
+    with time_machine.travel(NOW, tick=True):
+        url = demo_database(
+            tmp_path_factory.mktemp("xss") / "tiny.sqlite3",
+            days=8,
+            per_day=25,
+            pack=TINY_PACK,
+            seed=5,
+        )
+        db = Database(url)
+        try:
+            _plant_names(db)
+        finally:
+            db.dispose()
+        with live_server(url) as server, httpx.Client(base_url=server.url, timeout=30) as api:
+            stage = Stage(server, api)
+            _plant_tickets(stage)
+            _plant_warnings(server.db, list(stage.tickets.values()))
+            stage.report_id = _build_report(server.db)
+            yield stage
 
 
 @pytest.fixture(scope="module")
