@@ -24,12 +24,16 @@ from typing import cast
 import pytest
 import time_machine
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
+from jiesu.access.policy import Principal
+from jiesu.auth.service import principal_of
 from jiesu.citypack.load import load_pack
 from jiesu.citypack.parse import read_pack
 from jiesu.db.engine import Database
 from jiesu.db.migrate import upgrade
+from jiesu.org.models import Unit, User
+from jiesu.settings import get_settings
 from jiesu.web.app import create_app
 
 TESTS = Path(__file__).parent
@@ -258,3 +262,22 @@ def tiny_city(
     finally:
         db.dispose()
         urls.close()
+
+
+def principal(db: Database, username: str = "agent1") -> Principal:
+    """The signed-in identity of one of the city's users (for calling services directly)."""
+    with db.read() as s:
+        user, unit = s.execute(
+            select(User, Unit).join(Unit, Unit.id == User.unit_id).where(User.username == username)
+        ).one()
+        return principal_of(user, unit)
+
+
+@pytest.fixture
+def var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """JIESU_VAR_DIR (uploads, reports) under this test's own directory, never the repository's."""
+    target = tmp_path / "var"
+    monkeypatch.setenv("JIESU_VAR_DIR", str(target))
+    get_settings.cache_clear()
+    yield target
+    get_settings.cache_clear()

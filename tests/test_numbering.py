@@ -16,13 +16,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from conftest import PASSWORD
+from conftest import PASSWORD, principal
 from sqlalchemy import func, select
 
-from jiesu.access.policy import Principal
-from jiesu.auth.service import principal_of
 from jiesu.db.engine import Database
-from jiesu.org.models import Unit, User
 from jiesu.tickets.models import Event, IdempotencyKey, Ticket, TicketCounter
 from jiesu.tickets.numbering import format_number, next_number
 from jiesu.tickets.service import create_ticket
@@ -31,14 +28,6 @@ from jiesu.web.app import create_app
 
 DAY = date(2026, 11, 22)
 NEXT_DAY = date(2026, 11, 23)
-
-
-def principal(db: Database, username: str = "agent1") -> Principal:
-    with db.read() as s:
-        user, unit = s.execute(
-            select(User, Unit).join(Unit, Unit.id == User.unit_id).where(User.username == username)
-        ).one()
-        return principal_of(user, unit)
 
 
 def counter(db: Database, day: date) -> int | None:

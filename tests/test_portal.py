@@ -10,7 +10,6 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from jiesu.portal.service import (
     SUBMIT_BODY_LIMIT,
     without_metadata,
 )
-from jiesu.settings import get_settings
 from jiesu.tickets.models import Attachment, Event, Ticket
 
 TICKETS = "/api/v1/tickets"
@@ -39,14 +37,8 @@ XSS = "<script>alert(1)</script>"
 STAFF_NAMES = ("东一承办人", "派单员乙", "话务员甲", "市民服务入口", "东一街道", "东二街道")
 
 
-@pytest.fixture(autouse=True)
-def var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Uploads go under this test's own directory, never the repository's var/."""
-    target = tmp_path / "var"
-    monkeypatch.setenv("JIESU_VAR_DIR", str(target))
-    get_settings.cache_clear()
-    yield target
-    get_settings.cache_clear()
+# Uploads and reports under each test's own directory (conftest.var_dir).
+pytestmark = pytest.mark.usefixtures("var_dir")
 
 
 # ---- helpers -------------------------------------------------------------------------------

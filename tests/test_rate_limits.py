@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,13 +40,8 @@ T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in Beijing, a Monday
 MIN = timedelta(minutes=1)
 
 
-@pytest.fixture(autouse=True)
-def var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    target = tmp_path / "var"
-    monkeypatch.setenv("JIESU_VAR_DIR", str(target))
-    get_settings.cache_clear()
-    yield target
-    get_settings.cache_clear()
+# Uploads and reports under each test's own directory (conftest.var_dir).
+pytestmark = pytest.mark.usefixtures("var_dir")
 
 
 @pytest.fixture

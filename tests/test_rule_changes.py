@@ -20,15 +20,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from conftest import TINY_PACK
+from conftest import principal as person
 from sqlalchemy import select
 
 from jiesu.assessment.models import MetricFact
 from jiesu.assessment.service import rebuild, snapshot
-from jiesu.auth.service import principal_of
 from jiesu.citypack.load import load_pack
 from jiesu.citypack.parse import read_pack
 from jiesu.db.engine import Database
-from jiesu.org.models import Unit, User
 from jiesu.org.service import remove_calendar_day, set_calendar_day
 from jiesu.taxonomy.models import CalendarOverride
 from jiesu.taxonomy.service import bump_reference
@@ -51,14 +50,6 @@ BETWEEN = datetime(2027, 2, 7, 12, 0, tzinfo=BJ)  # past the first due, before t
 
 def local(*args: int) -> datetime:
     return datetime(*args, tzinfo=BJ)  # type: ignore[misc]
-
-
-def person(db: Database, username: str):  # type: ignore[no-untyped-def]
-    with db.read() as s:
-        user, unit = s.execute(
-            select(User, Unit).join(Unit, Unit.id == User.unit_id).where(User.username == username)
-        ).one()
-        return principal_of(user, unit)
 
 
 def order(db: Database, *steps: tuple[str, str, dict[str, object], datetime]) -> int:

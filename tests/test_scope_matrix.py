@@ -19,14 +19,13 @@ from pathlib import Path
 import pytest
 import time_machine
 from conftest import auth
+from conftest import principal as who
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from sqlalchemy import select
 from test_auth import Console, app_of
 
-from jiesu.access.policy import Principal
 from jiesu.assessment.models import TicketLink, Warning
-from jiesu.auth.service import principal_of
 from jiesu.db.engine import Database
 from jiesu.org.models import Unit, User
 from jiesu.reports import build as B
@@ -66,15 +65,6 @@ PLANTED = {
     "W-CITY": ("topic", None, None, "新出现的热点：暖气【W-CITY】"),
     "W-HEAT": ("inaction", None, "C-RL", "小城热力集团 办理效能下滑【W-HEAT】"),
 }
-
-
-def who(db: Database, username: str) -> Principal:
-    with db.read() as s:
-        user = s.scalar(select(User).where(User.username == username))
-        assert user is not None
-        unit = s.get(Unit, user.unit_id)
-        assert unit is not None
-        return principal_of(user, unit)
 
 
 def at(hour: int) -> datetime:

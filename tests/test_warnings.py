@@ -6,14 +6,14 @@ from __future__ import annotations
 import random
 from datetime import date, datetime, time, timedelta
 
+from conftest import principal as who
 from sqlalchemy import select
 
 from jiesu.access.policy import Principal
 from jiesu.analysis import service as W
 from jiesu.assessment.models import IntakeRollup, TicketLink, Warning
-from jiesu.auth.service import principal_of
 from jiesu.db.engine import Database
-from jiesu.org.models import Unit, User
+from jiesu.org.models import Unit
 from jiesu.settings import city_tz
 from jiesu.tickets.actions import take_action
 from jiesu.tickets.models import Ticket
@@ -21,15 +21,6 @@ from jiesu.tickets.service import create_ticket
 from jiesu.tickets.shapes import TicketCreate
 
 DAY = date(2026, 11, 18)  # a Wednesday
-
-
-def who(db: Database, username: str) -> Principal:
-    with db.read() as s:
-        user = s.scalar(select(User).where(User.username == username))
-        assert user is not None
-        unit = s.get(Unit, user.unit_id)
-        assert unit is not None
-        return principal_of(user, unit)
 
 
 def at(day: date, hour: int = 10) -> datetime:

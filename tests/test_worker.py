@@ -12,11 +12,11 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import principal as person
 from sqlalchemy import func, select
 
-from jiesu.auth.service import principal_of
 from jiesu.db.engine import Database
-from jiesu.org.models import Unit, User
+from jiesu.org.models import Unit
 from jiesu.tickets.actions import take_action
 from jiesu.tickets.models import Channel, Job, Outbox
 from jiesu.tickets.scheduled import run_due_jobs
@@ -24,14 +24,6 @@ from jiesu.tickets.service import create_ticket
 from jiesu.tickets.shapes import TicketCreate
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=40)
-
-
-def person(db: Database, username: str):  # type: ignore[no-untyped-def]
-    with db.read() as s:
-        user, unit = s.execute(
-            select(User, Unit).join(Unit, Unit.id == User.unit_id).where(User.username == username)
-        ).one()
-        return principal_of(user, unit)
 
 
 def dispatched(db: Database, n: int = 1, at: datetime = LONG_AGO) -> list[int]:
