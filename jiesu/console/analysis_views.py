@@ -359,8 +359,7 @@ def report_page(report_id: BigId, actor: ReportReader, session: ReadSession,
                 district: District = "") -> Response:  # fmt: skip
     _, body, _ = _served(report_id, "html", actor, session, district or None)
     # A report is a whole HTML document with its own <style>: its own policy (web/headers.py).
-    return HTMLResponse(body, headers={"Cache-Control": "no-store",
-                                       "Content-Security-Policy": REPORT_CSP})  # fmt: skip
+    return HTMLResponse(body, headers={"Content-Security-Policy": REPORT_CSP})
 
 
 @router.get("/console/reports/{report_id}/pdf")
@@ -368,7 +367,7 @@ def report_pdf(report_id: BigId, actor: ReportReader, session: ReadSession,
                district: District = "") -> Response:  # fmt: skip
     _, body, name = _served(report_id, "pdf", actor, session, district or None)
     return Response(body, media_type="application/pdf", headers={
-        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})  # fmt: skip
+        "Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
 
 
 @router.get("/console/reports/{report_id}/xlsx")
@@ -377,4 +376,4 @@ def report_xlsx(report_id: BigId, actor: ReportReader, session: ReadSession,
     _, body, name = _served(report_id, "xlsx", actor, session, district or None)
     media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     return Response(body, media_type=media, headers={
-        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})  # fmt: skip
+        "Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip

@@ -354,7 +354,7 @@ def ticket_export(request: Request, actor: Reader, session: ReadSession) -> Resp
             local(t.created_at), local(t.due_at),
         ])  # fmt: skip
     headers = {"Content-Disposition": 'attachment; filename="tickets.csv"',
-               "X-Total-Count": str(total), "Cache-Control": "no-store"}  # fmt: skip
+               "X-Total-Count": str(total)}  # fmt: skip
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
 

@@ -62,7 +62,7 @@ def dashboard_data(
 ) -> JSONResponse:
     data: dict[str, Any] = dashboard(_period(days), db_session=session,
                                      district=district_of(actor, session))  # fmt: skip
-    return JSONResponse(data, headers={"Cache-Control": "no-store"})
+    return JSONResponse(data)  # no-store, like every non-static answer (web/headers.py)
 
 
 @router.get("/console/dashboard/boundaries.json")

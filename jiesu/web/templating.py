@@ -165,7 +165,6 @@ def render(
         response.set_cookie(
             CSRF_COOKIE, new, httponly=True, samesite="strict", secure=secure_cookies(request)
         )
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 
