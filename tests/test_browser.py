@@ -50,7 +50,7 @@ DONGHUAMEN = "110101001"  # 东城区东华门街道
 ZJW = "BJ-ZJW"  # 北京市住房和城乡建设委员会
 STAFF_NAMES = ("马春燕", "刘洋", "杨帆", "王丽娜", "高立新", "北京市民热线服务中心")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-DUE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
+DUE = re.compile(r"\d{4}年\d{1,2}月\d{1,2}日（周.）\d{2}:\d{2}")
 
 
 # ---- fixtures ----------------------------------------------------------------------------------
@@ -153,8 +153,8 @@ def due_of(page: Any, phase: str) -> datetime:
     """The 截止时间 of the deadline row for `phase` (办结, 签收 …) on a ticket page."""
     cell = page.locator(f"#deadlines tbody tr:has(td:first-child:text-is('{phase}')) td").nth(3)
     text = cell.inner_text().strip()
-    assert DUE.fullmatch(text), f"{phase}: {text!r}"
-    return datetime.strptime(text, "%Y-%m-%d %H:%M")
+    assert DUE.fullmatch(text), f"{phase}: {text!r}"  # 2026年12月15日（周二）24:00
+    return datetime.fromisoformat(cell.locator("time").get_attribute("datetime") or "")
 
 
 def portal_submit(page: Any, base: str, **values: str) -> tuple[str, str]:

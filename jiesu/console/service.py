@@ -8,27 +8,29 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from jiesu.access.permissions import allows
+from jiesu.access.permissions import HOME, allows
 from jiesu.access.policy import Principal
 from jiesu.db.base import utcnow
 from jiesu.intel.service import stored_advice
 from jiesu.intel.shapes import IntakeAdvice
 from jiesu.org.models import Unit
+from jiesu.settings import city_tz
 from jiesu.taxonomy.models import Category
 from jiesu.taxonomy.routing import Catalogue
-from jiesu.taxonomy.service import UnitOption, load_catalogue, unit_options
+from jiesu.taxonomy.service import UnitOption, calendar_warnings, load_catalogue, unit_options
 from jiesu.tickets.actions import actor_of, facts_of
-from jiesu.tickets.lifecycle import BY_NAME, Action, TicketFacts, available
+from jiesu.tickets.lifecycle import BY_NAME, WINDOW_CAUSES, Action, TicketFacts, available
 from jiesu.tickets.models import Attachment, Ticket
 from jiesu.tickets.service import TicketFilter, get_ticket, list_tickets, ticket_deadlines
 from jiesu.timelimits.deadlines import Deadline
 from jiesu.web.labels import CHANNEL_NAMES
+from jiesu.web.templating import tier_text
 
 PAGE_SIZE = 20
 SOON = timedelta(hours=24)  # "due within a day" on the supervisor's warning list
@@ -169,6 +171,26 @@ def navigation(
     return items
 
 
+# ---- the calendar nobody has entered ------------------------------------------------------
+
+CALENDAR_PAGE = "/console/admin/calendar"
+
+
+def calendar_notices(actor: Principal, path: str, *, db_session: Session) -> list[str]:
+    """The years about to be used whose holidays nobody has entered (the same check as
+    /healthz), in Chinese, on the home page of the admin and the centre's staff and on the
+    admin's 调休日历: their working-day limits fall back to Monday–Friday until entered."""
+    if actor.role != "admin" and not actor.is_service_centre:
+        return []
+    if path not in (HOME.get(actor.role), CALENDAR_PAGE):
+        return []
+    today = datetime.now(city_tz()).date()
+    return [
+        message.split(" / ", 1)[0]
+        for message in calendar_warnings(db_session=db_session, today=today)
+    ]
+
+
 # ---- the ticket page ---------------------------------------------------------------------
 
 
@@ -184,6 +206,8 @@ class TicketView:
     units: list[Unit] = field(default_factory=list)  # for unit pickers, when a form has one
     unit_names: dict[str, str] = field(default_factory=dict)  # codes in the timeline
     advice: IntakeAdvice | None = None  # what intake intelligence suggested (centre only)
+    lines: dict[int, list[Line]] = field(default_factory=dict)  # the timeline, by event id
+    assignment_states: dict[int, str] = field(default_factory=dict)  # by assignment id
 
 
 @dataclass(frozen=True)
@@ -212,6 +236,10 @@ def ticket_view(ticket_id: int, *, actor: Principal, db_session: Session) -> Tic
         ),
     )
     view.unit_names = unit_names_for(ticket, db_session=db_session)
+    view.lines = timeline(
+        list(ticket.events), view.unit_names, timeline_names(ticket, db_session=db_session)
+    )
+    view.assignment_states = {a.id: assignment_state(a, ticket.status) for a in ticket.assignments}
     if actor.is_service_centre:
         view.advice = stored_advice(ticket.id, db_session=db_session)
     pickers = {"unit", "units"}
@@ -358,17 +386,42 @@ def action_label(name: str) -> str:
     return action.label if action else EXTRA_LABELS.get(name, name)
 
 
-def event_lines(event: Any, unit_names: Mapping[str, str]) -> list[str]:
-    """An event's note and fields as short Chinese lines (codes shown by their names)."""
+@dataclass(frozen=True)
+class Line:
+    """One line under an event in the timeline: 事项分类：燃气泄漏 with its code drawn small."""
+
+    text: str
+    label: str = ""
+    code: str = ""  # shown small beside the name, never alone
+    muted: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.label}：{self.text}" if self.label else self.text
+
+
+# Fields whose label in the action table names the code, not the thing (the timeline names it).
+TIMELINE_LABELS = {"category": "事项分类"}
+
+
+def event_lines(
+    event: Any, unit_names: Mapping[str, str], names: Mapping[str, str] | None = None
+) -> list[Line]:
+    """An event's note and fields as short Chinese lines: every value by its name (units,
+    categories, tiers, choices, yes/no), the code only small beside it; each text once."""
+    names = names or {}
     action = BY_NAME.get(event.action)
     data = event.data or {}
-    lines = []
+    lines: list[Line] = []
     if event.action == "receive" and data.get("channel"):
-        lines.append(f"渠道：{CHANNEL_NAMES.get(data['channel'], data['channel'])}")
+        lines.append(Line(CHANNEL_NAMES.get(data["channel"], data["channel"]), "渠道"))
+    if event.action == "receive" and data.get("window_cause"):
+        cause = data["window_cause"]
+        lines.append(Line(WINDOW_CAUSES.get(cause, str(cause)), "办不成事原因"))
     for f in action.fields if action else ():
         if f.name == "note" or f.name not in data or data[f.name] in (None, "", []):
             continue
         value = data[f.name]
+        label, code = TIMELINE_LABELS.get(f.name, f.label), ""
         if f.kind == "bool":
             yes, no = BOOL_WORDS.get(f.name, ("是", "否"))
             text = yes if value else no
@@ -378,14 +431,102 @@ def event_lines(event: Any, unit_names: Mapping[str, str]) -> list[str]:
             text = unit_names.get(value, str(value))
         elif f.kind == "units":
             text = "、".join(unit_names.get(v, v) for v in value)
+        elif f.name == "category":
+            text, code = names.get(f"category:{value}", str(value)), str(value)
+            if data.get("from"):
+                was = data["from"]
+                text += f"（原为{names.get(f'category:{was}', str(was))}）"
+        elif f.name == "days" or f.name == "promised_days":
+            text = f"{value} 个工作日" if f.name == "days" else f"{value} 天"
         else:
             text = str(value)
-        lines.append(f"{f.label}：{text}")
-    if event.action == "escalate" and data.get("to"):
-        lines.append(f"提级至：{unit_names.get(data['to'], data['to'])}")
-    if event.note:
-        lines.append(event.note)
+        lines.append(Line(text, label, code))
+    if event.action == "recategorize" and data.get("tier"):
+        text = tier_text(data["tier"])
+        if data.get("tier_from") and data["tier_from"] != data["tier"]:
+            text += f"（原为{tier_text(data['tier_from'])}）"
+        lines.append(Line(text, "处置层级"))
+    if (
+        event.action == "escalate"
+        and data.get("to")
+        and not any(x.label == "提级至" for x in lines)
+    ):
+        lines.append(Line(unit_names.get(data["to"], data["to"]), "提级至"))
+    if event.action == "merge" and data.get("via"):
+        lines.append(Line(f"{data['via']} 已并入 {data.get('master', '')}，并入其主工单", "说明"))
+    if event.note and all(event.note.strip() != x.text for x in lines):
+        lines.append(Line(event.note))
     return lines
+
+
+def timeline(
+    events: list[Any], unit_names: Mapping[str, str], names: Mapping[str, str] | None = None
+) -> dict[int, list[Line]]:
+    """Every event's lines (by event id). A note repeated word for word by a later event of the
+    same kind (the dispatch catalogue's reason on each dispatch of a returned or reopened order)
+    is written out once; later it reads 说明同上次 …."""
+    seen: set[tuple[str, str]] = set()
+    out: dict[int, list[Line]] = {}
+    for e in events:
+        lines = event_lines(e, unit_names, names)
+        if e.note and (e.action, e.note.strip()) in seen:
+            lines = [
+                Line(f"说明同上次{action_label(e.action)}", muted=True)
+                if x.text == e.note and not x.label
+                else x
+                for x in lines
+            ]
+        if e.note:
+            seen.add((e.action, e.note.strip()))
+        out[e.id] = lines
+    return out
+
+
+ASSIGNMENT_ENDS = {
+    "returned": "已退单",
+    "escalated": "已提级",
+    "redispatched": "已改派",
+    "closed": "已结束",
+    "reopened": "已转下一轮",
+}
+AFTER_REPLY = {
+    "replied": "已反馈，待审核",
+    "audited": "已反馈，待回访",
+    "evaluated": "已反馈，待关闭",
+}
+
+
+def assignment_state(a: Any, ticket_status: str) -> str:
+    """What one unit's part in the order stands at: its own end if it ended (退单, 提级 …),
+    else the order's state as that unit sees it — 待签收, 办理中, 已反馈 …, 已办结 once the
+    order is closed (an assignment stays active through the close: it led the order to it)."""
+    if not a.active:
+        return ASSIGNMENT_ENDS.get(a.end_reason or "", "已结束")
+    if ticket_status == "closed":
+        return "已办结" if a.replied_at or a.role == "lead" else "已结束"
+    if ticket_status == "merged":
+        return "已并单"
+    if ticket_status in ("answered", "transferred", "rejected"):
+        return "已结束"
+    if a.replied_at:
+        return AFTER_REPLY.get(ticket_status, "已反馈")
+    if a.accepted_at:
+        return "办理中"
+    return "待签收"
+
+
+def timeline_names(ticket: Ticket, *, db_session: Session) -> dict[str, str]:
+    """The names the timeline shows for codes other than units: categories (category:CODE)."""
+    codes: set[str] = set()
+    for e in ticket.events:
+        if e.action == "recategorize":
+            for key in ("category", "from"):
+                if isinstance((e.data or {}).get(key), str):
+                    codes.add(e.data[key])
+    if not codes:
+        return {}
+    rows = db_session.execute(select(Category.code, Category.name).where(Category.code.in_(codes)))
+    return {f"category:{code}": name for code, name in rows}
 
 
 def unit_names_for(ticket: Ticket, *, db_session: Session) -> dict[str, str]:

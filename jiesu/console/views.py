@@ -29,6 +29,7 @@ from jiesu.console.service import (
     PAGE_SIZE,
     FormValues,
     action_label,
+    calendar_notices,
     categories,
     earlier_tickets,
     event_lines,
@@ -109,6 +110,7 @@ def frame(
         "me_unit": unit.name if unit else "",
         "nav": navigation(actor, request.url.path, db_session=session, known=nav_known),
         "flash": flash,
+        "notices": calendar_notices(actor, request.url.path, db_session=session),
         **context,
     }
 

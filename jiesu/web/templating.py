@@ -7,7 +7,7 @@ phases) live here, in one catalogue, so that no page shows a raw code.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,31 @@ def short_time(t: datetime | None) -> str:
     if here.year == now.year:
         return here.strftime("%m-%d %H:%M")
     return here.strftime("%Y-%m-%d %H:%M")
+
+
+WEEKDAYS = "一二三四五六日"
+
+
+def due_text(t: datetime | None, full: bool = False) -> str:
+    """When a deadline ends, as people count it. A due at 00:00 exactly is the end of the day
+    before: 12月15日（周二）24:00, never 12月16日 00:00 (a 7-working-day limit ends with its
+    seventh working day). Compact (lists): 今日 18:00 / 明日 24:00 / 12月15日（周二）24:00, the
+    year only when it is not this year; `full` (the ticket page) always names the year."""
+    if t is None:
+        return "—"
+    here = t.astimezone(city_tz())
+    day, clock = here.date(), here.strftime("%H:%M")
+    if here.time() == time():
+        day, clock = day - timedelta(days=1), "24:00"
+    today = datetime.now(city_tz()).date()
+    if not full and day == today:
+        return f"今日 {clock}"
+    if not full and day == today + timedelta(days=1):
+        return f"明日 {clock}"
+    date = f"{day.month}月{day.day}日（周{WEEKDAYS[day.weekday()]}）"
+    if full or day.year != today.year:
+        date = f"{day.year}年{date}"
+    return f"{date}{clock}"
 
 
 def remaining(seconds: float | None) -> str:
@@ -122,6 +147,7 @@ def _env() -> Environment:
         local=local,
         short_time=short_time,
         remaining=remaining,
+        due=due_text,
         zh=zh,
         urgency=urgency_class,
         duration=duration_text,
