@@ -18,6 +18,8 @@ city's or a whole district's.
 
 from __future__ import annotations
 
+import html as html_text
+import logging
 import re
 import time
 from collections import Counter
@@ -36,7 +38,7 @@ from jiesu.assessment import service as A
 from jiesu.assessment.models import IntakeRollup, Report, Warning
 from jiesu.db.base import utcnow
 from jiesu.errors import Forbidden, Invalid, NotFound
-from jiesu.reports import render
+from jiesu.reports import fonts, render, terms
 from jiesu.reports.shapes import (
     CountRow,
     Figure,
@@ -52,6 +54,7 @@ from jiesu.tickets.models import Ticket
 from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES
 from jiesu.web.params import EARLIEST, LATEST
 
+LOG = logging.getLogger(__name__)
 KIND_NAMES = {"daily": "日通报", "weekly": "周汇总", "monthly": "月度分析"}
 GROUP_TITLES = {"district": "各区排名", "street": "街道（乡镇）排名",
                 "department": "市级部门排名", "company": "公共服务企业排名"}  # fmt: skip
@@ -199,14 +202,18 @@ def _rank_rows(r: A.Rankings) -> tuple[RankRow, ...]:
     )  # fmt: skip
 
 
+KEYWORD_SAMPLE = 3000  # texts read for 高频词: an even sample (shares move < 2 points beyond)
+
+
 def _keywords(db_session: Session, start: date, end: date,
               district_id: int | None = None) -> tuple[CountRow, ...]:  # fmt: skip
+    """高频词: the problem terms (`reports.terms`) most texts of the period raise, with the
+    share of texts raising each."""
     sample = _sample(db_session, start, end, district_id)
-    counts: Counter[str] = Counter()
-    for order in sample:
-        counts.update(detect.content_words(order.text))
+    sample = sample[:: max(1, -(-len(sample) // KEYWORD_SAMPLE))]
     total = len(sample)
-    return tuple(CountRow(w, n, n / total if total else None) for w, n in counts.most_common(20))
+    return tuple(CountRow(w, n, n / total if total else None)
+                 for w, n in terms.top_terms((o.text for o in sample), 20))  # fmt: skip
 
 
 def report_data(kind: str, period: str, *, db_session: Session, now: datetime | None = None,
@@ -318,7 +325,7 @@ def report_data(kind: str, period: str, *, db_session: Session, now: datetime | 
         by_channel=_rows(_by(counts, "channel"), _by(before, "channel"), CHANNEL_NAMES),
         by_type=_rows(_by(counts, "type"), _by(before, "type"), REQUEST_TYPE_NAMES),
         hotspots=_rows(_by(counts, "street"), _by(before, "street"), street_names),
-        keywords=_keywords(db_session, start, end, scope_id) if kind != "daily" else (),
+        keywords=_keywords(db_session, start, end, scope_id),
         trend=_trend(db_session, start, end, scope_id), themes=themes,
         seven_haves=tuple(CountRow(d, seven[d], seven[d] / total if total else None)
                           for d in SEVEN_HAVES),
@@ -355,12 +362,38 @@ def _label(kind: str, period: str) -> str:
 # ---- building and storing ----------------------------------------------------------------------
 
 
+_TAG = re.compile(r"<style.*?</style>|<[^>]+>", re.S)
+
+
+def check_glyphs(page: str) -> None:
+    """Refuse (Invalid, logged) a report whose text has a character the report font cannot
+    draw: stored, it would print as a box in the PDF. `page` is the rendered HTML (its charts'
+    labels are text in it), so this is every character of every format."""
+    absent = fonts.missing(html_text.unescape(_TAG.sub(" ", page)))
+    if absent:
+        listed = "、".join(f"“{c}”（U+{ord(c):04X}）" for c in absent[:10])
+        more = f"等 {len(absent)} 个" if len(absent) > 10 else ""
+        LOG.warning("report refused: no glyph in %s for %s", fonts.font_id(),
+                    " ".join(f"U+{ord(c):04X}" for c in absent))  # fmt: skip
+        raise Invalid(f"报告中有字体无法显示的字符：{listed}{more}。报告未保存，"
+                      "请修改含这些字符的名称或内容后重新生成。")  # fmt: skip
+
+
+def rendered_with_current_font(page: str) -> bool:
+    """Whether a stored report's HTML was rendered with the font in use now (reports stored
+    before the font came with jiesu, or under another version, are rebuilt)."""
+    return f'<meta name="jiesu-font" content="{html_text.escape(fonts.font_id())}">' in page
+
+
 def build(kind: str, period: str, *, db_session: Session, user_id: int | None = None,
           now: datetime | None = None) -> Report:  # fmt: skip
-    """Build one report in all three formats and store it (replacing an earlier build)."""
+    """Build one report in all three formats and store it (replacing an earlier build).
+    Invalid, with nothing stored, when some character of it has no glyph in the report font."""
     started = time.perf_counter()
     data = report_data(kind, period, db_session=db_session, now=now)
-    html, pdf, xlsx = render.html(data), render.pdf(data), render.xlsx(data)
+    html = render.html(data)
+    check_glyphs(html)
+    pdf, xlsx = render.pdf(data, html), render.xlsx(data)
     seconds = time.perf_counter() - started
     report = db_session.scalar(select(Report).where(Report.kind == kind, Report.period == period))
     if report is None:
@@ -370,6 +403,35 @@ def build(kind: str, period: str, *, db_session: Session, user_id: int | None = 
     report.seconds, report.created_at, report.created_by_id = seconds, utcnow(), user_id
     db_session.flush()
     return report
+
+
+def stale(*, db_session: Session, limit: int = 10) -> list[tuple[str, str]]:
+    """Stored reports rendered with another font than today's (or before fonts were checked):
+    (kind, period), newest period first; the worker rebuilds them."""
+    rows = db_session.execute(
+        select(Report.kind, Report.period, Report.html).order_by(Report.period.desc())
+    )
+    out = []
+    for kind, period, page in rows:
+        if not rendered_with_current_font(page):
+            out.append((kind, period))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def render_current(kind: str, period: str, fmt: str, *, db_session: Session,
+                   now: datetime | None = None) -> str | bytes:  # fmt: skip
+    """The city's report of `kind` and `period` in one format, rendered now (for a stored one
+    rendered with another font, until the worker has rebuilt it)."""
+    data = report_data(kind, period, db_session=db_session, now=now)
+    page = render.html(data)
+    check_glyphs(page)
+    if fmt == "pdf":
+        return render.pdf(data, page)
+    if fmt == "xlsx":
+        return render.xlsx(data)
+    return page
 
 
 def listing(*, db_session: Session, kind: str | None = None, limit: int = 100,
@@ -433,11 +495,13 @@ def render_district(kind: str, period: str, district: A.UnitRow, fmt: str, *,
     from the rollups (never the stored city report's bytes)."""
     data = report_data(kind, period, db_session=db_session, now=now,
                        district=district.code)  # fmt: skip
+    page = render.html(data)
+    check_glyphs(page)
     if fmt == "pdf":
-        return render.pdf(data)
+        return render.pdf(data, page)
     if fmt == "xlsx":
         return render.xlsx(data)
-    return render.html(data)
+    return page
 
 
 _scanned: dict[str, float] = {}  # per database: when this process last scanned for warnings
@@ -467,6 +531,16 @@ def run_schedule(db: Any, *, now: datetime | None = None) -> dict[str, Any]:
     for kind, period in todo:  # warnings first: the reports list them
         with db.write() as session:
             build(kind, period, db_session=session, now=now)
+        done["reports"].append((kind, period))
+    with db.read() as session:  # stored under another font (or with boxes): rebuilt, a few a run
+        redo = [r for r in stale(db_session=session, limit=3) if r not in todo]
+    for kind, period in redo:
+        try:
+            with db.write() as session:
+                build(kind, period, db_session=session, now=now)
+        except Invalid as exc:  # logged by check_glyphs; the old report stays as it was
+            LOG.warning("stale report %s %s not rebuilt: %s", kind, period, exc.message)
+            continue
         done["reports"].append((kind, period))
     return done
 

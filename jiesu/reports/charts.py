@@ -1,6 +1,8 @@
 """Charts as SVG text (matplotlib, Agg, OO API): bars of counts, trend lines, ranking bars.
 
-Text stays text (`svg.fonttype: none`), so the PDF embeds the CJK font and the chart is vector.
+Text stays text (`svg.fonttype: none`), so the PDF embeds the CJK font and the chart is vector;
+the font is the reports' own (`reports.fonts`, installed with jiesu), registered with matplotlib
+so the labels are measured with the font they are printed in.
 Output is deterministic (fixed hash salt, no date metadata, ids prefixed per chart so that several
 charts can sit inline in one page). matplotlib's rcParams are global: each chart is drawn inside
 `rc_context` under one lock, so nothing leaks and threads do not see each other's settings.
@@ -18,9 +20,10 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.typing import RcKeyType
 
+from jiesu.reports import fonts
 from jiesu.reports.shapes import CountRow, Ranking, RankRow, Series
 
-FONT = "Noto Sans CJK SC"
+FONT = fonts.FAMILY
 WIDTH_IN = 6.6  # A4 less the page margins
 BLUE, RED, GREY = "#2f6db5", "#c8372d", "#8c8c8c"
 RC: dict[RcKeyType, Any] = {
@@ -69,6 +72,7 @@ def _svg(fig: Figure, ident: str) -> str:
 
 
 def _figure(height_in: float) -> Figure:
+    fonts.register_matplotlib()
     return Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
 
 

@@ -2,7 +2,8 @@
 
 The PDF is printed from the very HTML the page shows, so the two never disagree. The page loads
 nothing from outside: CSS is inline, charts are inline SVG, and the PDF's URL fetcher refuses
-every URL. Fonts come from the system (Noto Sans CJK SC) and are embedded, subset, in the PDF.
+every URL but the report font's. The font is the one installed with jiesu (`reports.fonts`:
+Noto Sans CJK SC, whatever the system has), embedded, subset, in the PDF; charts use it too.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,7 +23,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from jiesu.reports import charts
+from jiesu.reports import charts, fonts
 from jiesu.reports.shapes import CountRow, Figure, Ranking, RankRow, ReportData
 from jiesu.settings import city_tz
 from jiesu.web.labels import WARNING_KIND_NAMES
@@ -146,6 +147,7 @@ def _context(report: ReportData) -> dict[str, Any]:
     ]
     return {
         "r": report,
+        "font_id": fonts.font_id(),
         "kind_name": KIND_NAMES.get(report.kind, report.kind),
         "change_heading": CHANGE_HEADINGS.get(report.kind, "较上期"),
         "numbers": SECTION_NUMBERS,
@@ -179,13 +181,33 @@ def _refuse(url: str, *args: object, **kwargs: object) -> NoReturn:
     raise ValueError(f"reports load nothing from outside: {url}")
 
 
-def pdf(report: ReportData) -> bytes:
-    """The same page printed by WeasyPrint: A4, page numbers, CJK font embedded, vector charts."""
-    from weasyprint import HTML  # heavy import, only where a PDF is made
+def _fetcher() -> Any:
+    """WeasyPrint's fetcher for a report: the bundled font file, and nothing else."""
+    from weasyprint.urls import URLFetcher, URLFetcherResponse
 
-    fetcher: Callable[..., NoReturn] = _refuse
-    document = HTML(string=html(report), url_fetcher=fetcher, base_url=str(TEMPLATES))
-    data: bytes = document.write_pdf()
+    allowed = fonts.font_url()
+
+    class FontOnly(URLFetcher):  # type: ignore[misc]
+        def fetch(self, url: str, headers: object = None) -> URLFetcherResponse:
+            if url != allowed:
+                _refuse(url)
+            return URLFetcherResponse(url, fonts.font_path().read_bytes())
+
+    return FontOnly()
+
+
+def pdf(report: ReportData, page: str | None = None) -> bytes:
+    """The same page printed by WeasyPrint: A4, page numbers, the bundled CJK font embedded,
+    vector charts. `page`: the HTML already rendered from `report` (else rendered here)."""
+    from weasyprint import CSS, HTML  # heavy import, only where a PDF is made
+    from weasyprint.text.fonts import FontConfiguration
+
+    fetcher = _fetcher()
+    font_config = FontConfiguration()
+    face = CSS(string=fonts.font_face_css(), font_config=font_config, url_fetcher=fetcher)
+    document = HTML(string=page if page is not None else html(report), url_fetcher=fetcher,
+                    base_url=str(TEMPLATES))  # fmt: skip
+    data: bytes = document.write_pdf(stylesheets=[face], font_config=font_config)
     return data
 
 
