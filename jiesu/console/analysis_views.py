@@ -346,6 +346,8 @@ def _served(report_id: int, fmt: str, actor: Principal, session: Any,
     scope = reports.reader_scope(actor, db_session=session, district=district)
     if scope is None:
         stored = {"html": report.html, "pdf": report.pdf, "xlsx": report.xlsx}[fmt]
+        if not reports.rendered_with_current_font(report.html):  # the worker rebuilds it
+            stored = reports.render_current(report.kind, report.period, fmt, db_session=session)
         return report, stored, f"{report.kind}-{report.period}.{fmt}"
     body = reports.render_district(report.kind, report.period, scope, fmt, db_session=session)
     return report, body, f"{report.kind}-{report.period}-{scope.code}.{fmt}"
