@@ -464,6 +464,7 @@ def generate(
             n_events += len(day.events)
             n_assignments += len(day.assignments)
             bar.advance(progress_task, count)
+    n_tickets += _plant(db, ctx, now, seed)
     written = time.perf_counter() - started
     if metrics:
         from jiesu.assessment.service import rebuild
@@ -472,6 +473,14 @@ def generate(
             rebuild(db_session=session)
     return Result(n_tickets, n_events, n_assignments, written,
                   time.perf_counter() - started - written)  # fmt: skip
+
+
+def _plant(db: Database, ctx: Context, now: datetime, seed: int) -> int:
+    """The warning events the detectors exist for (`demo/plant.py`), added after the bulk load
+    and before timers and rollups, so they are scheduled and counted like every other order."""
+    from jiesu.demo import plant
+
+    return plant.plant_all(db, ctx, now, seed)
 
 
 def _bump_counter(conn: Connection, day: str, last: int) -> None:
