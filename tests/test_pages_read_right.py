@@ -159,3 +159,56 @@ def test_the_favicon_is_served(city: tuple[TestClient, Database]) -> None:
     assert r.status_code == 200 and r.headers["content-type"] == "image/x-icon"
     assert r.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
     assert client.get("/static/favicon.svg").status_code == 200
+
+
+# ---- 考评排名 at 1400 and 1280 px (a real browser on the Beijing demo city) ----------------------
+
+RANKING_FITS = """() => {
+  const badges = [...document.querySelectorAll('#ranking .flag')];
+  const lines = badges.map(b => b.getBoundingClientRect().height / parseFloat(getComputedStyle(b).lineHeight || 18));
+  return {page: document.documentElement.scrollWidth, inner: innerWidth,
+          table: document.querySelector('#ranking').getBoundingClientRect().right,
+          badges: badges.length, tallest: Math.max(0, ...badges.map(b => b.getBoundingClientRect().height)),
+          line: badges.length ? parseFloat(getComputedStyle(badges[0]).fontSize) * 1.9 : 0};
+}"""
+
+
+def test_the_ranking_fits_the_window_and_its_badges_never_wrap(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_support import (
+        DESKTOP,
+        TIMEOUT_MS,
+        demo_database,
+        launch,
+        live_server,
+        login,
+        require_chromium,
+    )
+
+    require_chromium()
+    path = tmp_path_factory.mktemp("ranking") / "demo.sqlite3"
+    with time_machine.travel(NOW, tick=True):
+        url = demo_database(path, days=3, per_day=120)
+        with live_server(url) as site, sync_playwright() as pw:
+            browser = launch(pw)
+            try:
+                for width in (DESKTOP["width"], 1280):
+                    page = browser.new_page(
+                        viewport={"width": width, "height": 900}, locale="zh-CN"
+                    )
+                    page.set_default_timeout(TIMEOUT_MS)
+                    login(page, site.url, "analyst1")
+                    for group in ("district", "street", "department"):
+                        page.goto(f"{site.url}/console/assessment?period=2026-12&group={group}")
+                        got = page.evaluate(RANKING_FITS)
+                        assert got["page"] <= got["inner"], (width, group, got)
+                        if width == DESKTOP["width"]:
+                            assert got["table"] <= got["inner"], (group, got)  # no inner scroll
+                        assert got["badges"] > 0, group  # 样本不足 (three days of history)
+                        assert got["tallest"] <= got["line"], (width, group, got)  # one line
+                    page.close()
+            finally:
+                browser.close()
