@@ -198,7 +198,11 @@ def demo_generate(
 
 @demo_app.command("init")
 def demo_init(
-    days: Annotated[int, typer.Option(help="Days of history generated on first run.")] = 30,
+    days: Annotated[
+        int | None,
+        typer.Option(help="Days of history generated on first run (default: from the 1st of the"
+                     " month two months back, so last month and the one before are complete)."),
+    ] = None,
     per_day: Annotated[int, typer.Option(help="Tickets per day on average.")] = 1000,
 ) -> None:
     """Set up the demo once: migrate, load the Beijing pack, generate history if none yet."""
@@ -220,6 +224,13 @@ def demo_init(
     with db.read() as session:
         existing = session.scalar(select(func.count()).select_from(Ticket)) or 0
     if existing == 0:
+        if days is None:
+            from datetime import datetime
+
+            from jiesu.demo.generate import default_days
+            from jiesu.settings import city_tz
+
+            days = default_days(datetime.now(city_tz()).date())
         out.print(f"generating {days} days of demo history (about {days * per_day:,} tickets) …")
         demo_generate(
             days=days, per_day=per_day, seed=12345, end=None, progress=sys.stdout.isatty()

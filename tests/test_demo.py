@@ -194,3 +194,39 @@ def test_stories_told_in_a_worker_process_are_the_same_as_inline(tmp_path: Path)
     inline = history("inline.sqlite3", workers=0)
     assert len(inline) > 300
     assert history("worker.sqlite3", workers=1) == inline
+
+
+def test_open_orders_get_the_timers_an_action_would_leave(db: Database) -> None:
+    """Every order still open has the warn/overdue jobs of its phases not met, as if an action
+    had just scheduled them, and the worker warns about one that runs past due."""
+    from jiesu.taxonomy.service import city_clocks, pack_settings
+    from jiesu.tickets.models import Job, Outbox
+    from jiesu.tickets.scheduled import job_key, run_due_jobs
+    from jiesu.tickets.service import ticket_deadlines
+
+    generate(db, days=3, per_day=200, now=NOW, pack_dir=TINY_PACK)
+    with db.read() as s:
+        jobs: dict[int, set[str]] = defaultdict(set)
+        for job in s.scalars(select(Job).where(Job.status == "pending")):
+            jobs[job.ticket_id or 0].add(job.key)
+        settings, clocks = pack_settings(db_session=s), city_clocks(db_session=s)
+        open_tickets = list(s.scalars(select(Ticket).where(Ticket.status != "closed")))
+        assert len(open_tickets) > 20
+        with_jobs = 0
+        for t in open_tickets:
+            wanted = set()
+            for d in ticket_deadlines(t, db_session=s, now=NOW, settings=settings, clocks=clocks):
+                if d.met_at is None and not d.paused and d.due is not None:
+                    wanted.add(job_key(t, d, "overdue"))
+                    if d.warn_at is not None:
+                        wanted.add(job_key(t, d, "warn"))
+            assert jobs.pop(t.id, set()) == wanted, t.number
+            with_jobs += bool(wanted)
+        assert with_jobs > 10
+        assert not jobs  # closed orders have none
+    later = NOW + timedelta(days=20)
+    while run_due_jobs(db, now=later, batch=200):
+        pass
+    with db.read() as s:
+        kinds = Counter(o.payload["kind"] for o in s.scalars(select(Outbox)))
+    assert kinds["overdue"] > 0 and kinds["warn"] > 0

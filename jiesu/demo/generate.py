@@ -51,6 +51,14 @@ DISTRICT_WEIGHT = {
 }  # fmt: skip
 
 
+def default_days(today: date) -> int:
+    """Days of history from the 1st of the month two months back to `today`: on any date last
+    month is complete and has a month before it, so its ranking shows the change."""
+    month = today.month - 2
+    start = date(today.year + (month - 1) // 12, (month - 1) % 12 + 1, 1)
+    return (today - start).days + 1
+
+
 @dataclass
 class Result:
     tickets: int
@@ -465,6 +473,7 @@ def generate(
             n_assignments += len(day.assignments)
             bar.advance(progress_task, count)
     n_tickets += _plant(db, ctx, now, seed)
+    schedule_open(db, now)
     written = time.perf_counter() - started
     if metrics:
         from jiesu.assessment.service import rebuild
@@ -481,6 +490,44 @@ def _plant(db: Database, ctx: Context, now: datetime, seed: int) -> int:
     from jiesu.demo import plant
 
     return plant.plant_all(db, ctx, now, seed)
+
+
+def schedule_open(db: Database, now: datetime, batch: int = 1000) -> int:
+    """Give every order still open the timers an action at `now` would have left it (a warning
+    at 80% and a notice at the due of each phase not met): the stories write events, not jobs,
+    so without this the worker would never warn about the demo's open orders. Returns how many
+    orders were scheduled."""
+    from sqlalchemy.orm import selectinload
+
+    from jiesu.taxonomy.service import city_clocks, pack_settings
+    from jiesu.tickets.scheduled import schedule
+    from jiesu.tickets.service import ticket_deadlines
+
+    done = 0
+    with db.write() as session:
+        ids = list(session.scalars(select(Ticket.id).where(Ticket.status != "closed")))
+        settings = pack_settings(db_session=session)
+        clocks = city_clocks(db_session=session)
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            tickets = session.scalars(
+                select(Ticket)
+                .where(Ticket.id.in_(chunk))
+                .options(
+                    selectinload(Ticket.assignments).selectinload(Assignment.unit),
+                    selectinload(Ticket.events),
+                )
+            ).all()
+            with session.no_autoflush:
+                for ticket in tickets:
+                    current = ticket_deadlines(
+                        ticket, db_session=session, now=now, settings=settings, clocks=clocks
+                    )
+                    schedule(ticket, current, db_session=session, existing_jobs=[])
+                    done += 1
+            session.flush()
+            session.expunge_all()
+    return done
 
 
 def _bump_counter(conn: Connection, day: str, last: int) -> None:
