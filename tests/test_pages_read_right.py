@@ -153,6 +153,20 @@ def test_the_admin_and_the_centre_see_the_missing_calendar_year_on_their_home_pa
         assert "2028 年的节假日" not in handler.http.get("/console/inbox").text
 
 
+def test_the_dashboards_trend_names_today_as_partial(city: tuple[TestClient, Database]) -> None:
+    from jiesu.dashboard.service import dashboard
+
+    _, db = city
+    with db.read() as session:
+        data = dashboard(7, db_session=session, now=NOW)
+    assert data["trend"]["days"][-1] == "2026-12-07"
+    assert data["trend"]["partial"] == {
+        "day": "2026-12-07",
+        "until": "10:30",
+        "label": "今日（截至 10:30）",
+    }
+
+
 def test_the_favicon_is_served(city: tuple[TestClient, Database]) -> None:
     client, _ = city
     r = client.get("/favicon.ico")
@@ -165,50 +179,102 @@ def test_the_favicon_is_served(city: tuple[TestClient, Database]) -> None:
 
 RANKING_FITS = """() => {
   const badges = [...document.querySelectorAll('#ranking .flag')];
-  const lines = badges.map(b => b.getBoundingClientRect().height / parseFloat(getComputedStyle(b).lineHeight || 18));
   return {page: document.documentElement.scrollWidth, inner: innerWidth,
           table: document.querySelector('#ranking').getBoundingClientRect().right,
           badges: badges.length, tallest: Math.max(0, ...badges.map(b => b.getBoundingClientRect().height)),
+          // one line of a badge's text (two lines would be at least twice its font size)
           line: badges.length ? parseFloat(getComputedStyle(badges[0]).fontSize) * 1.9 : 0};
 }"""
 
 
-def test_the_ranking_fits_the_window_and_its_badges_never_wrap(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser_support import (
-        DESKTOP,
-        TIMEOUT_MS,
-        demo_database,
-        launch,
-        live_server,
-        login,
-        require_chromium,
-    )
+@pytest.fixture(scope="module")
+def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The Beijing demo city, three days of history, served on a clock pinned at NOW."""
+    from tests.browser_support import demo_database, live_server, require_chromium
 
     require_chromium()
-    path = tmp_path_factory.mktemp("ranking") / "demo.sqlite3"
+    path = tmp_path_factory.mktemp("demo") / "demo.sqlite3"
     with time_machine.travel(NOW, tick=True):
         url = demo_database(path, days=3, per_day=120)
-        with live_server(url) as site, sync_playwright() as pw:
-            browser = launch(pw)
-            try:
-                for width in (DESKTOP["width"], 1280):
-                    page = browser.new_page(
-                        viewport={"width": width, "height": 900}, locale="zh-CN"
-                    )
-                    page.set_default_timeout(TIMEOUT_MS)
-                    login(page, site.url, "analyst1")
-                    for group in ("district", "street", "department"):
-                        page.goto(f"{site.url}/console/assessment?period=2026-12&group={group}")
-                        got = page.evaluate(RANKING_FITS)
-                        assert got["page"] <= got["inner"], (width, group, got)
-                        if width == DESKTOP["width"]:
-                            assert got["table"] <= got["inner"], (group, got)  # no inner scroll
-                        assert got["badges"] > 0, group  # 样本不足 (three days of history)
-                        assert got["tallest"] <= got["line"], (width, group, got)  # one line
-                    page.close()
-            finally:
-                browser.close()
+        with live_server(url) as site:
+            yield site
+
+
+def test_the_ranking_fits_the_window_and_its_badges_never_wrap(demo_site: Any) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_support import DESKTOP, TIMEOUT_MS, launch, login
+
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            for width in (DESKTOP["width"], 1280):
+                page = browser.new_page(viewport={"width": width, "height": 900}, locale="zh-CN")
+                page.set_default_timeout(TIMEOUT_MS)
+                login(page, demo_site.url, "analyst1")
+                for group in ("district", "street", "department"):
+                    page.goto(f"{demo_site.url}/console/assessment?period=2026-12&group={group}")
+                    got = page.evaluate(RANKING_FITS)
+                    assert got["page"] <= got["inner"], (width, group, got)
+                    if width == DESKTOP["width"]:
+                        assert got["table"] <= got["inner"], (group, got)  # no inner scroll
+                    assert got["badges"] > 0, group  # 样本不足 (three days of history)
+                    assert got["tallest"] <= got["line"], (width, group, got)  # one line
+                page.close()
+        finally:
+            browser.close()
+
+
+CHART = """name => {
+  const o = echarts.getInstanceByDom(document.getElementById('chart-' + name)).getOption();
+  return {series: o.series.map(s => ({name: s.name, type: s.type,
+                                       data: (s.data || []).map(x => x && x.name !== undefined ? x.name : x)})),
+          axis: o.xAxis && o.xAxis[0] ? o.xAxis[0].data : null,
+          title: o.title && o.title[0] ? o.title[0].text : null};
+}"""
+
+
+def test_a_district_reads_its_streets_and_today_is_drawn_as_partial(demo_site: Any) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_support import DESKTOP, TIMEOUT_MS, launch, login, wait_until
+
+    loaded = "() => window.jiesuDashboard && window.jiesuDashboard.loads >= 1"
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            page = browser.new_page(viewport=DESKTOP, locale="zh-CN")
+            page.set_default_timeout(TIMEOUT_MS)
+            login(page, demo_site.url, "dongcheng.supervisor")
+            page.goto(demo_site.url + "/console/dashboard?days=7")
+            wait_until(page, loaded)
+            areas = page.evaluate(CHART, "areas")
+            streets = areas["series"][0]["data"]
+            assert areas["title"].startswith("东城区") and len(streets) > 3, areas
+            assert all(n.endswith(("街道", "地区", "镇", "乡")) for n in streets), streets
+            assert page.locator("#areas-back").is_hidden()
+
+            trend = page.evaluate(CHART, "trend")
+            partial = [s for s in trend["series"] if s["name"].startswith("今日（截至 10:")]
+            assert partial, trend["series"]
+            whole = trend["series"][0]
+            assert whole["name"] == "本期" and whole["data"][-1] == "-"  # today is not on it
+            assert partial[0]["data"][-1] != "-" and trend["axis"][-1] == "今日"
+            page.close()
+
+            page = browser.new_page(viewport=DESKTOP, locale="zh-CN")
+            page.set_default_timeout(TIMEOUT_MS)
+            login(page, demo_site.url, "supervisor1")
+            page.goto(demo_site.url + "/console/dashboard?days=7")
+            wait_until(page, loaded)
+            city = page.evaluate(CHART, "areas")
+            assert len(city["series"][0]["data"]) > 3  # the districts
+            page.evaluate("""() => echarts.getInstanceByDom(document.getElementById('chart-areas'))
+                .trigger('click', {seriesType: 'treemap', name: '东城区',
+                                   treePathInfo: [{name: '全市'}, {name: '东城区'}]})""")
+            clicked = page.evaluate(CHART, "areas")
+            assert clicked["title"].startswith("东城区") and clicked["series"][0]["data"] == streets
+            page.click("#areas-back")
+            assert page.evaluate(CHART, "areas")["series"][0]["data"] == city["series"][0]["data"]
+        finally:
+            browser.close()

@@ -39,7 +39,9 @@ denominator, every change a fraction or null when the previous period had nothin
       "items": [{"code", "name", "top", "top_name", "n", "previous", "change"}, …],  # top 10
       "trend": {"days": ["2026-10-22", …], "counts": [..],          # ≥ 30 days, to today
                 "last_year": [..] | null,              # null when the rollup has none
-                "last_year_days": ["2025-10-22", …] | null},
+                "last_year_days": ["2025-10-22", …] | null,
+                "partial": {"day": "2026-11-20", "until": "09:00",   # today, not over:
+                            "label": "今日（截至 09:00）"}},          # drawn apart
       "seven_haves":   [{"name": "幼有所育", "n"}, …],  # the pack's order, zeros included
       "five_qualities": [{"name": "便利性", "n"}, …],
       "alerts": {"overdue_by_district": [{"code", "name", "n"}, …],
@@ -208,6 +210,13 @@ def dashboard(
             "counts": [per_day.get(d, 0) for d in trend_days],
             "last_year": last_year if has_last_year else None,
             "last_year_days": [d.isoformat() for d in last_days] if has_last_year else None,
+            # today is not over: the page draws its count apart (dashed, 今日（截至 10:30）),
+            # so a partial day never reads as a plunge
+            "partial": {
+                "day": today.isoformat(),
+                "until": now.astimezone(tz).strftime("%H:%M"),
+                "label": f"今日（截至 {now.astimezone(tz).strftime('%H:%M')}）",
+            },
         },
         "seven_haves": _dimensions(counts["category"], by_code, "seven_haves", SEVEN_HAVES),
         "five_qualities": _dimensions(

@@ -41,7 +41,7 @@ def dashboard_page(
     scope = A.unit_index(db_session=session).by_code.get(district) if district else None
     title = f"{scope.name} · 数据大屏" if scope else "数据大屏"
     ctx = frame(request, actor, session, title=title, days=_period(days),
-                periods=PERIOD_NAMES, refresh=REFRESH_SECONDS)  # fmt: skip
+                periods=PERIOD_NAMES, refresh=REFRESH_SECONDS, scope=scope)  # fmt: skip
     return render(request, "console/dashboard.html", ctx)
 
 

@@ -24,6 +24,7 @@
     loads: 0,
     mapReady: false,
     pending: null,
+    district: null, // the district whose streets the heat view shows (city readers)
   };
   window.jiesuDashboard = state; // for people and tests: what is shown, how often it loaded
 
@@ -128,6 +129,43 @@
         ],
       }],
     };
+  }
+
+  // One district's streets (街道、乡镇), ranked as tiles sized and coloured by their counts: the
+  // street-level view of a district reader, or of the district clicked on the city's map or
+  // treemap (streets have no boundaries in the pack, so tiles stand in for a street map).
+  function selectedDistrict(d) {
+    var rows = d.areas.districts;
+    if (d.scope && rows.length === 1) return rows[0];
+    if (!state.district) return null;
+    return rows.filter(function (x) { return x.name === state.district; })[0] || null;
+  }
+
+  function streetsTreemap(x) {
+    var rows = x.streets.map(function (s) { return { name: s.name, value: s.n }; });
+    var max = rows.reduce(function (m, r) { return Math.max(m, r.value); }, 0);
+    return {
+      title: rows.length ? { text: x.name + " · 各街道（乡镇）诉求量", left: 4, top: 0,
+        textStyle: { fontSize: 13, fontWeight: "normal", color: "#52606d" } } : noData(true),
+      tooltip: { formatter: function (p) { return esc(x.name) + " / " + esc(p.name) + "：" + count(p.value) + " 件"; } },
+      series: [{
+        type: "treemap", name: x.name, data: rows, roam: false, nodeClick: false,
+        breadcrumb: { show: false }, top: 26, left: 4, right: 4, bottom: 4,
+        visualMin: 0, visualMax: max || 1, visualDimension: 0,
+        label: { show: true, color: "#1f2933",
+          formatter: function (p) { return p.name + "\n" + count(p.value); } },
+        levels: [{ color: HEAT, colorMappingBy: "value",
+          itemStyle: { borderColor: "#fff", borderWidth: 2, gapWidth: 2 } }],
+      }],
+    };
+  }
+
+  function areas(d) {
+    var x = selectedDistrict(d);
+    var back = document.getElementById("areas-back");
+    if (back) back.hidden = !(x && !d.scope);
+    if (x) return streetsTreemap(x);
+    return d.map.available && state.mapReady ? areasMap(d) : areasTreemap(d);
   }
 
   function areasMap(d) {
@@ -236,12 +274,26 @@
   }
 
   function trend(d) {
-    var t = d.trend;
-    var series = [{ name: "本期", type: "line", smooth: true, data: t.counts, symbolSize: 4,
+    var t = d.trend, last = t.days.length - 1, p = t.partial;
+    // today is not over: its point is drawn apart (dashed from yesterday, hollow, labelled
+    // 今日（截至 HH:MM）) so that a partial day never reads as a plunge
+    var partial = !!(p && t.days[last] === p.day);
+    function axisDay(day) { return partial && day === p.day ? "今日" : day.slice(5); }
+    var whole = t.counts.map(function (n, i) { return partial && i === last ? "-" : n; });
+    var series = [{ name: "本期", type: "line", smooth: true, data: whole, symbolSize: 4,
       itemStyle: { color: BLUE }, areaStyle: { color: "rgba(47,111,198,0.08)" },
       markArea: d.days < t.days.length ? { silent: true, itemStyle: { color: "rgba(242,163,58,0.12)" },
-        data: [[{ xAxis: d.period.start.slice(5) }, { xAxis: d.period.end.slice(5) }]] } : undefined }];
+        data: [[{ xAxis: axisDay(d.period.start) }, { xAxis: axisDay(d.period.end) }]] } : undefined }];
     var legend = ["本期"];
+    if (partial) {
+      series.push({ name: p.label, type: "line", symbol: "emptyCircle", symbolSize: 7,
+        data: t.counts.map(function (n, i) { return i >= last - 1 ? n : "-"; }),
+        lineStyle: { type: "dashed", color: BLUE, opacity: 0.6 },
+        itemStyle: { color: BLUE, opacity: 0.7 },
+        label: { show: true, position: "left", distance: 8, color: "#52606d", fontSize: 11,
+          formatter: function (q) { return q.dataIndex === last ? p.label : ""; } } });
+      legend.push(p.label);
+    }
     if (t.last_year) {
       series.push({ name: "去年同期", type: "line", smooth: true, data: t.last_year, symbolSize: 3,
         lineStyle: { type: "dashed" }, itemStyle: { color: GREY } });
@@ -250,15 +302,18 @@
     chart("trend").setOption({
       tooltip: { trigger: "axis", formatter: function (ps) {
         var i = ps[0].dataIndex;
-        return ps.map(function (p) {
-          var day = p.seriesName === "去年同期" ? t.last_year_days[i] : t.days[i];
-          return p.marker + esc(p.seriesName) + " " + esc(day) + "：" + count(p.value) + " 件";
+        return ps.filter(function (q) {
+          return q.value !== "-" && q.value != null && !(partial && q.seriesIndex === 1 && i !== last);
+        }).map(function (q) {
+          var day = q.seriesName === "去年同期" ? t.last_year_days[i] : t.days[i];
+          if (partial && q.seriesIndex === 1) day = p.label;
+          return q.marker + esc(q.seriesName) + " " + esc(day) + "：" + count(q.value) + " 件";
         }).join("<br>");
       } },
       legend: { data: legend, top: 0 },
       grid: { left: 48, right: 24, top: 32, bottom: 28 },
       xAxis: { type: "category", boundaryGap: false,
-        data: t.days.map(function (day) { return day.slice(5); }) },
+        data: t.days.map(axisDay) },
       yAxis: { type: "value", minInterval: 1 },
       series: series,
     }, true);
@@ -296,7 +351,7 @@
 
   function render(d) {
     headline(d);
-    chart("areas").setOption(d.map.available && state.mapReady ? areasMap(d) : areasTreemap(d), true);
+    chart("areas").setOption(areas(d), true);
     points(d);
     chart("type").setOption(pie(d.distribution.type), true);
     chart("channel").setOption(pie(d.distribution.channel), true);
@@ -370,6 +425,22 @@
       }
       load();
     });
+  });
+
+  // a district clicked on the city's map (or its tile in the treemap) opens its streets
+  chart("areas").on("click", function (p) {
+    var d = state.data;
+    if (!d || d.scope || state.district) return;
+    var name = p.seriesType === "map" ? p.name
+      : (p.seriesType === "treemap" && p.treePathInfo && p.treePathInfo.length === 2 ? p.name : null);
+    if (!name || !d.areas.districts.some(function (x) { return x.name === name; })) return;
+    state.district = name;
+    chart("areas").setOption(areas(d), true);
+  });
+  var areasBack = document.getElementById("areas-back");
+  if (areasBack) areasBack.addEventListener("click", function () {
+    state.district = null;
+    if (state.data) chart("areas").setOption(areas(state.data), true);
   });
 
   window.addEventListener("resize", function () {
