@@ -6,6 +6,7 @@ All three name `dashboard.view`; the page is a shell that `static/dashboard.js` 
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,6 +16,7 @@ from jiesu.access.policy import Principal
 from jiesu.assessment import service as A
 from jiesu.console.views import frame
 from jiesu.dashboard.service import PERIODS, dashboard, district_boundaries
+from jiesu.dashboard.words import hot_words
 from jiesu.errors import Invalid
 from jiesu.web.deps import ReadSession, require_page
 from jiesu.web.templating import render
@@ -62,7 +64,16 @@ def dashboard_data(
 ) -> JSONResponse:
     data: dict[str, Any] = dashboard(_period(days), db_session=session,
                                      district=district_of(actor, session))  # fmt: skip
+    data["words"] = _words(data, session)  # 高频词: from the requests' texts (dashboard/words)
     return JSONResponse(data)  # no-store, like every non-static answer (web/headers.py)
+
+
+def _words(data: dict[str, Any], session: Any) -> list[dict[str, Any]]:
+    scope = data.get("scope")
+    unit = A.unit_index(db_session=session).by_code.get(scope["code"]) if scope else None
+    period = data["period"]
+    return hot_words(date.fromisoformat(period["start"]), date.fromisoformat(period["end"]),
+                     db_session=session, district_id=unit.id if unit else None)  # fmt: skip
 
 
 @router.get("/console/dashboard/boundaries.json")

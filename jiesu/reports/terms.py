@@ -64,6 +64,12 @@ _AFTER_NEGATION = frozenset(("a", "v", "ad", "vn", "n"))  # jieba tags 热 of �
 _PLACE = re.compile(r"..(区|市|县|镇|乡|省|街道|社区|小区|村|路|街|巷|胡同|里|园|苑|城|大道|大街)$")
 _ARTEFACT = re.compile(r"_x000[da]_", re.IGNORECASE)
 _CJK_ONLY = re.compile(r"^[\u3400-\u9fff]+$")
+# A word right before one of these is the name of a place (和平 小区, 幸福 家园, 朝阳 路).
+_PLACE_TAILS = """
+    小区 社区 街道 里 园 家园 花园 路 街 大街 胡同 巷 村 区 市 县 镇 乡 号楼 号院 公寓 大厦 广场 苑
+    城 新城 东里 西里 南里 北里 嘉园 公交站 地铁站 交叉口
+"""
+_PLACE_TAIL = frozenset(_PLACE_TAILS.split())
 _tagger: Any = None
 _lock = threading.Lock()
 
@@ -100,9 +106,11 @@ def problem_terms(text: str) -> list[str]:
     pairs = [(p.word, p.flag) for p in _tag().lcut(text, HMM=False)]
     found: dict[str, None] = {}
     for i, (w, flag) in enumerate(pairs):
+        nxt = pairs[i + 1] if i + 1 < len(pairs) else None
+        if nxt is not None and nxt[0] in _PLACE_TAIL:
+            continue  # 和平 of 和平小区: a place's name
         if flag in _NOUNISH and _word(w):
             found[w] = None
-        nxt = pairs[i + 1] if i + 1 < len(pairs) else None
         if nxt is None:
             continue
         if flag in _VERB and nxt[1] in _NOUN and _word(w) and _word(nxt[0]):

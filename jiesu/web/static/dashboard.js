@@ -273,6 +273,23 @@
     });
   }
 
+  function words(d) {
+    // 高频词: the problems the period's requests raise (text only: textContent, never markup)
+    var body = document.querySelector("#words-table tbody");
+    if (!body) return;
+    body.textContent = "";
+    (d.words || []).forEach(function (r) {
+      var tr = document.createElement("tr");
+      [r.name, count(r.n), pct(r.share)].forEach(function (value, i) {
+        var td = document.createElement("td");
+        td.textContent = value;
+        if (i) td.className = "num";
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+  }
+
   function trend(d) {
     var t = d.trend, last = t.days.length - 1, p = t.partial;
     // today is not over: its point is drawn apart (dashed from yesterday, hollow, labelled
@@ -357,6 +374,7 @@
     chart("channel").setOption(pie(d.distribution.channel), true);
     chart("top").setOption(bars(d.distribution.top.slice(0, 12), DARK, true), true);
     items(d);
+    words(d);
     trend(d);
     chart("seven").setOption(bars(d.seven_haves, "#26a69a", false), true);
     chart("five").setOption(bars(d.five_qualities, "#7e57c2", false), true);
