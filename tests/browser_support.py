@@ -215,6 +215,9 @@ def act(page: Any, action: str, fields: dict[str, Any] | None = None) -> None:
     """
     details = page.locator(f"#act-{action}")
     assert details.count(), f"no action {action!r} offered here: {available_actions(page)}"
+    more = page.locator(f"#more-actions:has(#act-{action})")  # a rare one: behind 更多操作
+    if more.count() and more.get_attribute("open") is None:
+        more.locator("> summary").click()
     if details.get_attribute("open") is None:
         details.locator("summary").click()
     form = details.locator("form")
@@ -233,7 +236,7 @@ def act(page: Any, action: str, fields: dict[str, Any] | None = None) -> None:
 
 
 def available_actions(page: Any) -> list[str]:
-    ids = page.locator("#actions details").evaluate_all("els => els.map(e => e.id)")
+    ids = page.locator("#actions details[id^=act-]").evaluate_all("els => els.map(e => e.id)")
     return [i.removeprefix("act-") for i in ids]
 
 

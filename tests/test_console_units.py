@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from test_lifecycle import CENTRE, OTHER_STREET, STREET, actor, facts
 
+from jiesu.console.lookup import _option, resolve
 from jiesu.console.service import FormValues, form_to_fields
 from jiesu.console.views import _safe_next, row_deadline
 from jiesu.db.engine import Database
@@ -70,10 +71,14 @@ def test_form_values_become_typed_fields() -> None:
 
 
 def test_a_unit_picked_from_the_list_keeps_only_its_code() -> None:
+    """The form keeps what was sent (code, name or label); the picker's resolution
+    (`console.lookup.resolve_fields`, tests/test_pickers.py) turns it into the code."""
     form = FormValues([("lead", "110101001 东华门街道"), ("co_handlers", "A1"),
                        ("co_handlers", ""), ("co_handlers", "B2")])  # fmt: skip
-    assert form_to_fields(BY_NAME["dispatch"], form) == {"lead": "110101001",
-                                                         "co_handlers": ["A1", "B2"]}  # fmt: skip
+    fields = form_to_fields(BY_NAME["dispatch"], form)
+    assert fields == {"lead": "110101001 东华门街道", "co_handlers": ["A1", "B2"]}
+    units = (_option("110101001", "东华门街道", "东城区", "street"),)
+    assert resolve(fields["lead"], units, kind="units", field="lead", label="主办单位") == "110101001"
 
 
 def test_empty_and_unknown_inputs_are_left_for_the_lifecycle_to_refuse() -> None:

@@ -103,6 +103,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/console/intake/history"): "workbench.intake",
     ("POST", "/console/intake/suggest"): "workbench.intake",
     ("POST", "/console/intake"): "workbench.intake",
+    ("GET", "/console/lookup/units"): "tickets.act",
+    ("GET", "/console/lookup/categories"): "tickets.act",
     # console: the dashboard (数据大屏)
     ("GET", "/console/dashboard"): "dashboard.view",
     ("GET", "/console/dashboard/data"): "dashboard.view",

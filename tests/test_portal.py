@@ -30,6 +30,7 @@ from jiesu.portal.service import (
     without_metadata,
 )
 from jiesu.tickets.models import Attachment, Event, Ticket
+from jiesu.tickets.shapes import MAX_CONTENT
 
 TICKETS = "/api/v1/tickets"
 WRONG = "工单编号或查询码不正确"
@@ -211,7 +212,7 @@ def test_submit_without_csrf_is_403_and_writes_nothing(client: TestClient, db: D
         ({"phone": "12345"}, "联系电话格式不正确"),
         ({"phone": ""}, "请填写联系电话"),
         ({"content": "太短了"}, "至少 10 个字"),
-        ({"content": "很" * 2001}, "不能超过 2000 字"),
+        ({"content": "很" * (MAX_CONTENT + 1)}, f"不能超过 {MAX_CONTENT} 字"),
         ({"request_type": "secret"}, "请选择诉求类型"),
         ({"lat": "39.9"}, "位置信息无效"),
         ({"lat": "north", "lng": "east"}, "位置信息无效"),

@@ -207,6 +207,8 @@ class TicketView:
     unit_names: dict[str, str] = field(default_factory=dict)  # codes in the timeline
     advice: IntakeAdvice | None = None  # what intake intelligence suggested (centre only)
     lines: dict[int, list[Line]] = field(default_factory=dict)  # the timeline, by event id
+    primary: str | None = None  # the action the panel opens: the viewer's likely next step
+    more: frozenset[str] = frozenset()  # rarely used actions, behind 更多操作
     assignment_states: dict[int, str] = field(default_factory=dict)  # by assignment id
 
 
@@ -242,12 +244,45 @@ def ticket_view(ticket_id: int, *, actor: Principal, db_session: Session) -> Tic
     view.assignment_states = {a.id: assignment_state(a, ticket.status) for a in ticket.assignments}
     if actor.is_service_centre:
         view.advice = stored_advice(ticket.id, db_session=db_session)
-    pickers = {"unit", "units"}
-    if any(f.kind in pickers for a in actions for f in a.fields):
-        view.units = handling_units(db_session=db_session)
+    view.primary, view.more = arrange(actions)
     if any(a.name == "dispatch" for a in actions):
         view.suggestion = suggest_lead(ticket, db_session=db_session)
     return view
+
+
+# The likely next step, best first: the panel opens the first action the viewer may take now
+# (`lifecycle.available` has already applied role, relation, state and the data-free guards,
+# so one ranking serves every state and role: after dispatch the unit sees 签收, after the
+# reply the centre 审核, the callback agent 回访评价 …). A pending request outranks the
+# routine step (a return or an extension waits for the centre's answer).
+LIKELY_NEXT: tuple[str, ...] = (
+    "resume",  # suspended: nothing else moves until it runs again
+    "review_return",
+    "review_extension",
+    "review_exemption",
+    "report",  # a summoned unit reports in
+    "accept",
+    "reply",  # offered only once the requester was contacted and every summoned unit reported
+    "contact",
+    "dispatch",
+    "answer",
+    "audit",
+    "evaluate",
+    "close",
+    "fulfil_missing",
+    "urge",
+)
+# Actions a person takes now and then, not on the main path: behind 更多操作.
+RARELY_USED = frozenset(
+    {"suspend", "request_exemption", "reopen", "accept_with_missing", "escalate", "merge"}
+)
+
+
+def arrange(actions: list[Action]) -> tuple[str | None, frozenset[str]]:
+    """The action the panel opens for this viewer, and those it keeps behind 更多操作."""
+    names = {a.name for a in actions}
+    primary = next((n for n in LIKELY_NEXT if n in names), None)
+    return primary, frozenset(n for n in names if n in RARELY_USED and n != primary)
 
 
 def handling_units(*, db_session: Session) -> list[UnitOption]:
@@ -321,9 +356,9 @@ def form_to_fields(action: Action, form: FormValues) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for f in action.fields:
         values = [v.strip() for v in form.get(f.name, []) if v.strip()]
-        if f.kind == "units":
+        if f.kind == "units":  # codes, names or picker labels: `lookup.resolve_fields` decides
             if values:
-                data[f.name] = [v.split()[0] for v in values]
+                data[f.name] = values
             continue
         if not values:
             continue
@@ -333,8 +368,6 @@ def form_to_fields(action: Action, form: FormValues) -> dict[str, Any]:
         elif f.kind == "int":
             number = small_int(value)
             data[f.name] = number if number is not None else value
-        elif f.kind == "unit":
-            data[f.name] = value.split()[0]
         else:
             data[f.name] = value
     return data
@@ -464,20 +497,22 @@ def timeline(
 ) -> dict[int, list[Line]]:
     """Every event's lines (by event id). A note repeated word for word by a later event of the
     same kind (the dispatch catalogue's reason on each dispatch of a returned or reopened order)
-    is written out once; later it reads 说明同上次 …."""
-    seen: set[tuple[str, str]] = set()
+    is written out once; later it reads 说明同 12-05 13:10 派单 (where it was written)."""
+    seen: dict[tuple[str, str], Any] = {}  # (action, note) → when it was first written
     out: dict[int, list[Line]] = {}
     for e in events:
         lines = event_lines(e, unit_names, names)
-        if e.note and (e.action, e.note.strip()) in seen:
+        first = seen.get((e.action, e.note.strip())) if e.note else None
+        if first is not None:
+            when = first.astimezone(city_tz()).strftime("%m-%d %H:%M")
             lines = [
-                Line(f"说明同上次{action_label(e.action)}", muted=True)
+                Line(f"说明同 {when} {action_label(e.action)}", muted=True)
                 if x.text == e.note and not x.label
                 else x
                 for x in lines
             ]
         if e.note:
-            seen.add((e.action, e.note.strip()))
+            seen.setdefault((e.action, e.note.strip()), e.at)
         out[e.id] = lines
     return out
 

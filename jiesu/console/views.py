@@ -25,6 +25,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from jiesu.access.permissions import HOME, allows
 from jiesu.access.policy import Principal
 from jiesu.auth.service import audit, change_password, issue, revoke_token, sign_in
+from jiesu.console.lookup import display_name, options, resolve, resolve_fields
 from jiesu.console.service import (
     PAGE_SIZE,
     FormValues,
@@ -35,7 +36,6 @@ from jiesu.console.service import (
     event_lines,
     forget_badges,
     form_to_fields,
-    handling_units,
     navigation,
     queues,
     small_int,
@@ -62,7 +62,7 @@ from jiesu.tickets.service import (
     ticket_deadlines,
     title_from,
 )
-from jiesu.tickets.shapes import TicketCreate, normalise_phone
+from jiesu.tickets.shapes import MAX_CONTENT, TicketCreate, normalise_phone
 from jiesu.timelimits.deadlines import Deadline
 from jiesu.web.deps import DB, SESSION_COOKIE, ReadSession, check_csrf, client_ip, require_page
 from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES
@@ -437,6 +437,7 @@ async def ticket_action(
             raise NotFound("没有这个操作 / unknown action")
         data = form_to_fields(known, form)
         with db.write() as session:
+            data = resolve_fields(known, data, db_session=session)
             take_action(ticket_id, action, data, actor=actor, db_session=session,
                         expected_version=small_int(version))  # fmt: skip
         forget_badges(actor)
@@ -492,11 +493,14 @@ INTAKE_NEXT = ("keep", "answer", "dispatch", "transfer", "reject")
 def _intake_context(
     request: Request, actor: Principal, session: Any, **more: Any
 ) -> dict[str, Any]:
-    units = handling_units(db_session=session)
+    form = more.pop("form", {})
+    picked = {  # what the pickers show: the name for a code, else the text as typed
+        "category_code": display_name(form.get("category_code"), "categories", db_session=session),
+        "street": display_name(form.get("street"), "streets", db_session=session),
+    }
     return frame(
-        request, actor, session, title="受理登记", categories=categories(db_session=session),
-        streets=[u for u in units if u.kind == "street"], units=units, form=more.pop("form", {}),
-        ACTIONS_BY_NAME=BY_NAME, phone="", rows=[], valid=True,
+        request, actor, session, title="受理登记", form=form, picked=picked,
+        ACTIONS_BY_NAME=BY_NAME, phone="", rows=[], valid=True, MAX_CONTENT=MAX_CONTENT,
         **more,
     )  # fmt: skip
 
@@ -510,7 +514,7 @@ def intake_page(request: Request, actor: AgentPage, session: ReadSession) -> Res
 async def intake_suggest(request: Request, actor: AgentPage, db: DB) -> Response:
     """htmx: smart-dispatch suggestions for the form as the agent types (nothing is stored)."""
     form = FormValues(list((await request.form()).multi_items()))  # type: ignore[arg-type]
-    content = form.first("content")[:5000]
+    content = form.first("content")[:MAX_CONTENT]
     advice = None
     if len(content.strip()) >= 4:
         phone = form.first("phone")
@@ -553,15 +557,24 @@ async def intake(request: Request, actor: AgentPage, db: DB) -> Response:
     try:
         if then not in INTAKE_NEXT:
             raise Invalid("未知的处理方式", field="then")
+        if len(form.first("content")) > MAX_CONTENT:
+            raise Invalid(f"诉求内容不能超过 {MAX_CONTENT} 字", field="content")
+        with db.read() as session:
+            category, street = (
+                resolve(form.first(name), options(kind, db_session=session), kind=kind,
+                        field=name, label=label) if form.first(name) else None
+                for name, kind, label in (("category_code", "categories", "事项分类"),
+                                          ("street", "streets", "所属街道（乡镇）"))
+            )  # fmt: skip
         try:
             data = TicketCreate.model_validate({
                 "channel": form.first("channel") or "phone",
                 "content": form.first("content"),
                 "title": form.first("title") or None,
                 "request_type": form.first("request_type") or None,
-                "category_code": form.first("category_code") or None,
+                "category_code": category,
                 "address": form.first("address") or None,
-                "street": (form.first("street").split() or [None])[0],
+                "street": street,
                 "requester": {
                     "name": form.first("name") or None,
                     "phone": form.first("phone") or None,
@@ -580,6 +593,7 @@ async def intake(request: Request, actor: AgentPage, db: DB) -> Response:
                 fields = form_to_fields(BY_NAME[then], FormValues(
                     [(k.removeprefix(f"{then}."), v) for k, v in form.items_list()
                      if k.startswith(f"{then}.")]))  # fmt: skip
+                fields = resolve_fields(BY_NAME[then], fields, db_session=session)
                 take_action(ticket.id, then, fields, actor=actor, db_session=session)
             ticket_id = ticket.id
         forget_badges(actor)

@@ -52,12 +52,12 @@ from jiesu.taxonomy.models import RequestType
 from jiesu.tickets.lifecycle import REJECT_REASONS, REPLY_RESULTS, SATISFACTION, TRANSFER_TO
 from jiesu.tickets.models import Attachment, Event, Ticket
 from jiesu.tickets.service import create_ticket
-from jiesu.tickets.shapes import TicketCreate, normalise_phone
+from jiesu.tickets.shapes import MAX_CONTENT, TicketCreate, normalise_phone
 from jiesu.web.labels import REQUEST_TYPE_NAMES
 
 # ---- limits ----------------------------------------------------------------------------------
 
-CONTENT_MIN, CONTENT_MAX = 10, 2000
+CONTENT_MIN, CONTENT_MAX = 10, MAX_CONTENT
 TITLE_MAX = 100
 ADDRESS_MAX = 300
 NAME_MAX = 60

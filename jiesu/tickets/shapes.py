@@ -25,7 +25,9 @@ from pydantic import (
 from jiesu.intel.shapes import IntakeAdvice
 from jiesu.tickets.models import Channel
 
-MAX_CONTENT = 20_000  # characters; a long letter fits, a pasted file does not
+# The one limit on a request's text, characters: the API, the console's intake form (maxlength)
+# and the portal use it. A long letter fits, a pasted file does not.
+MAX_CONTENT = 5_000
 
 _PHONE_SEPARATORS = re.compile(r"[\s\-()（）]")
 # JSON types are kept as sent: "39.9" is not a number and "yes" is not a boolean.

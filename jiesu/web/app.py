@@ -31,6 +31,7 @@ from jiesu.auth.views import router as auth_router
 from jiesu.console.admin_views import router as admin_router
 from jiesu.console.admin_views import unit_router
 from jiesu.console.analysis_views import router as analysis_router
+from jiesu.console.lookup import router as lookup_router
 from jiesu.console.views import login_redirect
 from jiesu.console.views import router as console_router
 from jiesu.dashboard.views import router as dashboard_router
@@ -328,7 +329,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_answer)
     routers = (auth_router, tokens_router, org_router, taxonomy_router, tickets_router,
                console_router, admin_router, unit_router, portal_router,
-               dashboard_router, analysis_router, assessment_router)  # fmt: skip
+               dashboard_router, analysis_router, assessment_router, lookup_router)  # fmt: skip
     for router in routers:
         app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
