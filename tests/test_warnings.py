@@ -4,7 +4,7 @@ evidence, a steady street raises nothing, and a warning becomes a proactive task
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from conftest import principal as who
 from sqlalchemy import select
@@ -152,3 +152,58 @@ def test_the_city_sets_the_repeat_threshold(db: Database) -> None:
         assert W.scan(DAY, db_session=s) == {"repeat": 1}
         found = s.scalars(select(Warning).where(Warning.kind == "repeat")).one()
         assert sorted(found.evidence) == sorted(pair)
+
+
+# ---- the demo plants one event per detector, and the scan finds each ----------------------
+
+DEMO_NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)  # 14:00 in Beijing
+
+
+def test_the_demo_plants_what_each_detector_finds(empty_url: str) -> None:
+    """A small Beijing history with the planted events: a scan of the last three days finds a
+    warning of every kind, each with coherent evidence, and no topic is a place name."""
+    from jiesu.citypack.load import load_pack
+    from jiesu.citypack.parse import read_pack
+    from jiesu.demo.generate import DEFAULT_PACK, generate
+    from jiesu.demo.plant import NEEDED
+    from jiesu.taxonomy.models import Category
+
+    db = Database(empty_url)
+    pack = read_pack(DEFAULT_PACK)
+    with db.write() as s:
+        load_pack(pack, db_session=s)
+    generate(db, days=40, per_day=120, now=DEMO_NOW, pack_dir=DEFAULT_PACK)
+    today = DEMO_NOW.astimezone(city_tz()).date()
+    with db.write() as s:
+        found = W.scan_recent(today, db_session=s)
+    assert set(found) >= {"burst", "repeat", "bounce", "inaction", "topic", "theme"}, found
+    with db.read() as s:
+        places = W.place_names(db_session=s)
+        rows = list(s.scalars(select(Warning)))
+        tickets = {t.id: t for t in s.scalars(select(Ticket).where(
+            Ticket.id.in_({i for w in rows for i in w.evidence})))}  # fmt: skip
+        units = {u.id: u for u in s.scalars(select(Unit))}
+        top = {c.id: c.code[:2] for c in s.scalars(select(Category))}
+    for w in rows:
+        orders = [tickets[i] for i in w.evidence]
+        if w.kind == "burst":  # the area's orders of the day, of the category
+            assert orders and all(t.created_at.astimezone(city_tz()).date() == w.day
+                                  for t in orders)  # fmt: skip
+            area = units[w.area_unit_id]
+            assert all(area.id in (t.street_id, t.district_id) for t in orders)
+            assert all(top[t.category_id] == w.category_code for t in orders)
+        elif w.kind == "repeat":
+            phones = {t.requester_phone for t in orders}
+            addresses = {(W.address_key(t.address), t.category_id) for t in orders}
+            assert len(orders) >= 3 and (len(phones) == 1 or len(addresses) == 1)
+        elif w.kind == "bounce":
+            assert len(orders) == 1
+        elif w.kind == "topic":
+            term = w.key.split(":")[1]
+            assert term not in places and len(term) >= 2
+            assert len(orders) >= 5 and all(term in f"{t.title}{t.content}" for t in orders)
+    kinds = {w.kind for w in rows}
+    assert {"burst", "repeat", "bounce", "inaction", "topic", "theme"} <= kinds
+    assert any(w.key.startswith("topic:锂电池") for w in rows)
+    assert all(code in {c.code for c in pack.categories} for code in NEEDED)
+    db.dispose()

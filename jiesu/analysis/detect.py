@@ -33,7 +33,7 @@ import hashlib
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import pairwise
@@ -444,33 +444,38 @@ def inaction(
 
 # ---- topics ------------------------------------------------------------------------------------
 
-# Words every hotline ticket uses; they never make a topic.
-_HOTLINE = """
-    反映 问题 市民 来电 诉求 希望 要求 处理 解决 相关 部门 情况 目前 现在 已经 一直 进行 表示
-    告知 咨询 投诉 举报 建议 联系 工作人员 工作 帮助 尽快 没有 我们 你们 他们 这个 那个 时间
-"""
-_HOTLINE_WORDS = frozenset(_HOTLINE.split())
 _NUMBER = re.compile(r"[\d.,:/%-]+")
 
 
-def _stop_words() -> frozenset[str]:
-    from jiesu.intel.text import STOP_WORDS
+def _problem_terms(text: str) -> list[str]:
+    """The default tokeniser: the problem terms of `reports.terms` (jieba with parts of speech
+    and a stop list: what the matter is, never function words or person names), loaded once per
+    process on first use."""
+    from jiesu.reports.terms import problem_terms
 
-    return _HOTLINE_WORDS | frozenset(STOP_WORDS)
-
-
-def _jieba_words(text: str) -> list[str]:
-    """The default tokeniser: the project's jieba, loaded once per process on first use."""
-    from jiesu.intel.text import normalise, words
-
-    return words(normalise(text))
+    return problem_terms(text)
 
 
-def content_words(text: str, tokenize: Callable[[str], Iterable[str]] | None = None) -> set[str]:
-    """The words of a text that can carry a topic: 2+ characters, not numbers, not stop words."""
-    stop = _stop_words()
-    split = tokenize or _jieba_words
-    return {w for w in split(text) if len(w) >= 2 and w not in stop and not _NUMBER.fullmatch(w)}
+def _usable(word: str, places: Collection[str]) -> bool:
+    """A word that can carry a topic: 2+ characters, not a number, not a place name alone."""
+    from jiesu.reports.terms import STOP_TERMS
+
+    return (
+        len(word) >= 2
+        and word not in STOP_TERMS
+        and word not in places
+        and not _NUMBER.fullmatch(word)
+    )
+
+
+def content_words(
+    text: str,
+    tokenize: Callable[[str], Iterable[str]] | None = None,
+    places: Collection[str] = (),
+) -> set[str]:
+    """The words of a text that can carry a topic (`_usable`)."""
+    split = tokenize or _problem_terms
+    return {w for w in split(text) if _usable(w, places)}
 
 
 def topics(
@@ -482,28 +487,25 @@ def topics(
     smoothing: float = 1.0,
     overlap: float = 0.5,
     tokenize: Callable[[str], Iterable[str]] | None = None,
+    places: Collection[str] = (),
 ) -> list[Signal]:
-    """Emerging topics: words far more frequent in `recent` tickets than in `baseline` ones.
+    """Emerging topics: problem terms far more frequent in `recent` tickets than in `baseline`.
 
-    A word (2+ characters, not a stop word, not a number) counts once per ticket. It warns
-    when at least `min_docs` recent tickets contain it and its share of recent tickets is
+    A term (by default `reports.terms.problem_terms`: words and phrases about the matter, never
+    function words; 2+ characters, not a number, not one of `places`: the city's divisions,
+    roads, estates and landmarks, so a place is never a topic alone) counts once per ticket. It
+    warns when at least `min_docs` recent tickets contain it and its share of recent tickets is
     `ratio` times or more its share of the baseline, smoothed by `smoothing` pseudo-tickets
     ((df + 1) / (n + 1)) so that a word absent before needs volume, not luck. Words that mostly
     share their tickets (`overlap` of the smaller set) are one topic, named by the strongest.
     Key: the word and the month of the latest recent ticket, so a topic warns once a month.
-    Score: recent tickets above expectation. Evidence: the recent tickets with the word.
+    Score: recent tickets above expectation. Evidence: the recent tickets with the topic's word.
     """
     if not recent:
         return []
-    split = tokenize or _jieba_words
-    stop = _stop_words()
 
     def vocabulary(order: Order) -> set[str]:
-        return {
-            w
-            for w in split(order.text)
-            if len(w) >= 2 and w not in stop and not _NUMBER.fullmatch(w)
-        }
+        return content_words(order.text, tokenize, places)
 
     holders: dict[str, list[int]] = defaultdict(list)
     for order in recent:

@@ -317,6 +317,27 @@ def _themes_input(db_session: Session, month: str, months: int = 6,
 
 # ---- scanning --------------------------------------------------------------------------------
 
+_DIVISION_SUFFIXES = ("街道办事处", "地区办事处", "街道办", "街道", "地区", "镇", "乡", "区", "县",
+                      "市", "社区", "村")  # fmt: skip
+
+
+def place_names(*, db_session: Session) -> frozenset[str]:
+    """Every name of a place the city knows: its units (districts, streets, communities, and
+    their names without the suffix: 三间房地区 → 三间房), and the gazetteer's roads, estates,
+    landmarks and aliases. A topic is never one of these alone."""
+    from jiesu.intel.models import Place
+
+    names: set[str] = set()
+    for (name,) in db_session.execute(select(Unit.name)):
+        names.add(name)
+        for suffix in _DIVISION_SUFFIXES:
+            if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+                names.add(name[: -len(suffix)])
+    for name, aliases in db_session.execute(select(Place.name, Place.aliases)):
+        names.add(name)
+        names.update(a for a in aliases or [] if isinstance(a, str))
+    return frozenset(n for n in names if len(n) >= 2)
+
 
 def _explained_by_streets(found: Sequence[detect.Signal], units: Any) -> list[detect.Signal]:
     """A district's burst that one of its streets' bursts in the same category accounts for (at
@@ -375,7 +396,7 @@ def detect_all(day: date, *, db_session: Session) -> list[detect.Signal]:
     recent = _sample(db_session, day - timedelta(days=6), day)
     baseline = _sample(db_session, day - timedelta(days=34), day - timedelta(days=7))
     if recent and baseline:
-        signals += detect.topics(recent, baseline)
+        signals += detect.topics(recent, baseline, places=place_names(db_session=db_session))
     signals += detect.themes(_themes_input(db_session, previous_month(month)),
                              previous_month(month), names=top_names)  # fmt: skip
     return signals
@@ -415,6 +436,16 @@ def store(signals: Sequence[detect.Signal], day: date, *, db_session: Session) -
 def scan(day: date, *, db_session: Session) -> dict[str, int]:
     """Detect and store the day's warnings; the new ones by kind."""
     return store(detect_all(day, db_session=db_session), day, db_session=db_session)
+
+
+def scan_recent(today: date, *, days: int = 3, db_session: Session) -> dict[str, int]:
+    """`scan` each of the `days` days ending `today`, oldest first (what the hourly scan would
+    have found had it been running: a fresh demo's, or after the worker was down); new by kind."""
+    total: dict[str, int] = defaultdict(int)
+    for back in range(days - 1, -1, -1):
+        for kind, n in scan(today - timedelta(days=back), db_session=db_session).items():
+            total[kind] += n
+    return dict(total)
 
 
 # ---- reading and handling --------------------------------------------------------------------
