@@ -22,6 +22,7 @@ from jiesu.assessment.models import Report
 from jiesu.db.engine import Database
 from jiesu.demo.generate import generate
 from jiesu.reports import build as B
+from jiesu.reports import fonts
 from jiesu.settings import city_tz
 
 TINY_PACK = Path(__file__).parent / "packs" / "tiny"
@@ -49,6 +50,8 @@ def test_the_monthly_report_names_units_and_their_three_rates(db: Database, tmp_
     assert pdf.startswith(b"%PDF")
     text = pdf_text(pdf, tmp_path)
     assert "2026年10月" in text and "各区排名" in text
+    assert "\ufffd" not in text and not fonts.missing(text)  # no box, no replacement character
+    assert "高频词" in text and "有没有" not in text.split("高频词", 1)[1][:400]
     book = load_workbook(io.BytesIO(xlsx))
     sheet = book["各区排名"]
     rows = [r for r in sheet.iter_rows(values_only=True) if r and r[2] in ("东区", "西区")]
