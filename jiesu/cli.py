@@ -6,7 +6,7 @@ import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -237,6 +237,21 @@ def demo_init(
         )
     else:
         out.print(f"demo history present: {existing:,} tickets")
+    if existing == 0:  # the warnings page filled from the first start (the planted events)
+        _scan_demo_warnings(db)
+
+
+def _scan_demo_warnings(db: Any) -> None:
+    """The early-warning scan of the last three days, as the worker's hourly scan would have
+    run them (the planted storm was yesterday)."""
+    from datetime import datetime
+
+    from jiesu.analysis.service import scan_recent
+    from jiesu.settings import city_tz
+
+    with db.write() as session:
+        new = scan_recent(datetime.now(city_tz()).date(), db_session=session)
+    out.print(f"early warnings: {sum(new.values())} new")
 
 
 @demo_app.command("logins")

@@ -469,8 +469,6 @@ def event_lines(
             if data.get("from"):
                 was = data["from"]
                 text += f"（原为{names.get(f'category:{was}', str(was))}）"
-        elif f.name == "days" or f.name == "promised_days":
-            text = f"{value} 个工作日" if f.name == "days" else f"{value} 天"
         else:
             text = str(value)
         lines.append(Line(text, label, code))
