@@ -129,7 +129,7 @@ def test_a_closed_order_shows_each_units_own_end_and_a_timeline_by_names(
     assert "事项分类：房屋安全" in text and "原为" in text
     assert '<small class="code">0102</small>' in timeline
     assert "处置层级：" in text and "T2h" not in text
-    assert text.count(note) == 1 and "说明同上次派单" in text
+    assert text.count(note) == 1 and re.search(r"说明同 \d\d-\d\d \d\d:\d\d 派单", text)
     assert "是否同意：同意" in text and "满意度：满意" in text
 
 

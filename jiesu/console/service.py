@@ -495,20 +495,22 @@ def timeline(
 ) -> dict[int, list[Line]]:
     """Every event's lines (by event id). A note repeated word for word by a later event of the
     same kind (the dispatch catalogue's reason on each dispatch of a returned or reopened order)
-    is written out once; later it reads 说明同上次 …."""
-    seen: set[tuple[str, str]] = set()
+    is written out once; later it reads 说明同 12-05 13:10 派单 (where it was written)."""
+    seen: dict[tuple[str, str], Any] = {}  # (action, note) → when it was first written
     out: dict[int, list[Line]] = {}
     for e in events:
         lines = event_lines(e, unit_names, names)
-        if e.note and (e.action, e.note.strip()) in seen:
+        first = seen.get((e.action, e.note.strip())) if e.note else None
+        if first is not None:
+            when = first.astimezone(city_tz()).strftime("%m-%d %H:%M")
             lines = [
-                Line(f"说明同上次{action_label(e.action)}", muted=True)
+                Line(f"说明同 {when} {action_label(e.action)}", muted=True)
                 if x.text == e.note and not x.label
                 else x
                 for x in lines
             ]
         if e.note:
-            seen.add((e.action, e.note.strip()))
+            seen.setdefault((e.action, e.note.strip()), e.at)
         out[e.id] = lines
     return out
 
