@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -196,18 +197,36 @@ def _fetcher() -> Any:
     return FontOnly()
 
 
+_PRINT_LOCK = threading.Lock()
+_printer: tuple[Any, Any, Any] | None = None  # (fetcher, font configuration, @font-face sheet)
+
+
+def _print_setup() -> tuple[Any, Any, Any]:
+    """The fetcher, font configuration and @font-face stylesheet, made once per process: the
+    19 MB collection is read and indexed by fontconfig once, not for every PDF."""
+    global _printer
+    if _printer is None:
+        from weasyprint import CSS
+        from weasyprint.text.fonts import FontConfiguration
+
+        fetcher = _fetcher()
+        font_config = FontConfiguration()
+        face = CSS(string=fonts.font_face_css(), font_config=font_config, url_fetcher=fetcher)
+        _printer = (fetcher, font_config, face)
+    return _printer
+
+
 def pdf(report: ReportData, page: str | None = None) -> bytes:
     """The same page printed by WeasyPrint: A4, page numbers, the bundled CJK font embedded,
-    vector charts. `page`: the HTML already rendered from `report` (else rendered here)."""
-    from weasyprint import CSS, HTML  # heavy import, only where a PDF is made
-    from weasyprint.text.fonts import FontConfiguration
+    vector charts. `page`: the HTML already rendered from `report` (else rendered here). One
+    PDF at a time per process (the font configuration is shared)."""
+    from weasyprint import HTML  # heavy import, only where a PDF is made
 
-    fetcher = _fetcher()
-    font_config = FontConfiguration()
-    face = CSS(string=fonts.font_face_css(), font_config=font_config, url_fetcher=fetcher)
-    document = HTML(string=page if page is not None else html(report), url_fetcher=fetcher,
-                    base_url=str(TEMPLATES))  # fmt: skip
-    data: bytes = document.write_pdf(stylesheets=[face], font_config=font_config)
+    page = page if page is not None else html(report)
+    with _PRINT_LOCK:
+        fetcher, font_config, face = _print_setup()
+        document = HTML(string=page, url_fetcher=fetcher, base_url=str(TEMPLATES))
+        data: bytes = document.write_pdf(stylesheets=[face], font_config=font_config)
     return data
 
 
