@@ -201,6 +201,27 @@ def test_the_lookups_find_units_and_categories_and_never_offer_the_city_or_the_c
     assert client.get("/console/lookup/units", params={"q": "东"}).status_code == 403
 
 
+def test_escalation_and_whistle_pickers_offer_only_the_units_those_actions_may_name(
+    city: tuple[TestClient, Database],
+) -> None:
+    client, _ = city
+    made = new_ticket(client)
+    r = client.post(f"/api/v1/tickets/{made['id']}/actions/dispatch", json={"lead": "S11"},
+                    headers=auth(client, "dispatcher1"))  # fmt: skip
+    assert r.status_code == 200, r.text
+    sign_in(client, "s11.admin")
+    on = {"ticket": str(made["id"])}
+    anyone = {u["code"] for u in lookup(client, "units", "东")}
+    assert {"S11", "S12", "D1", "D1-JW"} <= anyone
+    above = {u["code"] for u in lookup(client, "units", "东", action="escalate", **on)}
+    assert {"D1", "D1-JW"} <= above and not above & {"S11", "S12", "M11"}
+    summon = {u["code"] for u in lookup(client, "units", "东", action="whistle", **on)}
+    assert "S12" in summon and "S11" not in summon
+    sign_in(client, "s12.handler")  # cannot see the order: nothing about it is answered
+    r = client.get("/console/lookup/units", params={"q": "东", "action": "escalate", **on})
+    assert r.status_code == 404
+
+
 def test_a_renamed_unit_is_found_by_its_new_name(city: tuple[TestClient, Database]) -> None:
     client, db = city
     sign_in(client, "dispatcher1")

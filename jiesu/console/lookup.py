@@ -24,9 +24,11 @@ from jiesu.access.policy import Principal
 from jiesu.errors import Invalid
 from jiesu.org.models import Unit
 from jiesu.taxonomy.models import Category
-from jiesu.taxonomy.service import cached
-from jiesu.tickets.lifecycle import Action
+from jiesu.taxonomy.service import cached, pack_settings
+from jiesu.tickets.lifecycle import Action, UnitRef, escalation_refusal
+from jiesu.tickets.service import get_ticket
 from jiesu.web.deps import ReadSession, require_page
+from jiesu.web.params import BigId
 
 SEP = " › "
 LIMIT = 20
@@ -43,6 +45,7 @@ class Option:
     kind: str  # the unit's kind, or "category"
     initials: str  # pinyin initials of the name: dhmjd
     spelled: str  # the whole pinyin, no spaces: donghuamenjiedao
+    path: str = ""  # a unit's materialised path (the escalation rule compares levels)
 
     @property
     def label(self) -> str:
@@ -53,10 +56,10 @@ class Option:
                 "label": self.label}  # fmt: skip
 
 
-def _option(code: str, name: str, context: str, kind: str) -> Option:
+def _option(code: str, name: str, context: str, kind: str, path: str = "") -> Option:
     letters = lazy_pinyin(name, style=Style.FIRST_LETTER, errors="ignore")
     return Option(code, name, context, kind, "".join(letters).lower(),
-                  "".join(lazy_pinyin(name, errors="ignore")).lower())  # fmt: skip
+                  "".join(lazy_pinyin(name, errors="ignore")).lower(), path)  # fmt: skip
 
 
 def unit_index(*, db_session: Session) -> tuple[Option, ...]:
@@ -64,9 +67,9 @@ def unit_index(*, db_session: Session) -> tuple[Option, ...]:
 
     def build() -> tuple[Option, ...]:
         rows = db_session.execute(
-            select(Unit.id, Unit.code, Unit.name, Unit.kind, Unit.parent_id, Unit.function).where(
-                Unit.active
-            )
+            select(
+                Unit.id, Unit.code, Unit.name, Unit.kind, Unit.parent_id, Unit.function, Unit.path
+            ).where(Unit.active)
         ).all()
         name_of = {r.id: (r.name, r.kind) for r in rows}
         order = {"street": 0, "district": 1, "department": 2, "company": 3, "community": 4}
@@ -76,7 +79,8 @@ def unit_index(*, db_session: Session) -> tuple[Option, ...]:
                 continue
             parent = name_of.get(r.parent_id or -1)
             context = parent[0] if parent and parent[1] != "city" else ""
-            out.append((order.get(r.kind, 9), r.code, _option(r.code, r.name, context, r.kind)))
+            option = _option(r.code, r.name, context, r.kind, r.path)
+            out.append((order.get(r.kind, 9), r.code, option))
         return tuple(o for *_, o in sorted(out, key=lambda x: (x[0], x[1])))
 
     return cached("picker_units", build, db_session=db_session)
@@ -217,10 +221,40 @@ Actor = Annotated[Principal, Depends(require_page("tickets.act"))]
 Q = Annotated[str, Query(max_length=60)]
 
 
+def for_action(
+    choices: tuple[Option, ...], action: str, ticket_id: int, *, actor: Principal,
+    db_session: Session,
+) -> tuple[Option, ...]:  # fmt: skip
+    """The units an action on this ticket may name, by the rules the action applies: never the
+    lead itself for 吹哨 and 提级, and for 提级 only a unit above the lead (or the pack's
+    escalation unit). The ticket is read with the viewer's visibility (404 otherwise)."""
+    if action not in ("escalate", "whistle"):
+        return choices
+    lead = get_ticket(ticket_id, actor=actor, db_session=db_session).lead_unit
+    if lead is None:
+        return choices
+    out = tuple(o for o in choices if o.code != lead.code)
+    if action == "escalate":
+        top = pack_settings(db_session=db_session).get("escalation_unit")
+        top = str(top) if top is not None else None
+        ref = UnitRef(lead.code, lead.kind, lead.path)
+        out = tuple(
+            o for o in out if escalation_refusal(ref, UnitRef(o.code, o.kind, o.path), top) is None
+        )
+    return out
+
+
 @router.get("/console/lookup/units", include_in_schema=False)
-def lookup_units(actor: Actor, session: ReadSession, q: Q = "", street: bool = False) -> Any:
-    """Units an order can be sent to, matching `q` (streets only with street=true)."""
-    found = search(q, options("streets" if street else "units", db_session=session))
+def lookup_units(
+    actor: Actor, session: ReadSession, q: Q = "", street: bool = False,
+    ticket: BigId | None = None, action: Annotated[str, Query(max_length=40)] = "",
+) -> Any:  # fmt: skip
+    """Units an order can be sent to, matching `q` (streets only with street=true; with a
+    ticket and an action, only those that action may name)."""
+    choices = options("streets" if street else "units", db_session=session)
+    if ticket is not None and action:
+        choices = for_action(choices, action, ticket, actor=actor, db_session=session)
+    found = search(q, choices)
     return JSONResponse({"items": [o.as_json() for o in found]})
 
 

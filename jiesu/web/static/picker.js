@@ -25,6 +25,12 @@
     input.dataset.pickerReady = "1";
     var url = URLS[input.dataset.picker];
     if (!url || !input.name) return;
+    // On a ticket's action form the server offers only the units that action may name
+    // (提级: above the lead; 吹哨 and 提级: never the lead itself).
+    var on = input.form && /\/console\/tickets\/(\d+)\/actions\/(\w+)/.exec(input.form.getAttribute("action") || "");
+    if (on && input.dataset.picker === "units") {
+      url = url.replace("?", "?ticket=" + on[1] + "&action=" + on[2] + "&");
+    }
     var hidden = el("input");
     hidden.type = "hidden";
     hidden.name = input.name;
