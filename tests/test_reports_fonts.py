@@ -121,3 +121,17 @@ def test_a_report_stored_under_another_font_is_rebuilt(db: Database,
         report = s.scalars(select(Report)).one()
         assert B.rendered_with_current_font(report.html) and report.pdf.startswith(b"%PDF")
         assert B.stale(db_session=s) == []
+
+
+def test_the_cli_refuses_in_chinese_without_a_traceback(db: Database,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from typer.testing import CliRunner
+
+    from jiesu.cli import app as cli
+    from jiesu.reports import cli as report_cli
+
+    monkeypatch.setattr(report_cli, "_db", lambda: db)
+    monkeypatch.setattr(B, "report_data", lambda kind, period, **kw: sample("月度分析 😀"))
+    result = CliRunner().invoke(cli, ["report", "monthly", "--period", "2026-10"])
+    assert result.exit_code == 1 and "报告未保存" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -127,10 +127,16 @@ def _report(kind: str, period: str, out_dir: Path | None, district: str = "") ->
     if district:
         _district_report(kind, period, district, out_dir)
         return
-    with _db().write() as session:
-        report = build(kind, period, db_session=session)
-        title, seconds = report.title, report.seconds
-        files = {"html": report.html.encode(), "pdf": report.pdf, "xlsx": report.xlsx}
+    from jiesu.errors import DomainError
+
+    try:
+        with _db().write() as session:
+            report = build(kind, period, db_session=session)
+            title, seconds = report.title, report.seconds
+            files = {"html": report.html.encode(), "pdf": report.pdf, "xlsx": report.xlsx}
+    except DomainError as exc:  # a bad period, or a character the report font cannot draw
+        out.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(1) from exc
     out.print(f"[green]built[/] {title} in {seconds:.1f} s (stored; listed in the console)")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
