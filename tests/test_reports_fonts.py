@@ -15,7 +15,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
+from test_auth import Console, app_of
 
 from jiesu.assessment.models import Report
 from jiesu.db.engine import Database
@@ -135,3 +137,23 @@ def test_the_cli_refuses_in_chinese_without_a_traceback(db: Database,
     result = CliRunner().invoke(cli, ["report", "monthly", "--period", "2026-10"])
     assert result.exit_code == 1 and "报告未保存" in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_the_console_refuses_and_serves_a_stale_report_freshly(
+    db: Database, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    analyst = Console(app_of(client), "analyst1")
+    monkeypatch.setattr(B, "report_data", lambda kind, period, **kw: sample("月度分析 😀"))
+    refused = analyst.post("/console/reports", data={"kind": "monthly", "period": "2026-10"})
+    assert refused.status_code == 422 and "U+1F600" in refused.text and "报告未保存" in refused.text
+    monkeypatch.setattr(B, "report_data", lambda kind, period, **kw: sample())
+    with db.write() as s:
+        old = Report(kind="monthly", period="2026-10", title="旧", html="<html>□□</html>",
+                     pdf=b"%PDF-old", xlsx=b"")  # fmt: skip
+        s.add(old)
+        s.flush()
+        report_id = old.id
+    page = analyst.get(f"/console/reports/{report_id}")
+    assert page.status_code == 200 and fonts.font_id() in page.text and "□□" not in page.text
+    pdf = analyst.get(f"/console/reports/{report_id}/pdf").content
+    assert pdf.startswith(b"%PDF") and pdf != b"%PDF-old"
