@@ -22,7 +22,8 @@ from jiesu.reports.terms import top_terms
 from jiesu.settings import city_tz
 from jiesu.tickets.models import Ticket
 
-SAMPLE = 1500
+SAMPLE = 1000
+TEXT_CHARS = 300  # the subject and the start of the content: where the problem is named
 TOP = 15
 KEEP_S = 600.0
 _cache: dict[tuple[Any, ...], tuple[float, list[dict[str, Any]]]] = {}
@@ -61,7 +62,7 @@ def hot_words(start: date, end: date, *, db_session: Session,
             rows += db_session.execute(
                 select(Ticket.title, Ticket.content).where(*where, Ticket.id.in_(ids[i : i + 1000]))
             ).all()
-    texts = [f"{r.title or ''}。{r.content or ''}" for r in rows]
+    texts = [f"{r.title or ''}。{(r.content or '')[:TEXT_CHARS]}" for r in rows]
     words = [{"name": w, "n": k, "share": round(k / len(texts), 4)}
              for w, k in top_terms(texts, TOP)] if texts else []  # fmt: skip
     with _lock:
