@@ -31,7 +31,7 @@ UNITS: tuple[Option, ...] = (
     _option("110101001", "东华门街道", "东城区", "street"),
     _option("110101002", "景山街道", "东城区", "street"),
     _option("110101001001", "东华门社区", "东华门街道", "community"),
-    _option("110101-CGW", "城市管理委员会", "东城区", "department"),
+    _option("110101-CGW", "城市管理委员会", "东城区", "department", aliases=("东城城管委",)),
     _option("110102-CGW", "城市管理委员会", "西城区", "department"),
 )
 CATEGORIES: tuple[Option, ...] = (
@@ -64,6 +64,13 @@ def test_a_unit_shows_its_parent_and_a_category_its_parents() -> None:
 )
 def test_a_form_may_send_the_code_the_name_the_label_or_a_unique_part(sent: str) -> None:
     assert resolve(sent, UNITS, kind="units", field="lead", label="主办单位") == "110101001"
+
+
+def test_a_unit_is_found_and_taken_by_its_short_name_or_alias() -> None:
+    assert search("城管", UNITS)[0].code == "110101-CGW"
+    assert (
+        resolve("东城城管委", UNITS, kind="units", field="lead", label="主办单位") == "110101-CGW"
+    )
 
 
 def test_a_shared_name_is_refused_in_chinese_naming_both_and_its_label_picks_one() -> None:

@@ -46,6 +46,7 @@ class Option:
     initials: str  # pinyin initials of the name: dhmjd
     spelled: str  # the whole pinyin, no spaces: donghuamenjiedao
     path: str = ""  # a unit's materialised path (the escalation rule compares levels)
+    aliases: tuple[str, ...] = ()  # a unit's short name and aliases (东城区城管委, 东城城管委)
 
     @property
     def label(self) -> str:
@@ -56,10 +57,12 @@ class Option:
                 "label": self.label}  # fmt: skip
 
 
-def _option(code: str, name: str, context: str, kind: str, path: str = "") -> Option:
+def _option(
+    code: str, name: str, context: str, kind: str, path: str = "", aliases: tuple[str, ...] = ()
+) -> Option:
     letters = lazy_pinyin(name, style=Style.FIRST_LETTER, errors="ignore")
     return Option(code, name, context, kind, "".join(letters).lower(),
-                  "".join(lazy_pinyin(name, errors="ignore")).lower(), path)  # fmt: skip
+                  "".join(lazy_pinyin(name, errors="ignore")).lower(), path, aliases)  # fmt: skip
 
 
 def unit_index(*, db_session: Session) -> tuple[Option, ...]:
@@ -68,7 +71,15 @@ def unit_index(*, db_session: Session) -> tuple[Option, ...]:
     def build() -> tuple[Option, ...]:
         rows = db_session.execute(
             select(
-                Unit.id, Unit.code, Unit.name, Unit.kind, Unit.parent_id, Unit.function, Unit.path
+                Unit.id,
+                Unit.code,
+                Unit.name,
+                Unit.kind,
+                Unit.parent_id,
+                Unit.function,
+                Unit.path,
+                Unit.short_name,
+                Unit.aliases,
             ).where(Unit.active)
         ).all()
         name_of = {r.id: (r.name, r.kind) for r in rows}
@@ -79,7 +90,8 @@ def unit_index(*, db_session: Session) -> tuple[Option, ...]:
                 continue
             parent = name_of.get(r.parent_id or -1)
             context = parent[0] if parent and parent[1] != "city" else ""
-            option = _option(r.code, r.name, context, r.kind, r.path)
+            aliases = tuple(a for a in [r.short_name, *(r.aliases or [])] if a and a != r.name)
+            option = _option(r.code, r.name, context, r.kind, r.path, aliases)
             out.append((order.get(r.kind, 9), r.code, option))
         return tuple(o for *_, o in sorted(out, key=lambda x: (x[0], x[1])))
 
@@ -130,8 +142,10 @@ def _rank(q: str, o: Option) -> int | None:
         return 5
     if o.spelled.startswith(q):
         return 6
-    if q in o.initials or q in o.spelled or q in flat:
+    if any(q in a for a in o.aliases):
         return 7
+    if q in o.initials or q in o.spelled or q in flat:
+        return 8
     return None
 
 
@@ -160,7 +174,7 @@ def resolve(text: str, choices: tuple[Option, ...], *, kind: str, field: str, la
     if first in by_code:  # "110101-CGW 东华门街道" as the old pickers sent it
         return first
     flat = text.replace(" ", "")
-    exact = [o for o in choices if flat in (o.name, o.label.replace(" ", ""))]
+    exact = [o for o in choices if flat in (o.name, o.label.replace(" ", "")) or flat in o.aliases]
     if len(exact) == 1:
         return exact[0].code
     # a part of one name (东华门街), else what the picker would list (initials, parents …)

@@ -116,6 +116,21 @@
       }
     });
     input.addEventListener("blur", function () { setTimeout(close, 100); });
+    // A form sent back with a code in the box (a refused form keeps what was sent): show the
+    // name, keep the code.
+    var typed = input.value.trim();
+    if (typed && !input.dataset.code && /^[0-9A-Za-z._-]+$/.test(typed)) {
+      fetch(url + encodeURIComponent(typed), {credentials: "same-origin", headers: {Accept: "application/json"}})
+        .then(function (r) { return r.ok ? r.json() : {items: []}; })
+        .then(function (data) {
+          var hit = (data.items || [])[0];
+          if (hit && hit.code === typed && input.value.trim() === typed) {
+            input.value = hit.name;
+            hidden.value = hit.code;
+          }
+        })
+        .catch(function () {});
+    }
   }
 
   function scan(root) {
