@@ -66,8 +66,12 @@ def test_the_pdf_is_chinese_on_a_machine_without_cjk_fonts(tmp_path: Path) -> No
         assert "CJK" not in listed, listed  # the system's CJK fonts are hidden
         sys.path.insert(0, {str(ROOT / "tests")!r})
         from test_reports_fonts import sample
-        from jiesu.reports import render
+        from matplotlib import font_manager as fm
+        fm.fontManager.ttflist = [f for f in fm.fontManager.ttflist if "CJK" not in f.name]
+        from jiesu.reports import charts, fonts, render
         open({str(out)!r}, "wb").write(render.pdf(sample()))
+        found = fm.findfont(fm.FontProperties(family=[charts.FONT]), fallback_to_default=False)
+        assert found == str(fonts.font_path()), found  # the charts measure with the same font
     """)  # fmt: skip
     env = {**os.environ, "FONTCONFIG_FILE": str(conf), "MPLCONFIGDIR": str(tmp_path / "mpl")}
     if shutil.which("fc-list") is None:
