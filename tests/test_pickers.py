@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import BACKENDS, PASSWORD, Templates, auth, tiny_city
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from jiesu.console.lookup import Option, _option, display_name, resolve, search
 from jiesu.console.service import RARELY_USED, arrange
@@ -373,3 +373,36 @@ def test_typing_in_the_dispatch_picker_lists_names_and_choosing_one_sends_the_co
         ticket = s.get(Ticket, made["id"])
         assert ticket is not None and ticket.lead_unit is not None
         assert ticket.lead_unit.code == "110101001"
+
+
+def test_a_warning_task_is_dispatched_to_a_unit_named_in_its_picker(
+    city: tuple[TestClient, Database],
+) -> None:
+    from datetime import datetime
+
+    from jiesu.assessment.models import Warning
+    from jiesu.settings import city_tz
+
+    client, db = city
+    made = new_ticket(client)
+    with db.write() as s:
+        s11 = s.scalars(select(Unit).where(Unit.code == "S11")).one()
+        w = Warning(kind="repeat", key="picker-k1", day=datetime.now(city_tz()).date(),
+                    title="同一来电人30天内3次诉求", explanation="30 天内 3 次", area_unit_id=s11.id,
+                    evidence=[made["id"]], status="open")  # fmt: skip
+        s.add(w)
+        s.flush()
+        wid = w.id
+    csrf = sign_in(client, "dispatcher1")
+    page = client.get(f"/console/warnings/{wid}").text
+    assert 'id="w-lead" name="lead" data-picker="units"' in page and "单位编码" not in page
+    url = f"/console/warnings/{wid}/task"
+    refused = client.post(url, data={"csrf_token": csrf, "lead": "教育委员会"})
+    assert refused.status_code == 422 and "「教育委员会」对应多个单位" in refused.text
+    r = client.post(url, data={"csrf_token": csrf, "lead": "东二街道"}, follow_redirects=False)
+    assert r.status_code == 303, r.text[:1000]
+    task = int(re.search(r"/console/tickets/(\d+)", r.headers["location"]).group(1))  # type: ignore[union-attr]
+    with db.read() as s:
+        ticket = s.get(Ticket, task)
+        assert ticket is not None and ticket.lead_unit is not None
+        assert ticket.lead_unit.code == "S12"

@@ -29,6 +29,7 @@ from jiesu.analysis import service as warnings_service
 from jiesu.assessment import service as A
 from jiesu.assessment.models import Report
 from jiesu.assessment.rates import BY_KEY
+from jiesu.console.lookup import options, resolve
 from jiesu.console.service import FormValues
 from jiesu.console.views import frame, page
 from jiesu.db.base import utcnow
@@ -228,11 +229,15 @@ async def warning_task(warning_id: BigId, request: Request, actor: WarningHandle
     form = await _form(request)
     try:
         with db.write() as session:
+            lead = form.first("lead")  # a picker: a code, a name or a label
+            if lead:
+                lead = resolve(lead, options("units", db_session=session), kind="units",
+                               field="lead", label="主办单位")  # fmt: skip
             task = warnings_service.create_task(
                 warning_id,
                 actor=actor,
                 db_session=session,
-                lead=form.first("lead") or None,
+                lead=lead or None,
                 note=(form.first("note") or "").strip() or None,
             )
             task_id = task.id
