@@ -204,6 +204,13 @@ def test_the_lookups_find_units_and_categories_and_never_offer_the_city_or_the_c
     assert lookup(client, "units", "热线") == []
     assert lookup(client, "categories", "供暖")[0]["code"] == "0301"
     assert lookup(client, "categories", "gn")[0]["code"] == "0301"
+    hostile = (
+        {"q": "东" * 61},
+        {"q": "东\x00一"},
+        {"q": "东", "ticket": str(2**70), "action": "x"},
+    )
+    for bad in hostile:
+        assert client.get("/console/lookup/units", params=bad).status_code == 422
     sign_in(client, "analyst1")  # takes no action: no pickers to fill
     assert client.get("/console/lookup/units", params={"q": "东"}).status_code == 403
 
