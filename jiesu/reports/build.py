@@ -379,10 +379,15 @@ def check_glyphs(page: str) -> None:
                       "请修改含这些字符的名称或内容后重新生成。")  # fmt: skip
 
 
+def font_marker() -> str:
+    """What a report's HTML says about the font it was rendered with (see `reports.fonts`)."""
+    return f'<meta name="jiesu-font" content="{html_text.escape(fonts.font_id())}">'
+
+
 def rendered_with_current_font(page: str) -> bool:
     """Whether a stored report's HTML was rendered with the font in use now (reports stored
     before the font came with jiesu, or under another version, are rebuilt)."""
-    return f'<meta name="jiesu-font" content="{html_text.escape(fonts.font_id())}">' in page
+    return font_marker() in page
 
 
 def build(kind: str, period: str, *, db_session: Session, user_id: int | None = None,
@@ -407,17 +412,15 @@ def build(kind: str, period: str, *, db_session: Session, user_id: int | None = 
 
 def stale(*, db_session: Session, limit: int = 10) -> list[tuple[str, str]]:
     """Stored reports rendered with another font than today's (or before fonts were checked):
-    (kind, period), newest period first; the worker rebuilds them."""
+    (kind, period), newest period first; the worker rebuilds them. The database looks for the
+    marker; no report's bytes are read here."""
     rows = db_session.execute(
-        select(Report.kind, Report.period, Report.html).order_by(Report.period.desc())
+        select(Report.kind, Report.period)
+        .where(~Report.html.contains(font_marker(), autoescape=True))
+        .order_by(Report.period.desc(), Report.kind)
+        .limit(limit)
     )
-    out = []
-    for kind, period, page in rows:
-        if not rendered_with_current_font(page):
-            out.append((kind, period))
-            if len(out) >= limit:
-                break
-    return out
+    return [(kind, period) for kind, period in rows]
 
 
 def render_current(kind: str, period: str, fmt: str, *, db_session: Session,
@@ -506,6 +509,8 @@ def render_district(kind: str, period: str, district: A.UnitRow, fmt: str, *,
 
 _scanned: dict[str, float] = {}  # per database: when this process last scanned for warnings
 SCAN_EVERY_S = 3600.0
+_fonts_checked: set[str] = set()  # per database: no stored report under another font is left
+_unbuildable: set[tuple[str, str, str]] = set()  # (database, kind, period) refused on rebuild
 
 
 def run_schedule(db: Any, *, now: datetime | None = None) -> dict[str, Any]:
@@ -532,13 +537,19 @@ def run_schedule(db: Any, *, now: datetime | None = None) -> dict[str, Any]:
         with db.write() as session:
             build(kind, period, db_session=session, now=now)
         done["reports"].append((kind, period))
-    with db.read() as session:  # stored under another font (or with boxes): rebuilt, a few a run
-        redo = [r for r in stale(db_session=session, limit=3) if r not in todo]
+    redo: list[tuple[str, str]] = []
+    if key not in _fonts_checked:  # stored under another font (or with boxes): rebuilt, a few a
+        with db.read() as session:  # run, until none is left; then not looked for again here
+            redo = [r for r in stale(db_session=session, limit=30)
+                    if r not in todo and (key, *r) not in _unbuildable][:3]  # fmt: skip
+        if not redo:
+            _fonts_checked.add(key)
     for kind, period in redo:
         try:
             with db.write() as session:
                 build(kind, period, db_session=session, now=now)
         except Invalid as exc:  # logged by check_glyphs; the old report stays as it was
+            _unbuildable.add((key, kind, period))
             LOG.warning("stale report %s %s not rebuilt: %s", kind, period, exc.message)
             continue
         done["reports"].append((kind, period))
