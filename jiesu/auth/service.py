@@ -7,11 +7,18 @@ import secrets
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jiesu.access.policy import Principal
-from jiesu.auth.limits import account_lock, minutes, seconds
+from jiesu.auth.limits import (
+    ACCOUNT_FAILURES,
+    ACCOUNT_LOCK,
+    FORGET_AFTER,
+    account_lock,
+    minutes,
+    seconds,
+)
 from jiesu.auth.models import ApiToken, AuditLog
 from jiesu.auth.passwords import hash_password, verify_password
 from jiesu.db.base import utcnow
@@ -142,6 +149,44 @@ def sign_in(
     user.locked_until = None
     audit("login", db_session=db_session, user=user, ip=ip, now=now)
     return user, None
+
+
+def attempts_left(username: str, ip: str | None, *, db_session: Session,
+                  now: datetime | None = None) -> int:  # fmt: skip
+    """How many more wrong passwords before the lock, as the sign-in page warns: counted per
+    submitted username and address from the audit log (failures since that name's last good
+    sign-in, within a day), so an unknown username counts down exactly as a known one does and
+    the warning never tells whether the account exists."""
+    now = now or utcnow()
+    since = now - FORGET_AFTER
+    last_good = db_session.scalar(
+        select(func.max(AuditLog.at)).where(
+            AuditLog.action == "login", AuditLog.username == username[:60], AuditLog.at > since
+        )
+    )
+    failures = (
+        db_session.scalar(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(
+                AuditLog.action.in_(FAILURES),
+                AuditLog.username == username[:60],
+                AuditLog.ip == ip if ip is not None else AuditLog.ip.is_(None),
+                AuditLog.at > (last_good or since),
+            )
+        )
+        or 0
+    )
+    return max(ACCOUNT_FAILURES - failures, 0)
+
+
+def wrong_with_warning(left: int) -> str:
+    """The sign-in page's answer to a wrong username or password, with the attempts left."""
+    if left > 0:
+        return (f"用户名或密码错误。剩余尝试次数 {left} 次，连续 {ACCOUNT_FAILURES} 次错误将锁定账号 "
+                f"{minutes(ACCOUNT_LOCK)} 分钟")  # fmt: skip
+    return (f"用户名或密码错误。已连续 {ACCOUNT_FAILURES} 次错误，账号已锁定，请 "
+            f"{minutes(ACCOUNT_LOCK)} 分钟后再试，或联系管理员解锁")  # fmt: skip
 
 
 def address_wait(ip: str | None, *, db_session: Session, now: datetime) -> timedelta | None:

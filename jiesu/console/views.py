@@ -24,7 +24,15 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from jiesu.access.permissions import HOME, allows
 from jiesu.access.policy import Principal
-from jiesu.auth.service import audit, change_password, issue, revoke_token, sign_in
+from jiesu.auth.service import (
+    attempts_left,
+    audit,
+    change_password,
+    issue,
+    revoke_token,
+    sign_in,
+    wrong_with_warning,
+)
 from jiesu.console.lookup import display_name, options, resolve, resolve_fields
 from jiesu.console.service import (
     PAGE_SIZE,
@@ -43,14 +51,21 @@ from jiesu.console.service import (
     ticket_view,
 )
 from jiesu.db.base import utcnow
-from jiesu.errors import Conflict, DomainError, Invalid, NotFound, TooManyRequests
+from jiesu.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from jiesu.intel.service import advise, preview
 from jiesu.org.models import Unit, User
 from jiesu.settings import get_settings
 from jiesu.taxonomy.service import city_clocks, load_catalogue, pack_settings
 from jiesu.tickets.actions import take_action
 from jiesu.tickets.lifecycle import BY_NAME, STATES
-from jiesu.tickets.models import Assignment, Attachment, Ticket
+from jiesu.tickets.models import Assignment, Attachment, Channel, Ticket
 from jiesu.tickets.service import (
     SORTS,
     TicketFilter,
@@ -68,6 +83,7 @@ from jiesu.web.deps import DB, SESSION_COOKIE, ReadSession, check_csrf, client_i
 from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES
 from jiesu.web.params import BigId, form_day, form_page
 from jiesu.web.templating import local, render, secure_cookies, zh
+from jiesu.web.validation import message as validation_message
 
 router = APIRouter(include_in_schema=False)
 
@@ -157,6 +173,9 @@ async def login(request: Request, db: DB) -> Response:
             ttl = timedelta(hours=get_settings().token_ttl_hours)
             value, _ = issue(user, db_session=session, ttl=ttl, kind="session")
             home = HOME.get(user.role, "/console/tickets")
+        if isinstance(error, Unauthorized):  # the same countdown for any username typed
+            left = attempts_left(username, client_ip(request), db_session=session)
+            error = Unauthorized(wrong_with_warning(left))
     if error is not None:
         page = render(request, "console/login.html",
                       {"title": "登录", "error": zh(error.message), "next": target,
@@ -403,6 +422,7 @@ def supervision_bench(request: Request, actor: Supervisor, session: ReadSession)
 def _ticket_page(
     request: Request, actor: Principal, session: Any, ticket_id: int, *,
     error: DomainError | None = None, form_action: str | None = None,
+    kept: dict[str, list[str]] | None = None,
 ) -> Response:  # fmt: skip
     from jiesu.analysis.service import links
 
@@ -411,7 +431,7 @@ def _ticket_page(
     ctx = frame(request, actor, session, title=f"工单 {view.ticket.number}", v=view,
                 t=view.ticket, requester=masked_requester(view.ticket), linked=linked,
                 tasks=tasks, may_link=allows("warnings.handle", actor.role),
-                open_action=form_action, action_label=action_label,
+                open_action=form_action, action_label=action_label, kept=kept or {},
                 event_lines=lambda e: event_lines(e, view.unit_names))  # fmt: skip
     if error is not None:
         ctx["flash"] = {"kind": "error", "text": zh(error.message)}
@@ -448,7 +468,8 @@ async def ticket_action(
     else:
         return RedirectResponse(f"/console/tickets/{ticket_id}?done={action}", status_code=303)
     with db.read() as session:
-        return _ticket_page(request, actor, session, ticket_id, error=error, form_action=action)
+        return _ticket_page(request, actor, session, ticket_id, error=error, form_action=action,
+                            kept={k: form.get(k, []) for k in form})  # fmt: skip
 
 
 @router.post("/console/tickets/{ticket_id}/reveal", response_class=HTMLResponse)
@@ -584,7 +605,9 @@ async def intake(request: Request, actor: AgentPage, db: DB) -> Response:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise Invalid(f"{FIELD_LABELS.get(where, where)}：{first['msg']}", field=where) from exc
+            raise Invalid(validation_message(first), field=where) from exc
+        if data.channel == Channel.phone and not data.requester.phone:
+            raise Invalid("热线电话受理须填写来电号码", field="requester.phone")
         with db.write() as session:
             ticket = create_ticket(data, actor=actor, db_session=session)
             # The agent's own choice of what happens next wins over automatic dispatch.
@@ -603,16 +626,6 @@ async def intake(request: Request, actor: AgentPage, db: DB) -> Response:
         ctx["flash"] = {"kind": "error", "text": zh(exc.message)}
         return render(request, "console/intake.html", ctx, status_code=exc.status)
     return RedirectResponse(f"/console/tickets/{ticket_id}?done=created", status_code=303)
-
-
-FIELD_LABELS = {
-    "content": "诉求内容",
-    "title": "标题",
-    "requester.phone": "来电号码",
-    "requester.name": "诉求人姓名",
-    "address": "地址",
-    "channel": "渠道",
-}
 
 
 def login_redirect(request: Request) -> RedirectResponse:

@@ -49,13 +49,14 @@ from jiesu.tickets.models import Ticket
 from jiesu.tickets.service import find_idempotent
 from jiesu.web.deps import DB, check_csrf, client_ip
 from jiesu.web.templating import render, zh
+from jiesu.web.validation import size_text
 
 router = APIRouter(include_in_schema=False)
 
 FORM_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 SUBMIT_FIELDS = ("request_type", "content", "title", "address", "lat", "lng", "name", "phone",
                  "confidential", "form_id")  # fmt: skip
-TEXT_KEEP = 4000  # characters of a field kept for re-rendering (the form itself caps lower)
+TEXT_KEEP = CONTENT_MAX + 1  # characters of a field kept: one past the limit, so it is refused
 
 
 def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -88,22 +89,26 @@ def home(request: Request) -> Response:
 
 def _submit_form(
     request: Request, db: Any, values: dict[str, str], *, status_code: int = 200,
-    error: DomainError | None = None,
+    error: DomainError | None = None, draft: str = "kept",
 ) -> HTMLResponse:  # fmt: skip
     with db.read() as session:
         types = type_choices(db_session=session)
     return _page(
         request, "submit", status_code=status_code, title="我要反映", types=types, form=values,
-        form_id=values.get("form_id") or secrets.token_urlsafe(16),
+        form_id=values.get("form_id") or secrets.token_urlsafe(16), draft=draft,
         flash=_error(error) if error else None, error_field=error.field if error else None,
         limits={"content_min": CONTENT_MIN, "content_max": CONTENT_MAX, "photos": MAX_PHOTOS,
-                "photo_bytes": MAX_PHOTO_BYTES},
+                "photo_bytes": MAX_PHOTO_BYTES, "photo_size": size_text(MAX_PHOTO_BYTES)},
     )  # fmt: skip
 
 
 @router.get("/portal/submit", response_class=HTMLResponse)
-def submit_page(request: Request, db: DB) -> Response:
-    return _submit_form(request, db, {"request_type": DEFAULT_TYPE})
+def submit_page(request: Request, db: DB, new: str = "") -> Response:
+    """A blank form. The browser's copy of the draft (static/portal.js, sessionStorage: this
+    tab only) fills it again on Back, its form id included, so Back then submit shows the ticket
+    already made instead of making a second; `?new=1` starts a new draft."""
+    return _submit_form(request, db, {"request_type": DEFAULT_TYPE},
+                        draft="new" if new else "fresh")  # fmt: skip
 
 
 async def _photos(form: FormData) -> list[Any]:

@@ -66,11 +66,16 @@ PERIOD = {
     "monthly": re.compile(r"^\d{4}-\d{2}$"),
 }
 
+PERIOD_EXAMPLES = {"daily": "日期，如 2026-11-03", "weekly": "年份和周数，如 2026-W45",
+                   "monthly": "年份和月份，如 2026-10"}  # fmt: skip
+
 
 def bounds(kind: str, period: str) -> tuple[date, date]:
     """The first and last day (inclusive) of a period; Invalid for a malformed one."""
-    if kind not in PERIOD or not PERIOD[kind].match(period):
-        raise Invalid(f"期间格式不对：{kind} {period}（如 2026-11-03 / 2026-W45 / 2026-10）",
+    if kind not in PERIOD:
+        raise Invalid("请选择报告类型（日通报、周汇总或月度分析）", field="kind")
+    if not PERIOD[kind].match(period):
+        raise Invalid(f"期间格式不对：{KIND_NAMES[kind]}的期间应写成{PERIOD_EXAMPLES[kind]}",
                       field="period")  # fmt: skip
     try:
         if kind == "daily":
@@ -83,7 +88,7 @@ def bounds(kind: str, period: str) -> tuple[date, date]:
         else:
             first, last = A.month_bounds(period)
     except (ValueError, OverflowError) as exc:
-        raise Invalid(f"没有这个期间：{period}", field="period") from exc
+        raise Invalid(f"没有这个期间：{period}（日期或周数超出范围）", field="period") from exc
     if not (first >= EARLIEST and last <= LATEST):
         raise Invalid(f"期间须在 {EARLIEST} 至 {LATEST} 之间：{period}", field="period")
     return first, last

@@ -270,13 +270,13 @@ def _reason_matches_result(_f: TicketFacts, d: dict[str, Any]) -> str | None:
     if d.get("result") == "not_solvable":
         if not d.get("reason"):
             return (
-                "缺少 reason（无法解决原因）：办理结果为无法解决时必填 "
+                "请填写无法解决原因：办理结果为无法解决时必填 "
                 "/ reason is required when result is not_solvable"
             )
     elif d.get("reason"):
         result = d.get("result")
         return (
-            f"reason（无法解决原因）只用于无法解决，与办理结果 {result} 矛盾 "
+            f"无法解决原因只用于办理结果为无法解决的情况，与所选办理结果矛盾 "
             f"/ reason contradicts result {result}"
         )
     return None
@@ -284,29 +284,26 @@ def _reason_matches_result(_f: TicketFacts, d: dict[str, Any]) -> str | None:
 
 def _solved_when_reached(_f: TicketFacts, d: dict[str, Any]) -> str | None:
     if d.get("reached") and d.get("solved") is None:
-        return "缺少 solved（是否解决）：接通回访须记录 / solved is required when reached is true"
+        return "请选择是否解决：接通回访须记录 / solved is required when reached is true"
     return None
 
 
 def _satisfaction_when_reached(_f: TicketFacts, d: dict[str, Any]) -> str | None:
     if d.get("reached") and d.get("satisfaction") is None:
-        return (
-            "缺少 satisfaction（满意度）：接通回访须记录 "
-            "/ satisfaction is required when reached is true"
-        )
+        return "请选择满意度：接通回访须记录 / satisfaction is required when reached is true"
     return None
 
 
 def _note_when_sent_back(_f: TicketFacts, d: dict[str, Any]) -> str | None:
     if d.get("passed") is False and not d.get("note"):
-        return "缺少 note（说明）：审核退回须说明原因 / note is required when passed is false"
+        return "请填写说明：审核退回须说明原因 / note is required when passed is false"
     return None
 
 
 def _to_when_nobody_leads(f: TicketFacts, d: dict[str, Any]) -> str | None:
     if f.status == "pending_dispatch" and not d.get("to"):
         return (
-            "缺少 to（提级至）：待派单的工单没有主办单位，提级须指定单位 "
+            "请选择提级至：待派单的工单没有主办单位，提级须指定单位 "
             "/ to is required: a pending_dispatch order has no lead to escalate from"
         )
     return None
@@ -315,7 +312,7 @@ def _to_when_nobody_leads(f: TicketFacts, d: dict[str, Any]) -> str | None:
 def _reason_when_satisfied(f: TicketFacts, d: dict[str, Any]) -> str | None:
     if f.solved_and_satisfied and not d.get("reason"):
         return (
-            "缺少 reason（重办理由）：诉求人评价已解决且满意，重办须由督办员说明理由 "
+            "请填写重办理由：诉求人评价已解决且满意，重办须由督办员说明理由 "
             "/ reason is required to reopen an order rated solved and satisfied"
         )
     return None
@@ -689,39 +686,45 @@ def relation_holds(relation: Relation, actor: Actor, facts: TicketFacts) -> bool
 def _check_field(f: Field, value: Any) -> Any:
     if f.kind == "bool":
         if not isinstance(value, bool):
-            raise BadField(f"{f.name} 须为 true 或 false / must be a boolean", field=f.name)
+            raise BadField(f"{f.label}须为“是”或“否” / {f.name} must be a boolean", field=f.name)
         return value
     if f.kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadField(f"{f.name} 须为整数 / must be a whole number", field=f.name)
+            raise BadField(f"{f.label}须为整数 / {f.name} must be a whole number", field=f.name)
         if (f.low is not None and value < f.low) or (f.high is not None and value > f.high):
-            raise BadField(f"{f.name} 须在 {f.low}–{f.high} 之间 / out of range", field=f.name)
+            raise BadField(
+                f"{f.label}须在 {f.low}–{f.high} 之间 / {f.name} out of range", field=f.name
+            )
         return value
     if f.kind == "units":
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise BadField(
-                f"{f.name} 须为单位编码列表 / must be a list of unit codes", field=f.name
+                f"{f.label}须为单位 / {f.name} must be a list of unit codes", field=f.name
             )
         if f.required and not value:
-            raise BadField(f"{f.name} 至少一个单位 / needs at least one unit", field=f.name)
+            raise BadField(
+                f"请选择{f.label}，至少一个单位 / {f.name} needs at least one unit", field=f.name
+            )
         if len(set(value)) != len(value):
-            raise BadField(f"{f.name} 有重复单位 / repeats a unit", field=f.name)
+            raise BadField(f"{f.label}中有重复的单位 / {f.name} repeats a unit", field=f.name)
         return value
     if not isinstance(value, str):
-        raise BadField(f"{f.name} 须为文本 / must be text", field=f.name)
+        raise BadField(f"{f.label}须为文字 / {f.name} must be text", field=f.name)
     value = value.strip()
     if f.kind == "choice":
         assert f.choices is not None
         if value not in f.choices:
             allowed = ", ".join(f.choices)
-            raise BadField(f"{f.name} 须为 {allowed} 之一 / must be one of {allowed}", field=f.name)
+            names = "、".join(f.choices.values())
+            raise BadField(f"{f.label}须为{names}之一 / {f.name} must be one of {allowed}",
+                           field=f.name)  # fmt: skip
         return value
     if len(value) < max(f.min_length, 1 if f.required else 0):
         raise BadField(
-            f"{f.name}（{f.label}）至少 {max(f.min_length, 1)} 个字 / too short", field=f.name
+            f"{f.label}至少 {max(f.min_length, 1)} 个字 / {f.name} too short", field=f.name
         )
     if len(value) > f.max_length:
-        raise BadField(f"{f.name} 超过 {f.max_length} 字 / too long", field=f.name)
+        raise BadField(f"{f.label}不能超过 {f.max_length} 个字 / {f.name} too long", field=f.name)
     return value
 
 
@@ -730,14 +733,15 @@ def validate_fields(action: Action, data: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(data) - known)
     if unknown:
         raise BadField(
-            f"{action.name} 不接受字段 {', '.join(unknown)} / unknown field(s)", field=unknown[0]
+            f"{action.label}不接受这些项目 / {action.name}: unknown field(s) {', '.join(unknown)}",
+            field=unknown[0],
         )
     clean: dict[str, Any] = {}
     for f in action.fields:
         value = data.get(f.name)
         if value is None or value == "":
             if f.required:
-                raise BadField(f"缺少 {f.name}（{f.label}）/ {f.name} is required", field=f.name)
+                raise BadField(f"请填写{f.label} / {f.name} is required", field=f.name)
             continue
         clean[f.name] = _check_field(f, value)
     return clean

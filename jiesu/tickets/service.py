@@ -82,9 +82,12 @@ def create_ticket(
     db_session: Session,
     idempotency_key: str | None = None,
     now: datetime | None = None,
+    proactive_task: bool = False,
 ) -> Ticket:
-    """Receive (受理) one request: validate references, number it, store it with its first event."""
-    if not actor.can_intake():
+    """Receive (受理) one request: validate references, number it, store it with its first event.
+    `proactive_task`: a proactive task made from a warning (`analysis.service.create_task`),
+    which an analyst may open too (SPEC §1: warnings, proactive tasks)."""
+    if not (actor.can_intake() or (proactive_task and actor.role == "analyst")):
         raise Forbidden("当前角色不能受理诉求 / this role cannot take requests in")
     now = now or utcnow()
     category = None
@@ -100,7 +103,8 @@ def create_ticket(
         rt = db_session.get(RequestType, data.request_type)
         if rt is None or not rt.active:
             raise Invalid(
-                f"未知的诉求类型 {data.request_type} / unknown request type", field="request_type"
+                f"诉求类型无效，请从列表中选择 / unknown request type {data.request_type}",
+                field="request_type",
             )
     street = None
     if data.street:

@@ -99,10 +99,10 @@ class TicketCreate(BaseModel):
     @model_validator(mode="after")
     def _point(self) -> TicketCreate:
         if (self.lat is None) != (self.lng is None):
-            raise ValueError("lat 和 lng 须同时提供 / lat and lng go together")
+            raise ValueError("经度和纬度须同时提供 / lat and lng go together")
         if (self.window is not None) != (self.channel == Channel.window):
             raise ValueError(
-                "办不成事窗口的诉求须填写 window（原因与此前工单），其他渠道不填 / "
+                "办不成事窗口的诉求须填写窗口信息（原因与此前工单），其他渠道不填 / "
                 "window goes with the window channel, and only with it"
             )
         return self

@@ -187,8 +187,9 @@ def _nul_answer(field: str, *, html: bool = False) -> Response:
 
 def _too_large(limit: int, *, html: bool = False) -> Response:
     if html:  # a page, not JSON, for someone in a browser
-        mb = limit / 1024 / 1024
-        text = f"提交的内容过大（上限约 {mb:.0f} MB），请减少或压缩照片后重试。"
+        from jiesu.web.validation import size_text
+
+        text = f"提交的内容过大（上限 {size_text(limit)}），请减少或压缩照片后重试。"
         return HTMLResponse(
             "<!doctype html><html lang=zh-CN><meta charset=utf-8>"
             "<meta name=viewport content='width=device-width, initial-scale=1'>"
@@ -271,23 +272,27 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 
 def _validation_answer(request: Request, exc: Exception) -> Response:
+    """A 422 in Chinese (`web/validation`): each field's `message` names it by its label; the
+    machine-readable `loc`, `type` and `field` stay as pydantic gives them."""
     assert isinstance(exc, RequestValidationError)
+    from jiesu.web.validation import message
+
     fields = [
         {
             "field": "body" if e["type"] == "json_invalid" else _field_name(tuple(e["loc"])),
-            "message": e["msg"],
+            "loc": list(e["loc"]),
+            "message": message(e),
             "type": e["type"],
         }
         for e in exc.errors()
     ]
-    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
-    if _wants_html(request):  # the page names the fields to fix
-        names = "、".join(dict.fromkeys(str(f["field"]) for f in fields[:5]))
-        return _html_error(request, 422, f"请求参数有误：{names}")
+    summary = "；".join(dict.fromkeys(str(f["message"]) for f in fields[:5]))
+    if _wants_html(request):  # the page says what to fix, by the fields' labels
+        return _html_error(request, 422, f"请求参数有误：{summary}")
     return JSONResponse(
         {
             "error": "invalid",
-            "message": f"请求参数有误 / invalid request — {summary}",
+            "message": f"请求参数有误：{summary}",
             "field": fields[0]["field"] if fields else None,
             "fields": fields,
         },

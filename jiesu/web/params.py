@@ -11,7 +11,7 @@ or the calendar arithmetic outside the range it can hold.
 
 The console reads some values from the query string by hand (its filter bar keeps the user's
 text): `form_day`, `form_month` and `form_page` parse those with the same ranges and raise
-`Invalid` naming the field.
+`Invalid` naming the field by its label (`web/validation.LABELS`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fastapi import Path, Query
 from pydantic import AfterValidator
 
 from jiesu.errors import Invalid
+from jiesu.web.validation import label_of
 
 BIGINT_MAX = 2**63 - 1
 INTEGER_MAX = 2**31 - 1
@@ -33,6 +34,7 @@ MAX_PAGE = 100_000
 _MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII digits only
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PAGE = re.compile(r"[0-9]{1,9}")
+FILTER_LABELS = {"from": "受理日期起", "to": "受理日期止"}  # the filter bar's names
 
 BigId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="编号")]
 SmallId = Annotated[int, Path(ge=1, le=INTEGER_MAX, description="编号")]
@@ -67,10 +69,11 @@ def form_day(text: str, *, field: str) -> date | None:
         day = date.fromisoformat(text) if _DAY.fullmatch(text) else None
     except ValueError:
         day = None
+    label = label_of(field, FILTER_LABELS)
     if day is None:
-        raise Invalid(f"{field} 须为日期，如 2026-10-01 / {field}: not a date", field=field)
+        raise Invalid(f"{label}须为日期，如 2026-10-01 / {field}: not a date", field=field)
     if not EARLIEST <= day <= LATEST:
-        raise Invalid(f"{field} 须在 {EARLIEST} 至 {LATEST} 之间 / {field}: date out of range",
+        raise Invalid(f"{label}须在 {EARLIEST} 至 {LATEST} 之间 / {field}: date out of range",
                       field=field)  # fmt: skip
     return day
 
@@ -78,7 +81,7 @@ def form_day(text: str, *, field: str) -> date | None:
 def form_month(text: str, *, field: str = "period") -> str:
     """A month `YYYY-MM` in the years `EARLIEST` … `LATEST`; Invalid naming the field."""
     if not _month_ok(text):
-        raise Invalid(f"{field} 须为 {EARLIEST.year}-01 至 {LATEST.year}-12 之间的月份，如 2026-10 "
+        raise Invalid(f"{label_of(field)}须为 {EARLIEST.year}-01 至 {LATEST.year}-12 之间的月份，如 2026-10 "
                       f"/ {field}: not a month in range", field=field)  # fmt: skip
     return text
 
@@ -89,7 +92,7 @@ def form_page(text: str | None, *, field: str = "page", most: int = MAX_PAGE) ->
         return 1
     number = int(text) if _PAGE.fullmatch(text) else 0
     if not 1 <= number <= most:
-        raise Invalid(f"{field} 须为 1 至 {most} 之间的整数 / {field}: not a page number",
+        raise Invalid(f"{label_of(field)}须为 1 至 {most} 之间的整数 / {field}: not a page number",
                       field=field)  # fmt: skip
     return number
 
