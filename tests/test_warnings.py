@@ -7,9 +7,11 @@ import random
 from datetime import UTC, date, datetime, time, timedelta
 
 from conftest import principal as who
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from jiesu.access.policy import Principal
+from jiesu.analysis import detect
 from jiesu.analysis import service as W
 from jiesu.assessment.models import IntakeRollup, TicketLink, Warning
 from jiesu.db.engine import Database
@@ -207,3 +209,49 @@ def test_the_demo_plants_what_each_detector_finds(empty_url: str) -> None:
     assert any(w.key.startswith("topic:锂电池") for w in rows)
     assert all(code in {c.code for c in pack.categories} for code in NEEDED)
     db.dispose()
+
+
+# ---- the warning pages read in Chinese; the analyst acts on a warning ----------------------
+
+RAW_KEYS = ("recent_docs", "baseline_docs", "recent_size", "ratio", "observed", "expected",
+            "weekday_median", "months_in_top", "units_led", "_latest", "_first")  # fmt: skip
+
+
+def test_warning_pages_read_in_chinese_and_the_analyst_opens_a_task(
+    db: Database, client: TestClient
+) -> None:
+    from test_auth import Console, app_of
+
+    agent = who(db, "agent1")
+    orders = [new(db, agent, at(DAY - timedelta(days=d)), title="楼道锂电池充电冒烟",
+                  content=f"楼道里有人给电动车锂电池充电冒烟，第{d}次") for d in range(1, 6)]  # fmt: skip
+    topic = detect.Signal(
+        kind="topic", key="topic:锂电池:2026-11", title="新出现的热点：锂电池",
+        explanation="近期 40 件工单中 5 件提到“锂电池”。", score=4.0, evidence=tuple(orders),
+        figures={"recent_docs": 5, "baseline_docs": 0, "recent_size": 40, "baseline_size": 160,
+                 "expected": 0.25, "ratio": 20.0},
+    )  # fmt: skip
+    bounce = detect.Signal(kind="bounce", key=f"bounce:{orders[0]}", title="工单 反复退单",
+                           explanation="申请退单 3 次。", score=6, evidence=(orders[0],),
+                           figures={"returns": 3, "units_led": 3})  # fmt: skip
+    with db.write() as s:
+        W.store([topic, bounce], DAY, db_session=s)
+        ids = {w.kind: w.id for w in s.scalars(select(Warning))}
+    analyst = Console(app_of(client), "analyst1")
+    listing = analyst.get("/console/warnings").text
+    page = analyst.get(f"/console/warnings/{ids['topic']}").text
+    for raw in RAW_KEYS:
+        assert raw not in page and raw not in listing, raw
+    assert "近 7 日诉求" in page and "40 件中 5 件提到该话题" in page and "为预期的 20.0 倍" in page
+    assert "住房与物业" in page or "未分类" in page  # the evidence's category by name
+    assert "立主动治理任务" in page and "排除此预警" in page  # the analyst's actions
+    assert "申请退单" in analyst.get(f"/console/warnings/{ids['bounce']}").text
+    r = analyst.post(f"/console/warnings/{ids['topic']}/task", {"note": "全市排查换电柜"})
+    assert r.status_code == 303, r.text[:500]
+    with db.read() as s:
+        w = s.get(Warning, ids["topic"])
+        assert w is not None and w.status == "task" and w.task_ticket_id is not None
+        task = s.get(Ticket, w.task_ticket_id)
+        assert task is not None and (task.channel, task.status) == ("proactive", "received")
+        linked = set(s.scalars(select(TicketLink.linked_id).where(TicketLink.ticket_id == task.id)))
+        assert linked == set(orders)

@@ -38,7 +38,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "reports.view": frozenset({"supervisor", "analyst", "admin", "unit_admin"}),
     "reports.build": frozenset({"analyst", "admin"}),
     "warnings.view": frozenset({"dispatcher", "supervisor", "analyst", "admin"}),
-    "warnings.handle": frozenset({"dispatcher", "admin"}),  # a task is taken in and dispatched
+    # A task is taken in (the analyst too: SPEC §1) and dispatched (dispatchers).
+    "warnings.handle": frozenset({"dispatcher", "analyst", "admin"}),
     # Administration: users, units, tokens, the audit log, the city's settings.
     "admin": frozenset({"admin"}),
 }

@@ -593,6 +593,95 @@ def evidence(warning: WarningView, *, db_session: Session, limit: int = 100) -> 
     return list(db_session.scalars(select(Ticket).where(Ticket.id.in_(ids)).order_by(Ticket.id)))
 
 
+def _n(value: Any) -> str:
+    """A figure as people write it: whole numbers without decimals, others to one place."""
+    v = float(value)
+    return f"{v:.0f}" if v == int(v) else f"{v:.1f}"
+
+
+def _pct(value: Any) -> str:
+    return f"{float(value) * 100:.1f}%"
+
+
+_RATE_LABELS = {"overdue": "超期率", "returns": "退单率", "dissatisfied": "不满意率"}
+
+
+def figure_lines(kind: str, figures: dict[str, Any]) -> list[tuple[str, str]]:
+    """A warning's figures as (label, Chinese sentence) pairs, never raw keys: a figure this
+    does not know is left out (the explanation says it too)."""
+    f = {k: v for k, v in (figures or {}).items() if v is not None}
+    out: list[tuple[str, str]] = []
+    if kind == "burst" and "observed" in f:
+        out.append(("当日诉求", f"{_n(f['observed'])} 件，为预期 {_n(f.get('expected', 0))} 件的 "
+                                f"{float(f.get('ratio', 0)):.1f} 倍"))  # fmt: skip
+        if "threshold" in f:
+            out.append(("预警阈值", f"{_n(f['threshold'])} 件"))
+        if "weekday_median" in f:
+            out.append(("常态水平", f"前 {_n(f.get('weeks', 8))} 周同一星期中位数 "
+                                    f"{_n(f['weekday_median'])} 件，近 7 日日均 "
+                                    f"{_n(f.get('recent_mean', 0))} 件"))  # fmt: skip
+        if "seasonal" in f:
+            out.append(("季节因素", f"按去年同期季节系数 {float(f.get('seasonal_factor', 1)):.2f} "
+                                    f"推算 {_n(f['seasonal'])} 件"))  # fmt: skip
+    elif kind == "repeat" and "orders" in f:
+        out.append(("重复诉求", f"{_n(f.get('days', 0))} 天内诉求 {_n(f['orders'])} 件"))
+    elif kind == "bounce":
+        if "returns" in f:
+            out.append(("申请退单", f"{_n(f['returns'])} 次"))
+        if "units_led" in f:
+            out.append(("先后主办", f"{_n(f['units_led'])} 个单位"))
+    elif kind == "inaction":
+        for rate, label in _RATE_LABELS.items():
+            if f"{rate}_latest" in f:
+                out.append((label, f"由 {_pct(f.get(f'{rate}_first', 0))} 升至 "
+                                   f"{_pct(f[f'{rate}_latest'])}（当月全市单位中位数 "
+                                   f"{_pct(f.get(f'{rate}_median', 0))}）"))  # fmt: skip
+        if "dispatched" in f:
+            out.append(("当月派单", f"{_n(f['dispatched'])} 件"))
+    elif kind == "topic" and "recent_docs" in f:
+        out.append(("近 7 日诉求", f"{_n(f.get('recent_size', 0))} 件中 {_n(f['recent_docs'])} 件"
+                                   "提到该话题"))  # fmt: skip
+        out.append(("此前 28 日", f"{_n(f.get('baseline_size', 0))} 件中 "
+                                  f"{_n(f.get('baseline_docs', 0))} 件"))  # fmt: skip
+        out.append(("与常态相比", f"按此前比例预期 {_n(f.get('expected', 0))} 件，为预期的 "
+                                  f"{float(f.get('ratio', 0)):.1f} 倍"))  # fmt: skip
+    elif kind == "theme" and "total" in f:
+        out.append(("持续高发", f"近 {_n(f.get('months', 6))} 个月中有 "
+                                f"{_n(f.get('months_in_top', 0))} 个月位列全市诉求量前十"))  # fmt: skip
+        out.append(("诉求总量", f"{_n(f['total'])} 件"))
+    return out
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    """One evidence order as the warning page lists it."""
+
+    id: int
+    number: str
+    title: str
+    category: str
+    place: str
+    status: str
+    created_at: datetime
+
+
+def evidence_rows(tickets: Sequence[Ticket], *, db_session: Session) -> list[EvidenceRow]:
+    """The evidence orders with their category's and place's names."""
+    units = unit_index(db_session=db_session)
+    categories = category_index(db_session=db_session)
+    rows = []
+    for t in tickets:
+        category = categories.get(t.category_id) if t.category_id else None
+        district = units.by_id.get(t.district_id) if t.district_id else None
+        street = units.by_id.get(t.street_id) if t.street_id else None
+        place = "".join(u.name for u in (district, street) if u is not None)
+        rows.append(EvidenceRow(id=t.id, number=t.number, title=t.title,
+                                category=category.name if category else "未分类",
+                                place=place or "—", status=t.status,
+                                created_at=t.created_at))  # fmt: skip
+    return rows
+
+
 def suggested_lead(warning: Warning | WarningView, *, db_session: Session) -> str | None:
     """The unit concerned, or the area's street (a district's own area: the district)."""
     units = unit_index(db_session=db_session)
@@ -639,7 +728,7 @@ def create_task(
         category_code=category, request_type="report",
         street=area.code if area is not None and area.kind == "street" else None,
     )  # fmt: skip
-    ticket = create_ticket(data, actor=actor, db_session=db_session)
+    ticket = create_ticket(data, actor=actor, db_session=db_session, proactive_task=True)
     now = utcnow()
     allowed = visible_ids(warning.evidence or [], actor, db_session=db_session)
     for linked in dict.fromkeys(warning.evidence or []):

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from jiesu.access.permissions import allows
 from jiesu.access.policy import Principal
 from jiesu.analysis import service as warnings_service
 from jiesu.assessment import service as A
@@ -194,6 +195,8 @@ def warnings_page(
         request, actor, session, title="预警与主动治理", rows=rows, status=status, kind=kind,
         kinds=warnings_service.KIND_NAMES, statuses=warnings_service.STATUS_NAMES,
         counts=warnings_service.open_counts(reader=actor, db_session=session),
+        figure_lines=warnings_service.figure_lines,
+        may_handle=allows("warnings.handle", actor.role),
     )  # fmt: skip
     return render(request, "console/warnings.html", ctx)
 
@@ -205,10 +208,12 @@ def _warning_page(request: Request, actor: Principal, session: Any, warning_id: 
     lead = warnings_service.suggested_lead(warning, db_session=session)
     units = A.unit_index(db_session=session)
     ctx = frame(
-        request, actor, session, title=warning.title, w=warning, evidence=evidence,
+        request, actor, session, title=warning.title, w=warning,
+        evidence=warnings_service.evidence_rows(evidence, db_session=session),
+        figures=warnings_service.figure_lines(warning.kind, warning.figures),
         kinds=warnings_service.KIND_NAMES, statuses=warnings_service.STATUS_NAMES,
         lead=units.by_code.get(lead) if lead else None, error=error,
-        handles="warnings.handle",
+        handles="warnings.handle", may_handle=allows("warnings.handle", actor.role),
     )  # fmt: skip
     return render(request, "console/warning.html", ctx, status_code=status_code)
 
