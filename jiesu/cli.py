@@ -153,6 +153,20 @@ def citypack_load(directory: Annotated[Path, typer.Argument(help="The pack folde
     _warn_on_calendar()
 
 
+@pack_app.command("export")
+def citypack_export(
+    directory: Annotated[Path, typer.Argument(help="The folder to write the pack into.")],
+) -> None:
+    """Write the city as it now stands (settings, units, categories, catalogue, users without
+    passwords, calendar, places) as a city pack that `jiesu citypack load` reads."""
+    from jiesu.citypack.export import export_pack
+
+    with _db().read() as session:
+        stats = export_pack(directory, db_session=session)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(stats.items()))
+    out.print(f"[green]exported[/] {directory}: {counts}")
+
+
 def _warn_on_calendar() -> None:
     from datetime import datetime
 

@@ -121,6 +121,12 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/console/admin/tokens/{token_id}/revoke"): "admin",
     ("POST", "/console/admin/models/{model_id}/activate"): "admin",
     ("POST", "/console/admin/intel"): "admin",
+    ("POST", "/console/admin/catalogue"): "admin",
+    ("POST", "/console/admin/catalogue/{rule_id}"): "admin",
+    ("POST", "/console/admin/categories"): "admin",
+    ("POST", "/console/admin/categories/{category_id}"): "admin",
+    ("POST", "/console/admin/weights"): "admin",
+    ("GET", "/console/admin/pack/export"): "admin",
     # console: a unit admin's own people
     ("GET", "/console/unit/users"): "unit.users",
     ("POST", "/console/unit/users"): "unit.users",

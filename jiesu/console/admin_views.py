@@ -24,6 +24,8 @@ from jiesu.org.service import (
     UserIn,
     create_unit,
     create_user,
+    merge_units,
+    move_unit,
     remove_calendar_day,
     set_calendar_day,
     unlock_user,
@@ -31,7 +33,15 @@ from jiesu.org.service import (
     update_user,
 )
 from jiesu.taxonomy.models import CalendarOverride, Category, DispatchRule
-from jiesu.taxonomy.service import pack_settings
+from jiesu.taxonomy.service import (
+    ROUTES,
+    RuleIn,
+    add_category,
+    pack_settings,
+    save_rule,
+    set_pack_values,
+    update_category,
+)
 from jiesu.web.deps import DB, ReadSession, client_ip, require_page
 from jiesu.web.params import SmallId, form_day, form_page
 from jiesu.web.templating import render, zh
@@ -46,7 +56,7 @@ SECTIONS = (
     ("categories", "事项分类"),
     ("catalogue", "派单目录"),
     ("calendar", "调休日历"),
-    ("weights", "考核权重"),
+    ("weights", "考核与预警参数"),
     ("models", "智能分派"),
     ("tokens", "系统令牌"),
     ("audit", "审计日志"),
@@ -72,6 +82,10 @@ async def _form(request: Request) -> FormValues:
 
 def _error_page(request: Request, actor: Principal, db: Any, section: str, exc: DomainError,
                 **context: Any) -> Response:  # fmt: skip
+    """The section again with the refusal on top; `typed` (what the form sent) and `typed_for`
+    (which form) put the typed values back into that form."""
+    context.setdefault("typed", {})
+    context.setdefault("typed_for", "")
     with db.read() as session:
         ctx = _page(request, actor, session, section, **_section_data(section, request, session),
                     **context)  # fmt: skip
@@ -102,21 +116,30 @@ def _section_data(section: str, request: Request, session: Session) -> dict[str,
         rows = session.scalars(stmt.limit(PAGE).offset((page - 1) * PAGE)).all()
         parents = {u.id: u.name for u in session.scalars(
             select(Unit).where(Unit.id.in_({r.parent_id for r in rows if r.parent_id})))}  # fmt: skip
+        merged = {u.id: u.name for u in session.scalars(
+            select(Unit).where(Unit.id.in_({r.merged_into_id for r in rows if r.merged_into_id})))}  # fmt: skip
         return {"rows": rows, "total": total, "q": q, "page": page, "kind": kind,
-                "parents": parents, "kinds": list(UnitKind.__members__)}  # fmt: skip
+                "parents": parents, "merged": merged,
+                "kinds": list(UnitKind.__members__)}  # fmt: skip
     if section == "categories":
-        return {"rows": session.scalars(select(Category).order_by(Category.code)).all()}
+        return {"rows": session.scalars(select(Category).order_by(Category.code)).all(),
+                "tiers": list(pack_settings(db_session=session).get("tiers") or {})}  # fmt: skip
     if section == "catalogue":
         units = dict(session.execute(select(Unit.id, Unit.name)).all())
+        codes = dict(session.execute(select(Unit.id, Unit.code)).all())
         cats = {c.id: c for c in session.scalars(select(Category))}
         rules = session.scalars(select(DispatchRule).order_by(DispatchRule.id)).all()
-        return {"rows": rules, "unit_names": units, "cats": cats}
+        return {"rows": rules, "unit_names": units, "unit_codes": codes, "cats": cats,
+                "routes": ROUTES}  # fmt: skip
     if section == "calendar":
         rows = session.scalars(select(CalendarOverride).order_by(CalendarOverride.day.desc())).all()
         return {"rows": rows}
     if section == "weights":
+        from jiesu.citypack.parse import WARNING_COUNTS, WARNING_RATIOS
+
         settings = pack_settings(db_session=session)
-        return {"settings": settings}
+        return {"settings": settings, "warning_keys": WARNING_COUNTS + WARNING_RATIOS,
+                "warning_labels": WARNING_LABELS, "unit_kinds": list(UnitKind.__members__)}  # fmt: skip
     if section == "models":
         return _models_data(session)
     if section == "tokens":
@@ -129,7 +152,14 @@ def _section_data(section: str, request: Request, session: Session) -> dict[str,
         if q:
             stmt = stmt.where(or_(AuditLog.username == q, AuditLog.action == q))
         rows = session.scalars(stmt.limit(PAGE).offset((page - 1) * PAGE)).all()
-        return {"rows": rows, "q": q, "page": page}
+        return {
+            "rows": rows,
+            "q": q,
+            "page": page,
+            # codes in the details shown by their names (the code small beside)
+            "unit_names": dict(session.execute(select(Unit.code, Unit.name)).all()),
+            "category_names": dict(session.execute(select(Category.code, Category.name)).all()),
+        }
     raise KeyError(section)
 
 
@@ -201,15 +231,184 @@ async def unit_create(request: Request, actor: Admin, db: DB) -> Response:
 @router.post("/units/{unit_id}", response_class=HTMLResponse)
 async def unit_update(unit_id: SmallId, request: Request, actor: Admin, db: DB) -> Response:
     form = await _form(request)
+    op = form.first("op")
     try:
         with db.write() as session:
-            update_unit(unit_id, name=form.first("name"),
-                        short_name=form.first("short_name") or None,
-                        active=form.first("active") == "on", actor=actor, db_session=session,
-                        ip=client_ip(request))  # fmt: skip
+            if op == "move":
+                move_unit(unit_id, form.first("parent"), actor=actor, db_session=session,
+                          ip=client_ip(request))  # fmt: skip
+            elif op == "merge":
+                if form.first("confirm") != "on":
+                    raise Invalid("合并单位：请勾选「确认合并」", field="confirm")
+                merge_units(unit_id, form.first("into"), actor=actor, db_session=session,
+                            ip=client_ip(request))  # fmt: skip
+            else:
+                update_unit(unit_id, name=form.first("name"),
+                            short_name=form.first("short_name") or None,
+                            active=form.first("active") == "on", actor=actor,
+                            db_session=session, ip=client_ip(request))  # fmt: skip
     except DomainError as exc:
-        return _error_page(request, actor, db, "units", exc)
+        return _error_page(request, actor, db, "units", exc, typed=_typed(form),
+                           typed_for=f"unit-{unit_id}-{op or 'edit'}")  # fmt: skip
     return RedirectResponse("/console/admin/units?done=saved", status_code=303)
+
+
+def _typed(form: FormValues) -> dict[str, str]:
+    return {k: form.first(k) for k in form if k != "csrf_token"}
+
+
+# ---- the catalogue, categories and the city's settings (issue 14 §2.8) -------------------
+
+
+def _rule_in(form: FormValues) -> RuleIn:
+    return RuleIn(category=form.first("category"), route=form.first("route"),
+                  unit=form.first("unit"), function=form.first("function"),
+                  district=form.first("district"), note=form.first("note"),
+                  active=form.first("active", "on") == "on")  # fmt: skip
+
+
+@router.post("/catalogue", response_class=HTMLResponse)
+async def rule_create(request: Request, actor: Admin, db: DB) -> Response:
+    form = await _form(request)
+    try:
+        with db.write() as session:
+            save_rule(None, _rule_in(form), actor=actor, db_session=session,
+                      ip=client_ip(request))  # fmt: skip
+    except DomainError as exc:
+        return _error_page(request, actor, db, "catalogue", exc, typed=_typed(form),
+                           typed_for="rule-new")  # fmt: skip
+    return RedirectResponse("/console/admin/catalogue?done=saved", status_code=303)
+
+
+@router.post("/catalogue/{rule_id}", response_class=HTMLResponse)
+async def rule_update(rule_id: SmallId, request: Request, actor: Admin, db: DB) -> Response:
+    form = await _form(request)
+    data = _rule_in(form)
+    data.active = form.first("active") == "on"
+    try:
+        with db.write() as session:
+            save_rule(rule_id, data, actor=actor, db_session=session, ip=client_ip(request))
+    except DomainError as exc:
+        return _error_page(request, actor, db, "catalogue", exc, typed=_typed(form),
+                           typed_for=f"rule-{rule_id}")  # fmt: skip
+    return RedirectResponse("/console/admin/catalogue?done=saved", status_code=303)
+
+
+@router.post("/categories", response_class=HTMLResponse)
+async def category_create(request: Request, actor: Admin, db: DB) -> Response:
+    form = await _form(request)
+    try:
+        with db.write() as session:
+            add_category(form.first("parent"), code=form.first("code"), name=form.first("name"),
+                         tier=form.first("tier") or None, actor=actor, db_session=session,
+                         ip=client_ip(request))  # fmt: skip
+    except DomainError as exc:
+        return _error_page(request, actor, db, "categories", exc, typed=_typed(form),
+                           typed_for="category-new")  # fmt: skip
+    return RedirectResponse("/console/admin/categories?done=saved", status_code=303)
+
+
+@router.post("/categories/{category_id}", response_class=HTMLResponse)
+async def category_update(category_id: SmallId, request: Request, actor: Admin, db: DB) -> Response:
+    form = await _form(request)
+    try:
+        with db.write() as session:
+            update_category(category_id, name=form.first("name"), tier=form.first("tier") or None,
+                            active=form.first("active") == "on", actor=actor,
+                            db_session=session, ip=client_ip(request))  # fmt: skip
+    except DomainError as exc:
+        return _error_page(request, actor, db, "categories", exc, typed=_typed(form),
+                           typed_for=f"category-{category_id}")  # fmt: skip
+    return RedirectResponse("/console/admin/categories?done=saved", status_code=303)
+
+
+WARNING_LABELS = {
+    "burst_min_count": "突增预警：当日最少件数",
+    "burst_min_ratio": "突增预警：高于常态的倍数",
+    "repeat_window_days": "重复诉求：统计天数",
+    "repeat_min_orders": "重复诉求：最少件数",
+    "bounce_min_returns": "反复退单：最少退单次数",
+    "bounce_min_units": "反复退单：最少经手单位数",
+    "inaction_min_dispatched": "单位不作为：最少派单件数",
+}
+KIND_LABELS = {"default": "默认"}
+
+
+def _number(text: str, label: str, field: str, *, whole: bool) -> float | int:
+    text = text.strip()
+    if not text:
+        raise Invalid(f"{label}：请填写", field=field)
+    try:
+        return int(text) if whole else float(text)
+    except ValueError:
+        raise Invalid(f"{label}：请填写{'整数' if whole else '数字'}", field=field) from None
+
+
+def _settings_values(form: FormValues, current: dict[str, Any]) -> dict[str, Any]:
+    """The settings form (weights in percent) as the values `set_pack_values` checks."""
+    from jiesu.citypack.parse import WARNING_COUNTS
+    from jiesu.web.labels import UNIT_KIND_NAMES as KIND_NAMES
+
+    values: dict[str, Any] = {}
+    weights: dict[str, dict[str, float]] = {}
+    parts = {"response": "响应率", "resolution": "解决率", "satisfaction": "满意率"}
+    for kind in current.get("weights") or {}:
+        name = KIND_LABELS.get(kind) or KIND_NAMES.get(kind, kind)
+        weights[kind] = {
+            part: round(float(_number(form.first(f"w.{kind}.{part}"), f"{name}{label}权重",
+                                      f"w.{kind}.{part}", whole=False)) / 100, 6)
+            for part, label in parts.items()
+        }  # fmt: skip
+    if weights:
+        values["weights"] = weights
+    task_force = {}
+    for key in form:
+        if key.startswith("tf."):
+            kind = key[3:]
+            task_force[kind] = _number(form.first(key), f"{KIND_NAMES.get(kind, kind)}专班数量",
+                                       key, whole=True)  # fmt: skip
+    values["task_force"] = task_force
+    values["small_sample"] = _number(form.first("small_sample"), "小样本门槛", "small_sample",
+                                     whole=True)  # fmt: skip
+    warnings = {}
+    for key in form:
+        if key.startswith("wn.") and form.first(key).strip():  # blank: the detector's default
+            name = key[3:]
+            warnings[name] = _number(form.first(key), WARNING_LABELS.get(name, name), key,
+                                     whole=name in WARNING_COUNTS)  # fmt: skip
+    if warnings:
+        values["warnings"] = {**(current.get("warnings") or {}), **warnings}
+    return values
+
+
+@router.post("/weights", response_class=HTMLResponse)
+async def settings_update(request: Request, actor: Admin, db: DB) -> Response:
+    form = await _form(request)
+    try:
+        with db.write() as session:
+            values = _settings_values(form, pack_settings(db_session=session))
+            set_pack_values(values, actor=actor, db_session=session, ip=client_ip(request))
+    except DomainError as exc:
+        return _error_page(request, actor, db, "weights", exc, typed=_typed(form),
+                           typed_for="settings")  # fmt: skip
+    return RedirectResponse("/console/admin/weights?done=saved", status_code=303)
+
+
+@router.get("/pack/export")
+def pack_export(request: Request, actor: Admin, db: DB) -> Response:
+    """The city's pack as it now stands, as a zip (`jiesu citypack export` writes the same)."""
+    from jiesu.auth.service import audit
+    from jiesu.citypack.export import export_zip
+
+    with db.read() as session:
+        data = export_zip(db_session=session)
+        code = str(pack_settings(db_session=session).get("code") or "city")
+    with db.write() as session:
+        audit("pack_export", db_session=session, user=session.get(User, actor.user_id),
+              ip=client_ip(request), size=len(data))  # fmt: skip
+    name = "".join(c for c in code if c.isalnum() or c in "-_") or "city"
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{name}-pack.zip"'})  # fmt: skip
 
 
 @router.post("/calendar", response_class=HTMLResponse)

@@ -61,6 +61,8 @@ class Unit(Base):
     function: Mapped[str | None] = mapped_column(String(40), index=True)
     aliases: Mapped[list[str]] = mapped_column(JSONType, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Merged into another unit by the admin (deactivated): the survivor (migration 0015).
+    merged_into_id: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     parent: Mapped[Unit | None] = relationship(remote_side=[id])

@@ -205,14 +205,15 @@ def update_unit(
         raise Invalid("单位名称须为 1–100 个字 / name 1–100 characters", field="name")
     if unit.function == "service_centre" and not active:
         raise Invalid("热线中心不能停用 / the service centre cannot be disabled", field="active")
-    changed = []
+    changed, before, after = [], {}, {}
     for k, v in (("name", name.strip()), ("short_name", short_name or None), ("active", active)):
         if getattr(unit, k) != v:
+            before[k], after[k] = getattr(unit, k), v
             setattr(unit, k, v)
             changed.append(k)
     if changed:
         audit("unit_update", db_session=db_session, user=_by(actor, db_session), ip=ip,
-              target=unit.code, changed=changed)  # fmt: skip
+              target=unit.code, changed=changed, before=before, after=after)  # fmt: skip
     return unit
 
 
@@ -263,3 +264,116 @@ def _calendar_changed(
     days = changed_days(before, after)
     if days:
         propagate(RuleChange.calendar(days), db_session=db_session, now=now)
+
+
+# ---- the unit tree: move, merge (each in the caller's one transaction, audited) -------------
+
+
+def _subtree(unit: Unit, db_session: Session) -> list[Unit]:
+    """The unit and everything under it (by the materialised path)."""
+    return list(db_session.scalars(select(Unit).where(Unit.path.startswith(unit.path))))
+
+
+def _reparent(unit: Unit, parent: Unit, db_session: Session) -> int:
+    """Put `unit` under `parent` and rewrite the path of its whole subtree (the prefix match
+    that visibility reads); returns how many units' paths changed."""
+    old, new = unit.path, f"{parent.path}{unit.id}/"
+    moved = _subtree(unit, db_session)
+    unit.parent_id = parent.id
+    for u in moved:
+        u.path = new + u.path[len(old) :]
+    return len(moved)
+
+
+def move_unit(
+    unit_id: int, parent: str, *, actor: Principal, db_session: Session, ip: str | None
+) -> Unit:
+    """Move a unit (with everything under it) to another parent; tickets, users and history
+    stay with it, and who sees what follows the tree at once."""
+    from jiesu.taxonomy.service import bump_reference, find_unit
+
+    unit = db_session.get(Unit, unit_id)
+    if unit is None:
+        raise NotFound("没有这个单位")
+    if unit.parent_id is None:
+        raise Invalid("上级单位：市级单位不能移动", field="parent")
+    target = find_unit(parent, db_session=db_session, field="parent", label="新的上级单位")
+    if target.path.startswith(unit.path):
+        raise Invalid("新的上级单位：不能移到本单位或其下级单位之下", field="parent")
+    if not target.active:
+        raise Invalid(f"新的上级单位：「{target.name}」已停用", field="parent")
+    if target.id == unit.parent_id:
+        return unit
+    before = db_session.get(Unit, unit.parent_id)
+    count = _reparent(unit, target, db_session)
+    bump_reference(db_session=db_session)
+    audit("unit_move", db_session=db_session, user=_by(actor, db_session), ip=ip,
+          target=unit.code, before={"parent": before.code if before else None},
+          after={"parent": target.code}, units=count)  # fmt: skip
+    return unit
+
+
+def merge_units(
+    unit_id: int, into: str, *, actor: Principal, db_session: Session, ip: str | None
+) -> Unit:
+    """Merge a unit into another (two streets become one, a department is absorbed).
+
+    Moves to the survivor: the users, the open assignments (and the lead of those orders), the
+    units under it, its dispatch catalogue entries and its places. Stays as recorded: closed
+    assignments, the timeline, and the assessment's facts and rollups (the merged unit's months
+    keep its own figures; the survivor's figures grow from the orders it now handles). The
+    merged unit is deactivated with `merged_into_id` pointing at the survivor."""
+    from sqlalchemy import update
+
+    from jiesu.intel.models import Place
+    from jiesu.taxonomy.models import DispatchRule
+    from jiesu.taxonomy.service import bump_reference, find_unit
+    from jiesu.tickets.models import Assignment, Ticket
+
+    unit = db_session.get(Unit, unit_id)
+    if unit is None:
+        raise NotFound("没有这个单位")
+    survivor = find_unit(into, db_session=db_session, field="into", label="并入单位")
+    if survivor.id == unit.id:
+        raise Invalid("并入单位：不能并入本单位", field="into")
+    if survivor.path.startswith(unit.path):
+        raise Invalid("并入单位：不能并入本单位的下级单位", field="into")
+    if not survivor.active:
+        raise Invalid(f"并入单位：「{survivor.name}」已停用", field="into")
+    if unit.parent_id is None or unit.function in ("service_centre", "discipline"):
+        raise Invalid("并入单位：市级单位、热线中心和纪检监察单位不能并入其他单位", field="into")
+    users = list(db_session.scalars(select(User).where(User.unit_id == unit.id)))
+    for user in users:
+        user.unit_id = survivor.id
+        set_password_sessions_end(user, db_session=db_session)  # they sign in to the new unit
+    open_rows = list(db_session.scalars(
+        select(Assignment).where(Assignment.unit_id == unit.id, Assignment.active)
+    ))  # fmt: skip
+    for row in open_rows:
+        row.unit_id = survivor.id
+    led = db_session.execute(
+        update(Ticket).where(Ticket.lead_unit_id == unit.id,
+                             Ticket.id.in_({r.ticket_id for r in open_rows if r.role == "lead"}))
+        .values(lead_unit_id=survivor.id)
+    ).rowcount  # fmt: skip
+    children = list(db_session.scalars(select(Unit).where(Unit.parent_id == unit.id)))
+    for child in children:
+        _reparent(child, survivor, db_session)
+    db_session.execute(
+        update(DispatchRule).where(DispatchRule.unit_id == unit.id).values(unit_id=survivor.id)
+    )
+    for rule in db_session.scalars(select(DispatchRule).where(DispatchRule.district_id == unit.id)):
+        rule.active = False  # a district's own entries end with it; the survivor keeps its own
+    have = {p.name for p in db_session.scalars(select(Place).where(Place.unit_id == survivor.id))}
+    for place in db_session.scalars(select(Place).where(Place.unit_id == unit.id)):
+        if place.name in have:
+            place.active = False
+        else:
+            place.unit_id = survivor.id
+    unit.active, unit.merged_into_id = False, survivor.id
+    bump_reference(db_session=db_session)
+    audit("unit_merge", db_session=db_session, user=_by(actor, db_session), ip=ip,
+          target=unit.code, before={"active": True}, after={"merged_into": survivor.code},
+          users=len(users), open_assignments=len(open_rows), led_orders=led,
+          units=len(children))  # fmt: skip
+    return unit

@@ -59,6 +59,13 @@ AUDIT_ACTIONS = {
     "token_revoke": "吊销系统令牌",
     "calendar_set": "设置调休日历",
     "calendar_remove": "删除调休日历",
+    "unit_move": "调整单位隶属",
+    "unit_merge": "合并单位",
+    "category_update": "修改事项分类",
+    "category_create": "新增事项分类",
+    "catalogue_save": "修改派单目录",
+    "settings_update": "修改考核与预警参数",
+    "pack_export": "导出城市包",
 }
 REQUEST_TYPE_NAMES = {
     "consult": "咨询",

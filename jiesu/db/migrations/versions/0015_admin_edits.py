@@ -1,12 +1,13 @@
-"""the admin edits the city (issue 14)
-
-Placeholder: no schema change yet.
+"""the admin edits the city (issue 14): a merged unit points at the unit it was merged into
 
 Revision ID: 0015_admin_edits
 Revises: 0014_reports
 """
 
 from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0015_admin_edits"
 down_revision: str | None = "0014_reports"
@@ -15,8 +16,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("unit", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("merged_into_id", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("unit", schema=None) as batch_op:
+        batch_op.drop_column("merged_into_id")
