@@ -38,6 +38,11 @@ class LeadSuggestion(BaseModel):
     unit: str
     name: str
     reason: str
+    confidence: float | None = Field(
+        None,
+        description="0–1: the category's confidence (1 when given) times the place's when the "
+        "catalogue routes by place and the place was resolved, not given",
+    )
 
 
 class DuplicateCandidate(BaseModel):
@@ -71,3 +76,7 @@ class IntakeAdvice(BaseModel):
     )
     auto_dispatched: bool = False
     why_not_automatic: list[str] = Field(default_factory=list)
+    missing: dict[str, str] = Field(
+        default_factory=dict,
+        description="why a suggestion is absent, by field (category, request_type, place, lead)",
+    )
