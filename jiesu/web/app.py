@@ -209,9 +209,13 @@ def _too_large(limit: int, *, html: bool = False) -> Response:
 
 
 class FieldError(BaseModel):
-    field: str
-    message: str
-    type: str
+    """One bad value of a 422: `loc`, `type` and `field` for programs (as pydantic names them),
+    `message` for people (Chinese, the field named by its label: `web/validation`)."""
+
+    field: str = Field(description="出错的字段（点号连接的路径），如 requester.phone")
+    loc: list[str | int] | None = Field(None, description='pydantic 的位置，如 ["body", "content"]')
+    message: str = Field(description="中文说明，以字段的中文名称呼，如“请填写诉求内容”")
+    type: str = Field(description="pydantic 的错误类型，如 missing、string_too_long")
 
 
 class ErrorOut(BaseModel):
