@@ -74,6 +74,7 @@ LEGAL: dict[str, tuple[Actor, dict[str, Any], dict[str, Any]]] = {
     "urge": (actor("supervisor"), {}, {"note": "请加快办理"}),
     "supervise": (actor("supervisor"), {}, {"note": "列入督办"}),
     "merge": (actor("agent"), {}, {"master": "2026112200001"}),
+    "answer_by_task": (actor("dispatcher"), {}, {"task": "2026112200002", "result": "solved", "content": "已由主动治理任务统一排查处理完毕"}),
     "recategorize": (actor("dispatcher"), {}, {"category": "0301"}),
     "close": (actor("dispatcher"), {}, {}),
     "request_exemption": (actor("unit_admin", STREET), {}, {"reason": "malicious", "note": "诉求人一月内同一诉求来电四十次，已核实"}),

@@ -18,7 +18,7 @@ from jiesu.db.engine import Database
 from jiesu.org.models import Unit
 from jiesu.settings import city_tz
 from jiesu.tickets.actions import take_action
-from jiesu.tickets.models import Ticket
+from jiesu.tickets.models import Assignment, Event, Ticket
 from jiesu.tickets.service import create_ticket
 from jiesu.tickets.shapes import TicketCreate
 
@@ -255,3 +255,68 @@ def test_warning_pages_read_in_chinese_and_the_analyst_opens_a_task(
         assert task is not None and (task.channel, task.status) == ("proactive", "received")
         linked = set(s.scalars(select(TicketLink.linked_id).where(TicketLink.ticket_id == task.id)))
         assert linked == set(orders)
+
+
+# ---- 举一反三: the audited reply of a proactive task answers its linked orders ---------------
+
+
+def test_a_proactive_tasks_audited_reply_answers_its_linked_orders(
+    db: Database, client: TestClient
+) -> None:
+    """Through the API: a task made from a warning, linked to three orders (one waiting for
+    dispatch, one accepted by another street, one already replied by its own unit), is handled by
+    S11 and audited; the two still waiting are answered by it (their own event, naming the task),
+    are called back, rated and closed; the third keeps its own reply."""
+    from conftest import auth
+
+    def act(user: str, ticket: int, action: str, **body: object) -> dict[str, object]:
+        r = client.post(f"/api/v1/tickets/{ticket}/actions/{action}", json=body,
+                        headers=auth(client, user))  # fmt: skip
+        assert r.status_code == 200, (action, r.text)
+        return dict(r.json())
+
+    agent, dispatcher = who(db, "agent1"), who(db, "dispatcher1")
+    now = datetime.now(city_tz())
+    waiting, accepted, replied = (new(db, agent, now - timedelta(hours=h), street="S11",
+                                      category_code="0101") for h in (5, 4, 3))  # fmt: skip
+    for t, lead in ((accepted, "S12"), (replied, "S12")):
+        act("dispatcher1", t, "dispatch", lead=lead)
+        act("s12.handler", t, "accept")
+    act("s12.handler", replied, "contact", note="已电话联系诉求人")
+    act("s12.handler", replied, "reply", result="solved", content="已由本单位修好楼道灯，居民认可")
+    signal = detect.Signal(kind="repeat", key="repeat:test:1", title="同一地址楼道灯诉求",
+                           explanation="同一地址诉求 3 件。", score=3, area="S11",
+                           evidence=(waiting, accepted, replied),
+                           figures={"orders": 3, "days": 1})  # fmt: skip
+    with db.write() as s:
+        W.store([signal], DAY, db_session=s)
+        wid = s.scalars(select(Warning.id)).one()
+        task = W.create_task(wid, actor=dispatcher, db_session=s).id
+    act("s11.handler", task, "accept")
+    act("s11.handler", task, "contact", note="已联系小区物业现场查看")
+    act("s11.handler", task, "reply", result="solved",
+        content="已对小区全部楼道灯统一排查更换，物业建立巡查制度")  # fmt: skip
+    with db.read() as s:  # before the audit nothing moves
+        assert s.get(Ticket, waiting).status == "received"  # type: ignore[union-attr]
+    act("dispatcher1", task, "audit", passed=True)
+    with db.read() as s:
+        for t in (waiting, accepted):
+            ticket = s.get(Ticket, t)
+            assert ticket is not None and (ticket.status, ticket.result) == ("audited", "solved")
+            last = s.scalars(select(Event).where(Event.ticket_id == t).order_by(Event.seq.desc())
+                             ).first()  # fmt: skip
+            assert last is not None and last.action == "answer_by_task"
+            assert last.data["task"] == s.get(Ticket, task).number  # type: ignore[union-attr]
+            assert "统一排查更换" in last.data["content"]
+        kept = s.get(Ticket, replied)
+        assert kept is not None and kept.status == "replied"
+        lead = s.scalars(select(Assignment).where(Assignment.ticket_id == accepted,
+                                                  Assignment.active)).one()  # fmt: skip
+        assert lead.replied_at is not None
+    for t in (waiting, accepted):  # the citizen is still called back and rates
+        act("callback1", t, "evaluate", reached=True, solved=True, satisfaction="satisfied")
+        assert act("callback1", t, "close")["status"] == "closed"
+    r = client.post(f"/api/v1/tickets/{replied}/actions/answer_by_task",
+                    json={"task": "2026110100001", "result": "solved", "content": "随便写点内容凑够十个字"},
+                    headers=auth(client, "dispatcher1"))  # fmt: skip
+    assert r.status_code in (409, 422), r.text

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from jiesu.access.policy import Principal
 from jiesu.assessment import service as assessment
+from jiesu.assessment.models import TicketLink
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Invalid
 from jiesu.org.models import Unit
@@ -136,6 +137,12 @@ def take_action(
         notices_for(ticket, event, transition.notify, previous_lead=previous_lead,
                     db_session=db_session, now=now, reply=answer)  # fmt: skip
         db_session.flush()
+    # 举一反三: the audited reply of a proactive task answers its linked orders
+    passed = transition.action == "audit" and transition.data.get("passed")
+    if passed and ticket.channel == "proactive":
+        from jiesu.analysis.service import answer_linked
+
+        answer_linked(ticket, actor=actor, db_session=db_session, now=now)
     return ticket, event, current
 
 
@@ -393,6 +400,23 @@ def _apply(
         if master.number != t.data["master"]:  # the named order is merged: its root is the master
             data["via"], data["master"] = t.data["master"], master.number
         data["master_id"] = master.id
+    elif name == "answer_by_task":
+        task = db_session.scalar(select(Ticket).where(Ticket.number == t.data["task"]))
+        linked = task is not None and db_session.scalar(
+            select(TicketLink.linked_id).where(TicketLink.ticket_id == task.id,
+                                        TicketLink.linked_id == ticket.id)
+        )  # fmt: skip
+        if task is None or task.channel != "proactive" or not linked:
+            raise Invalid(f"工单 {t.data['task']} 不是关联本工单的主动治理任务 / not a proactive "
+                          "task linked to this order", field="task")  # fmt: skip
+        if task.status not in ("audited", "evaluated", "closed"):
+            raise Conflict("主动治理任务的办理结果尚未审核 / the task's reply is not audited yet")
+        data["task_id"] = task.id
+        for a in ticket.assignments:
+            if a.active and a.role == "lead":
+                a.accepted_at = a.accepted_at or now
+                a.replied_at = now
+        ticket.result = t.data["result"]
     elif name == "close":
         ticket.closed_at = now
         data["merged_closed"] = _close_merged(ticket, db_session=db_session, now=now)

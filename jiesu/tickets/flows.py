@@ -83,6 +83,9 @@ def final_answer(ticket: Ticket) -> dict[str, str] | None:
             continue
         if e.action == "reply":
             return {"reply": str(e.data.get("content", "")), "reply_from": ticket.number}
+        if e.action == "answer_by_task":  # 举一反三: the proactive task's reply
+            return {"reply": str(e.data.get("content", "")),
+                    "reply_from": str(e.data.get("task", ticket.number))}  # fmt: skip
         if e.action == "answer":
             return {"reply": str(e.data.get("answer", "")), "reply_from": ticket.number}
     return None

@@ -611,6 +611,19 @@ ACTIONS: tuple[Action, ...] = (
         why="A repeat of the same event is attached to a master ticket.",
     ),
     Action(
+        "answer_by_task", "举一反三办结", frozenset({"received", "pending_dispatch", "dispatched",
+                                                   "accepted"}),
+        DISPATCHERS, Relation.centre, "audited",
+        fields=(Field("task", "主动治理任务编号", "ticket"),
+                Field("result", "办理结果", "choice", choices=REPLY_RESULTS),
+                Field("content", "办理情况", "text", min_length=10)),
+        effects=("the task (a proactive task linked to this order, its reply audited) answers "
+                 "it: the lead's part is replied now, its limits stop",),
+        notify=("requester", "unit"),
+        why="举一反三: a common problem handled once by a proactive task answers every order "
+        "linked to it; each order is still called back and rated.",
+    ),
+    Action(
         "close", "关闭", frozenset({"answered", "transferred", "rejected", "evaluated"}),
         frozenset({"agent", "dispatcher", "callback_agent", "admin"}), Relation.centre, "closed",
         fields=(note(),),
