@@ -417,3 +417,27 @@ def test_back_then_submit_on_the_portal_shows_the_same_ticket(
     finally:
         db.dispose()
     assert made == 1
+
+
+def test_admin_forms_answer_in_chinese(city: tuple[TestClient, Database]) -> None:
+    client, _ = city
+    csrf = sign_in(client, "admin1")
+    posts = [
+        ("/console/admin/users", {"username": "", "name": "", "role": "agent", "unit": "C",
+                                  "password": "longenough1"}),
+        ("/console/admin/users", {"username": "newbie", "name": "新人", "role": "wizard",
+                                  "unit": "C", "password": "longenough1"}),
+        ("/console/admin/users", {"username": "newbie", "name": "新人", "role": "agent",
+                                  "unit": "无此单位", "password": "longenough1"}),
+        ("/console/admin/users", {"username": "newbie", "name": "新人", "role": "agent",
+                                  "unit": "C", "password": "short"}),
+        ("/console/admin/units", {"code": "", "name": "", "kind": "street", "parent": "D1"}),
+        ("/console/admin/units", {"code": "X1", "name": "某单位", "kind": "castle",
+                                  "parent": "D1"}),
+        ("/console/admin/calendar", {"day": "someday", "workday": "true"}),
+        ("/console/admin/tokens", {"username": "", "name": "", "days": "many"}),
+    ]  # fmt: skip
+    for path, data in posts:
+        r = client.post(path, data={"csrf_token": csrf, **data})
+        assert r.status_code >= 400, (path, data, r.status_code)
+        assert_reads_chinese(shown_error(r.text), where=f"{path} {data}")

@@ -45,6 +45,7 @@ from jiesu.taxonomy.service import (
 from jiesu.web.deps import DB, ReadSession, client_ip, require_page
 from jiesu.web.params import SmallId, form_day, form_page
 from jiesu.web.templating import render, zh
+from jiesu.web.validation import message as validation_message
 
 router = APIRouter(prefix="/console/admin", include_in_schema=False)
 Admin = Annotated[Principal, Depends(require_page("admin"))]
@@ -441,8 +442,10 @@ async def token_issue(request: Request, actor: Admin, db: DB) -> Response:
                 "days": small_int(form.first("days")),
             })  # fmt: skip
         except ValidationError as exc:
-            field = ".".join(str(p) for p in exc.errors()[0]["loc"])
-            raise Invalid(f"{field} 填写有误", field=field) from exc
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise Invalid(validation_message(first, {"name": "用途", "username": "账号"}),
+                          field=field) from exc  # fmt: skip
         with db.write() as session:
             row, value = issue_system_token(data, by=actor, db_session=session,
                                             ip=client_ip(request))  # fmt: skip
