@@ -60,7 +60,8 @@ def test_the_answer_carries_the_suggestions_and_the_place_is_resolved(
     assert s["place"]["source"] == "address" and s["place"]["confidence"] >= 0.8
     assert "place" in s["applied"]
     assert out["street"]["code"] == "S11" and out["district"]["code"] == "D1"
-    assert s["lead"] == {"unit": "S11", "name": "东一街道", "reason": "城乡建设类直派属地街乡"}
+    assert s["lead"] == {"unit": "S11", "name": "东一街道", "reason": "城乡建设类直派属地街乡",
+                         "confidence": s["place"]["confidence"]}  # the category was given  # fmt: skip
     assert s["auto_dispatched"] is False and "本市未开启自动派单" in s["why_not_automatic"]
     assert out["status"] == "received"
 

@@ -35,6 +35,26 @@
       el.hidden = el.disabled = el.dataset.then !== choice.value;
     });
   });
+  // Intake suggestions: "采用" takes a suggestion into its form field (and, for the lead unit,
+  // chooses 直接派单 so its field shows). Input and change events let pickers follow.
+  document.addEventListener("click", function (e) {
+    var b = e.target.closest ? e.target.closest("button[data-take]") : null;
+    if (!b || !b.form) return;
+    if (b.dataset.then) {
+      var radio = b.form.querySelector('input[data-then-choice][value="' + b.dataset.then + '"]');
+      if (radio && !radio.checked) {
+        radio.checked = true;
+        radio.dispatchEvent(new Event("change", { bubbles: true }));
+      }
+    }
+    var field = b.form.elements.namedItem(b.dataset.take);
+    if (field && field.length && !field.options) field = field[0];
+    if (!field) return;
+    field.value = b.dataset.value;
+    field.dispatchEvent(new Event("input", { bubbles: true }));
+    field.dispatchEvent(new Event("change", { bubbles: true }));
+    b.textContent = "已采用";
+  });
   // A "back" link goes back in history when there is one, else to its own address.
   document.addEventListener("click", function (e) {
     var link = e.target.closest ? e.target.closest("a[data-back]") : null;
