@@ -285,14 +285,25 @@ def test_the_admin_pages_edit_keep_what_was_typed_and_download_the_pack(
     r = browser.post(url, {"op": "merge", "into": "东二街道", "confirm": "on"})
     assert r.status_code == 303, r.text[:500]
     assert "已并入东二街道" in browser.get("/console/admin/units?q=S21").text
-    for section in ("units", "categories", "catalogue", "weights"):
+    r = browser.post("/console/admin/users", {"username": "s12.b", "name": "东二承办人乙",
+                                              "role": "handler", "unit": "东二", "password": "x"})  # fmt: skip
+    assert r.status_code == 422 and 'value="东二"' in r.text and 'value="s12.b"' in r.text
+    r = browser.post("/console/admin/users", {"username": "s12.b", "name": "东二承办人乙",
+                                              "role": "handler", "unit": "东二街道",
+                                              "password": "a-long-password-1"})  # fmt: skip
+    assert r.status_code == 303, r.text[:800]
+    r = browser.post("/console/admin/catalogue", {"category": "010101", "route": "district_function",
+                                                  "function": "housing", "district": "西区"})  # fmt: skip
+    assert r.status_code == 303, r.text[:800]
+    assert "住建委 <small>housing</small>" in browser.get("/console/admin/catalogue").text
+    for section in ("users", "units", "categories", "catalogue", "weights"):
         assert browser.get(f"/console/admin/{section}").status_code == 200, section
     page = browser.get("/console/admin/audit").text
     assert "修改考核与预警参数" in page and "小样本门槛" in page and "新增事项分类" in page
     assert "合并单位" in page and "并入：— → 东二街道 <small>S12</small>" in page
     assert "对象：西一镇 <small>S21</small>" in page
     assert "small_sample" not in page and "before" not in page
-    r = browser.get("/console/admin/pack/export")
+    r = browser.get("/console/admin/pack/download")
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
     names = set(zipfile.ZipFile(io.BytesIO(r.content)).namelist())
     assert {"pack.yaml", "units/units.csv", "categories.csv", "dispatch_catalogue.csv",

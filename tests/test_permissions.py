@@ -126,7 +126,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/console/admin/categories"): "admin",
     ("POST", "/console/admin/categories/{category_id}"): "admin",
     ("POST", "/console/admin/weights"): "admin",
-    ("GET", "/console/admin/pack/export"): "admin",
+    ("GET", "/console/admin/pack/download"): "admin",
     # console: a unit admin's own people
     ("GET", "/console/unit/users"): "unit.users",
     ("POST", "/console/unit/users"): "unit.users",

@@ -94,6 +94,22 @@ def _error_page(request: Request, actor: Principal, db: Any, section: str, exc: 
     return render(request, "console/admin.html", ctx, status_code=exc.status)
 
 
+def _function_names(session: Session) -> dict[str, str]:
+    """Each unit function (housing …) by the name people know it by: the short name of a unit
+    that has it, the city's own department first, without the city's or district's prefix."""
+    rows = session.execute(
+        select(Unit.function, Unit.short_name, Unit.name)
+        .where(Unit.function.is_not(None), Unit.active)
+        .order_by(func.length(Unit.path), Unit.code)
+    ).all()
+    names: dict[str, str] = {}
+    for function, short, name in rows:
+        if function and function not in names:
+            label = short or name
+            names[function] = label[1:] if label[:1] in ("市", "区") and len(label) > 2 else label
+    return names
+
+
 def _section_data(section: str, request: Request, session: Session) -> dict[str, Any]:
     q = request.query_params.get("q", "").strip()[:60]
     page = _page_no(request)
@@ -131,7 +147,7 @@ def _section_data(section: str, request: Request, session: Session) -> dict[str,
         cats = {c.id: c for c in session.scalars(select(Category))}
         rules = session.scalars(select(DispatchRule).order_by(DispatchRule.id)).all()
         return {"rows": rules, "unit_names": units, "unit_codes": codes, "cats": cats,
-                "routes": ROUTES}  # fmt: skip
+                "routes": ROUTES, "functions": _function_names(session)}  # fmt: skip
     if section == "calendar":
         rows = session.scalars(select(CalendarOverride).order_by(CalendarOverride.day.desc())).all()
         return {"rows": rows}
@@ -181,7 +197,7 @@ def admin_section(section: str, request: Request, actor: Admin, session: ReadSes
 
 def _user_in(form: FormValues) -> UserIn:
     return UserIn(username=form.first("username"), name=form.first("name"),
-                  role=form.first("role"), unit=form.first("unit").split(" ")[0],
+                  role=form.first("role"), unit=form.first("unit"),
                   password=form.first("password") or None,
                   active=form.first("active", "on") == "on")  # fmt: skip
 
@@ -193,7 +209,8 @@ async def user_create(request: Request, actor: Admin, db: DB) -> Response:
         with db.write() as session:
             create_user(_user_in(form), actor=actor, db_session=session, ip=client_ip(request))
     except DomainError as exc:
-        return _error_page(request, actor, db, "users", exc)
+        typed = {k: v for k, v in _typed(form).items() if k != "password"}
+        return _error_page(request, actor, db, "users", exc, typed=typed, typed_for="user-new")
     return RedirectResponse("/console/admin/users?done=saved", status_code=303)
 
 
@@ -210,7 +227,9 @@ async def user_update(user_id: SmallId, request: Request, actor: Admin, db: DB) 
                 update_user(user_id, data, actor=actor, db_session=session,
                             ip=client_ip(request))  # fmt: skip
     except DomainError as exc:
-        return _error_page(request, actor, db, "users", exc)
+        typed = {k: v for k, v in _typed(form).items() if k != "password"}
+        return _error_page(request, actor, db, "users", exc, typed=typed,
+                           typed_for=f"user-{user_id}")  # fmt: skip
     return RedirectResponse("/console/admin/users?done=saved", status_code=303)
 
 
@@ -218,14 +237,15 @@ async def user_update(user_id: SmallId, request: Request, actor: Admin, db: DB) 
 async def unit_create(request: Request, actor: Admin, db: DB) -> Response:
     form = await _form(request)
     data = UnitIn(code=form.first("code"), name=form.first("name"), kind=form.first("kind"),
-                  parent=form.first("parent").split(" ")[0] or None,
+                  parent=form.first("parent").strip() or None,
                   short_name=form.first("short_name") or None,
                   function=form.first("function") or None)  # fmt: skip
     try:
         with db.write() as session:
             create_unit(data, actor=actor, db_session=session, ip=client_ip(request))
     except DomainError as exc:
-        return _error_page(request, actor, db, "units", exc)
+        return _error_page(request, actor, db, "units", exc, typed=_typed(form),
+                           typed_for="unit-new")  # fmt: skip
     return RedirectResponse("/console/admin/units?done=saved", status_code=303)
 
 
@@ -395,7 +415,7 @@ async def settings_update(request: Request, actor: Admin, db: DB) -> Response:
     return RedirectResponse("/console/admin/weights?done=saved", status_code=303)
 
 
-@router.get("/pack/export")
+@router.get("/pack/download")
 def pack_export(request: Request, actor: Admin, db: DB) -> Response:
     """The city's pack as it now stands, as a zip (`jiesu citypack export` writes the same)."""
     from jiesu.auth.service import audit

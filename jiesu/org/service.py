@@ -38,8 +38,11 @@ def _by(actor: Principal, session: Session) -> User | None:
 
 def _unit(code: str, *, db_session: Session, field: str = "unit") -> Unit:
     unit = db_session.scalar(select(Unit).where(Unit.code == code.strip()))
-    if unit is None:
-        raise Invalid(f"没有编码为 {code} 的单位 / unknown unit", field=field)
+    if unit is None:  # a name, as the admin's pickers send it without script
+        from jiesu.taxonomy.service import find_unit
+
+        label = "上级单位" if field == "parent" else "单位"
+        return find_unit(code, db_session=db_session, field=field, label=label)
     return unit
 
 

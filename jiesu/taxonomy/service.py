@@ -186,58 +186,55 @@ def _actor_user(actor: Any, db_session: Session) -> Any:
 
 
 def find_unit(text: str, *, db_session: Session, field: str, label: str) -> Unit:
-    """The one unit a form names: its code, its name or short name, or the one whose name
-    contains the text (what a picker or a person types). Chinese refusal otherwise."""
+    """The one unit a form names: its code, its name or short name, or a picker's "name code"
+    (never a guess from part of a name: a merge or a move must hit the unit meant). Chinese
+    refusal otherwise, with the names that contain the text as hints."""
     from jiesu.errors import Invalid
 
     text = (text or "").strip()
     if not text:
         raise Invalid(f"请填写{label}", field=field)
     units = list(db_session.scalars(select(Unit)))
-    first = text.split()[0]
-    for key in (text, first):
+    for key in (text, text.split()[0], text.split()[-1]):  # "东华门街道 110101001" too
         found = [u for u in units if u.code == key]
         if found:
             return found[0]
     active = [u for u in units if u.active]
     flat = text.replace(" ", "")
-    for match in (
-        [u for u in active if flat in (u.name, u.short_name)],
-        [u for u in active if flat in u.name],
-    ):
-        if len(match) == 1:
-            return match[0]
-        if len(match) > 1:
-            shown = "、".join(f"{u.name}（{u.code}）" for u in match[:5])
-            raise Invalid(f"{label}：「{text}」对应多个单位（{shown}），请写明编码", field=field)
-    raise Invalid(f"{label}：没有名称或编码为「{text}」的单位", field=field)
+    match = [u for u in active if flat in (u.name, u.short_name)]
+    if len(match) == 1:
+        return match[0]
+    if len(match) > 1:
+        shown = "、".join(f"{u.name}（{u.code}）" for u in match[:5])
+        raise Invalid(f"{label}：「{text}」对应多个单位（{shown}），请写明编码", field=field)
+    near = [u.name for u in active if flat in u.name][:5]  # a name is never guessed
+    hint = f"，是否要找：{'、'.join(near)}" if near else ""
+    raise Invalid(f"{label}：没有名称或编码为「{text}」的单位{hint}", field=field)
 
 
 def find_category(text: str, *, db_session: Session, field: str, label: str) -> Category:
-    """The one category a form names: code, name, full name or the one name containing it."""
+    """The one category a form names: code, name, full name or "name code" (never a guess)."""
     from jiesu.errors import Invalid
 
     text = (text or "").strip()
     if not text:
         raise Invalid(f"请填写{label}", field=field)
     cats = list(db_session.scalars(select(Category)))
-    first = text.split()[0]
-    for key in (text, first):
+    for key in (text, text.split()[0], text.split()[-1]):
         found = [c for c in cats if c.code == key]
         if found:
             return found[0]
     active = [c for c in cats if c.active]
     flat = text.replace(" ", "")
-    for match in (
-        [c for c in active if flat in (c.name, c.full_name.replace(" ", ""))],
-        [c for c in active if flat in c.name],
-    ):
-        if len(match) == 1:
-            return match[0]
-        if len(match) > 1:
-            shown = "、".join(f"{c.full_name}（{c.code}）" for c in match[:5])
-            raise Invalid(f"{label}：「{text}」对应多个分类（{shown}），请写明编码", field=field)
-    raise Invalid(f"{label}：没有名称或编码为「{text}」的事项分类", field=field)
+    match = [c for c in active if flat in (c.name, c.full_name.replace(" ", ""))]
+    if len(match) == 1:
+        return match[0]
+    if len(match) > 1:
+        shown = "、".join(f"{c.full_name}（{c.code}）" for c in match[:5])
+        raise Invalid(f"{label}：「{text}」对应多个分类（{shown}），请写明编码", field=field)
+    near = [c.name for c in active if flat in c.name][:5]  # a name is never guessed
+    hint = f"，是否要找：{'、'.join(near)}" if near else ""
+    raise Invalid(f"{label}：没有名称或编码为「{text}」的事项分类{hint}", field=field)
 
 
 ROUTES = {"street": "直派属地街乡", "district_function": "属地职能部门", "unit": "指定单位"}
@@ -285,9 +282,9 @@ def save_rule(
         function = None
     elif data.route == "district_function":
         if not function:
-            raise Invalid("职能：属地职能部门派单须写明职能（如 housing）", field="function")
+            raise Invalid("属地职能部门：派单方式为属地职能部门时请选择部门", field="function")
         if len(function) > 40:
-            raise Invalid("职能：最多 40 个字符", field="function")
+            raise Invalid("属地职能部门：最多 40 个字符", field="function")
     else:
         function = None
     district = None
