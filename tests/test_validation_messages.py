@@ -441,3 +441,22 @@ def test_admin_forms_answer_in_chinese(city: tuple[TestClient, Database]) -> Non
         r = client.post(path, data={"csrf_token": csrf, **data})
         assert r.status_code >= 400, (path, data, r.status_code)
         assert_reads_chinese(shown_error(r.text), where=f"{path} {data}")
+
+
+def test_every_action_form_refused_on_the_ticket_page_reads_chinese(
+    city: tuple[TestClient, Database],
+) -> None:
+    client, _ = city
+    made = new_ticket(client)
+    for user in ("dispatcher1", "s11.handler"):
+        csrf = sign_in(client, user)
+        for action in ACTIONS:
+            r = client.post(
+                f"/console/tickets/{made['id']}/actions/{action.name}",
+                data={"csrf_token": csrf, **{f.name: "很" * 3000 for f in action.fields[:1]}},
+                follow_redirects=False,
+            )
+            if r.status_code == 303:  # taken (nothing was wrong with it)
+                continue
+            assert_reads_chinese(shown_error(r.text), where=f"{user} {action.name}")
+            assert action.name not in shown_error(r.text)

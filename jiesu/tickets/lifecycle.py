@@ -769,7 +769,7 @@ def decide(
         raise UnknownAction(f"没有这个操作：{name} / unknown action")
     if actor.role not in action.roles:
         raise NotAllowed(
-            f"{action.label}（{name}）不是当前角色可做的操作 / not allowed for this role"
+            f"{action.label}不是当前角色可做的操作 / {name}: not allowed for this role"
         )
     if not relation_holds(action.relation, actor, facts):
         who = RELATION_NAMES[action.relation]
