@@ -36,7 +36,7 @@
     });
   });
   // Intake suggestions: "采用" takes a suggestion into its form field (and, for the lead unit,
-  // chooses 直接派单 so its field shows). Input and change events let pickers follow.
+  // chooses 直接派单 so its field shows); a change event refreshes the suggestions.
   document.addEventListener("click", function (e) {
     var b = e.target.closest ? e.target.closest("button[data-take]") : null;
     if (!b || !b.form) return;
@@ -47,11 +47,17 @@
         radio.dispatchEvent(new Event("change", { bubbles: true }));
       }
     }
-    var field = b.form.elements.namedItem(b.dataset.take);
-    if (field && field.length && !field.options) field = field[0];
+    // By name only (form.elements also matches ids: a picker's box keeps the field's id).
+    var field = b.form.querySelector('[name="' + b.dataset.take + '"]');
     if (!field) return;
     field.value = b.dataset.value;
-    field.dispatchEvent(new Event("input", { bubbles: true }));
+    // A searchable picker (picker.js) shows the name and carries the code in a hidden field.
+    var shown = field.type === "hidden" ? field.previousElementSibling : null;
+    if (shown && shown.hasAttribute("data-picker")) {
+      shown.value = b.dataset.label || b.dataset.value;
+      shown.dataset.code = b.dataset.value;
+      field = shown;
+    }
     field.dispatchEvent(new Event("change", { bubbles: true }));
     b.textContent = "已采用";
   });
