@@ -27,7 +27,7 @@ from jiesu.db.engine import Database
 from jiesu.errors import Invalid
 from jiesu.intel.models import Place
 from jiesu.org.models import Unit, User
-from jiesu.org.service import merge_units, move_unit
+from jiesu.org.service import merge_units, move_unit, update_unit
 from jiesu.taxonomy.models import Category, CitySetting, DispatchRule
 from jiesu.taxonomy.service import (
     RuleIn,
@@ -115,6 +115,9 @@ def test_a_merge_moves_people_and_open_work_and_leaves_a_pointer(db: Database) -
         assert merged is not None and not merged.active and merged.merged_into_id == s12
         assert community.parent_id == s12 and community.path.startswith(s.get(Unit, s12).path)  # type: ignore[union-attr]
     assert sees(db, "S12", ticket)
+    with db.write() as s, pytest.raises(Invalid, match="已并入其他单位"):
+        update_unit(s11, name="东一街道", short_name=None, active=True, actor=admin,
+                    db_session=s, ip=None)  # fmt: skip
     (row,) = audits(db, "unit_merge")
     assert row.detail["after"] == {"merged_into": "S12"} and row.detail["users"] == 2
     assert row.detail["open_assignments"] == 1

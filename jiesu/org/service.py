@@ -208,6 +208,8 @@ def update_unit(
         raise Invalid("单位名称须为 1–100 个字 / name 1–100 characters", field="name")
     if unit.function == "service_centre" and not active:
         raise Invalid("热线中心不能停用 / the service centre cannot be disabled", field="active")
+    if active and not unit.active and unit.merged_into_id is not None:
+        raise Invalid("启用：该单位已并入其他单位，不能重新启用", field="active")
     changed, before, after = [], {}, {}
     for k, v in (("name", name.strip()), ("short_name", short_name or None), ("active", active)):
         if getattr(unit, k) != v:
