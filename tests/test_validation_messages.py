@@ -211,6 +211,9 @@ def test_the_apis_422_keeps_loc_and_type_and_says_it_in_chinese(
     for f in body["fields"]:
         assert_reads_chinese(f["message"], where=str(f["loc"]))
     assert_reads_chinese(body["message"])
+    whole = client.post("/api/v1/tickets", headers=auth(client, "agent1"), json=["路灯坏了"])
+    assert whole.status_code == 422
+    assert whole.json()["fields"][0]["message"] == "提交的内容格式不对，请检查后重试"
     q = client.get("/api/v1/tickets", params={"page": "lots"}, headers=auth(client, "agent1"))
     assert q.status_code == 422 and q.json()["fields"][0]["message"] == "页码须为整数"
     day = client.get("/api/v1/tickets", params={"created_from": "1900-01-01"},

@@ -171,7 +171,7 @@ def message(error: Mapping[str, Any], labels: Mapping[str, str] | None = None) -
     if kind == "string_pattern_mismatch":
         return f"{label}格式不对"
     if kind in ("dict_type", "model_type", "model_attributes_type", "list_type", "is_instance_of"):
-        return f"{label}的格式不对"
+        return f"{label}的格式不对" if label != "该项" else "提交的内容格式不对，请检查后重试"
     if kind in ("value_error", "assertion_error"):
         text = zh_half(str(error.get("msg", "")))
         if text and not _LATIN.search(text):
