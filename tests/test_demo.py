@@ -118,8 +118,11 @@ def test_history_holds_every_outcome_a_centre_sees(db: Database) -> None:
     assert unreachable
     open_states = {t.status for t in tickets} - {"closed"}
     assert {"dispatched", "accepted"} <= open_states  # the latest tickets are still in hand
-    share = Counter(t.request_type for t in tickets)["consult"] / len(tickets)
-    assert 0.5 < share < 0.66  # Beijing: 58.5% consultations
+    # Beijing: 58.5% consultations; an urgent matter (房屋安全, T2h here) is never a question.
+    assert not [t for t in tickets if t.urgent and t.request_type == "consult"]
+    calm = [t for t in tickets if not t.urgent]
+    share = Counter(t.request_type for t in calm)["consult"] / len(calm)
+    assert 0.5 < share < 0.66
 
 
 def test_same_seed_same_history(tmp_path: Path) -> None:

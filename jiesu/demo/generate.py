@@ -126,6 +126,13 @@ def load_context(db: Database, pack_dir: Path) -> Context:
         group = children[c.id] if c.level == 2 else children[c.parent_id]
         texts = replace(texts, weight=texts.weight / (group + 1))
         choices.append(CategoryChoice(c.id, c.code, c.effective_tier, texts))
+    parent_code = {c.id: cat_code.get(c.parent_id or -1) for c in categories}
+    by_code = {c.code: c for c in choices}
+    urgent_child = {}
+    for c in categories:
+        parent = by_code.get(parent_code[c.id] or "")
+        if c.code in by_code and c.effective_tier == "T2h" and parent and parent.tier != "T2h":
+            urgent_child.setdefault(parent.code, by_code[c.code])
     service_centre = next((u for u in units if u.function == "service_centre"), None)
     if service_centre is None:
         raise SystemExit("the city has no service centre unit (function service_centre)")
@@ -159,6 +166,7 @@ def load_context(db: Database, pack_dir: Path) -> Context:
         handlers=handlers,
         service_centre_id=service_centre.id,
         neighbours={p.street_code: neighbours[p.district_code] for p in places},
+        urgent_child=urgent_child,
     )
 
 

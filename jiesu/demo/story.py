@@ -143,6 +143,8 @@ class Context:
     handlers: dict[int, list[int]]  # unit id -> user ids
     service_centre_id: int
     neighbours: dict[str, list[str]] = field(default_factory=dict)  # street code -> same district
+    # a category -> its urgent (T2h) subcategory, where a danger told under it is filed
+    urgent_child: dict[str, CategoryChoice] = field(default_factory=dict)
 
 
 # An event is written as a list in the event table's column order (the generator writes millions).
@@ -199,6 +201,7 @@ class Storyteller:
         self._season_tables: dict[str, Weighted] = {}
         self._places = Weighted(ctx.places, ctx.place_weights)
         self._hours = Weighted(list(range(24)), HOURS)
+        self._category_places: dict[str, Weighted] = {}
 
     # ---- drawing the request ----------------------------------------------------------------
 
@@ -222,6 +225,21 @@ class Storyteller:
                          tzinfo=self.ctx.tz)  # fmt: skip
         return local.astimezone(UTC)
 
+    def place_for(self, cat: CategoryChoice) -> Place:
+        """Where the request comes from: anywhere, by the districts' weights, unless the category
+        exists only in some districts (the pack's place rules: no farmland in 东城)."""
+        if not cat.texts.districts:
+            return self._places.draw(self.rng)
+        table = self._category_places.get(cat.code)
+        if table is None:
+            share = cat.texts.districts
+            table = self._category_places[cat.code] = Weighted(
+                self.ctx.places,
+                [w * share.get(p.district_code, 0.0)
+                 for p, w in zip(self.ctx.places, self.ctx.place_weights, strict=True)],
+            )  # fmt: skip
+        return table.draw(self.rng)
+
     def intake_data(self, channel: str) -> dict[str, Any]:
         if channel != "window":
             return {"channel": channel}
@@ -241,12 +259,16 @@ class Storyteller:
         cat = self.categories(day).draw(rng)
         mix = cat.texts.request_types or CITY_REQUEST_TYPES
         request_type = pick(rng, CITY_REQUEST_TYPES if rng.random() < 0.5 else mix)
-        place = self._places.draw(rng)
-        title, content, address = ctx.texts.fill(cat.texts, request_type, place, rng)
+        place = self.place_for(cat)
+        filled = ctx.texts.fill(cat.texts, request_type, place, rng, urgent=cat.tier == "T2h")
+        title, content, address = filled.title, filled.content, filled.address
+        request_type = filled.request_type
+        if filled.urgent and cat.tier != "T2h":  # a danger: the urgent subcategory, if any
+            cat = ctx.urgent_child.get(cat.code, cat)
         name, phone = self.person()
         confidential = rng.random() < (0.35 if request_type == "report" else 0.02)
         channel = pick(rng, CHANNELS)
-        tier = cat.tier
+        tier = "T2h" if filled.urgent else cat.tier
         ticket: dict[str, Any] = {
             "id": ticket_id, "number": number, "channel": channel, "request_type": request_type,
             "category_id": cat.id, "title": title, "content": content,
@@ -259,7 +281,7 @@ class Storyteller:
             "closed_at": None, "due_at": None, "version": 1, "tracking_hash": None,
         }  # fmt: skip
         story = Story(ticket, [], [])
-        walker = _Walk(self, story, cat, place)
+        walker = _Walk(self, story, cat, place, tier)
         try:
             walker.ev("receive", created, ticket["created_by_id"], ctx.service_centre_id,
                       "received", data=self.intake_data(channel))  # fmt: skip
@@ -283,9 +305,9 @@ class _Walk:
     """Walks one ticket along the lifecycle, appending events until the story ends or `now`."""
 
     def __init__(
-        self, teller: Storyteller, story: Story, cat: CategoryChoice, place: Place
+        self, teller: Storyteller, story: Story, cat: CategoryChoice, place: Place, tier: str
     ) -> None:
-        self.t, self.story, self.cat, self.place = teller, story, cat, place
+        self.t, self.story, self.cat, self.place, self.tier = teller, story, cat, place, tier
         self.rng, self.ctx = teller.rng, teller.ctx
         self.at = story.ticket["created_at"]
         self.state = "received"
@@ -334,7 +356,7 @@ class _Walk:
                     "answered", note="已依据知识库政策口径当场答复", data={"callback": False})  # fmt: skip
             self.close()
             return
-        if self.cat.tier == "T2h" and r < 0.08:
+        if self.tier == "T2h" and r < 0.08:
             to = one(rng, ["110", "119", "120", "122"])
             self.ev("transfer", self.later(0.01, 0.05), self.story.ticket["created_by_id"], sc,
                     "transferred", note=f"紧急情况，已转{to}", data={"to": to})  # fmt: skip
@@ -368,7 +390,7 @@ class _Walk:
         self, unit_id: int, note: str, *, round_: int, action: str = "dispatch"
     ) -> dict[str, Any]:
         ctx, ticket = self.ctx, self.story.ticket
-        delay = (0.02, 0.3) if self.cat.tier == "T2h" else (0.1, 3.0)
+        delay = (0.02, 0.3) if self.tier == "T2h" else (0.1, 3.0)
         at = self.later(*delay)
         due = self.due(at)
         self.ev(action, at, self.sc_user(ctx.dispatchers), ctx.service_centre_id, "dispatched",
@@ -384,7 +406,7 @@ class _Walk:
         return assignment
 
     def due(self, start: datetime) -> datetime:
-        clocks, limit = self.ctx.clocks, self.ctx.tiers[self.cat.tier]["complete"]
+        clocks, limit = self.ctx.clocks, self.ctx.tiers[self.tier]["complete"]
         if limit.unit == "wd":
             # Within one working day a working-day due moves exactly with its start: work it
             # out once per day and limit, then shift (the stories ask this thousands of times).
@@ -406,7 +428,7 @@ class _Walk:
 
     def handle(self) -> None:
         rng, ctx = self.rng, self.ctx
-        urgent = self.cat.tier == "T2h"
+        urgent = self.tier == "T2h"
         unit_id, note = self.lead_for()
         a = self.dispatch(unit_id, note, round_=1)
         # 退单: the unit says it is not theirs; the dispatcher usually agrees.
