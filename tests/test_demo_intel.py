@@ -109,6 +109,20 @@ def test_the_intake_panel_shows_four_suggestions_with_confidence_and_takes_them(
         assert not re.search(r"[A-Za-z]{4,}", re.sub(r"<[^>]+>", "", vague.text))
 
 
+def test_the_admin_page_shows_the_active_models_with_their_evaluation(
+    trained: tuple[Database, list[tuple[Trained, IntelModel]]],
+) -> None:
+    db, done = trained
+    with TestClient(create_app(db), raise_server_exceptions=False) as client:
+        _login(client, "admin")
+        page = client.get("/console/admin/models")
+        assert page.status_code == 200, page.text
+    assert "暂无模型" not in page.text and page.text.count("使用中") == len(KINDS)
+    for t, row in done:
+        assert f"{KINDS[t.kind]}（本市历史）" in page.text and row.source in page.text
+        assert f"{t.evaluation['macro_f1']:.3f}" in page.text
+
+
 def _login(client: TestClient, username: str) -> str:
     page = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
