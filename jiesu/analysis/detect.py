@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -478,6 +479,25 @@ def content_words(
     return {w for w in split(text) if _usable(w, places)}
 
 
+def _doc_counts(words: Iterable[str], texts: Sequence[str]) -> Counter[str]:
+    """How many of `texts` contain each word: one search of the texts joined, each match
+    placed in its text by bisection (a substring test per word and text was most of a scan)."""
+    joined = "\x00".join(texts)
+    starts, at = [], 0
+    for text in texts:
+        starts.append(at)
+        at += len(text) + 1
+    out: Counter[str] = Counter()
+    for word in words:
+        holders, i = set(), joined.find(word)
+        while i >= 0:
+            holder = bisect_right(starts, i) - 1
+            holders.add(holder)
+            i = joined.find(word, starts[holder + 1] if holder + 1 < len(starts) else len(joined))
+        out[word] = len(holders)
+    return out
+
+
 def topics(
     recent: Sequence[Order],
     baseline: Sequence[Order],
@@ -496,7 +516,8 @@ def topics(
     roads, estates and landmarks, so a place is never a topic alone) counts once per ticket. It
     warns when at least `min_docs` recent tickets contain it and its share of recent tickets is
     `ratio` times or more its share of the baseline, smoothed by `smoothing` pseudo-tickets
-    ((df + 1) / (n + 1)) so that a word absent before needs volume, not luck. Words that mostly
+    ((df + 1) / (n + 1)) so that a word absent before needs volume, not luck; a baseline ticket
+    holds a term when its text contains it. Words that mostly
     share their tickets (`overlap` of the smaller set) are one topic, named by the strongest.
     Key: the word and the month of the latest recent ticket, so a topic warns once a month.
     Score: recent tickets above expectation. Evidence: the recent tickets with the topic's word.
@@ -512,9 +533,11 @@ def topics(
         for word in vocabulary(order):
             holders[word].append(order.id)
     candidates = {w: ids for w, ids in holders.items() if len(ids) >= min_docs}
-    before: Counter[str] = Counter()
-    for order in baseline:
-        before.update(vocabulary(order) & candidates.keys())
+    # The baseline is only searched for the candidates (a ticket holds a term when its text
+    # contains it): segmenting four weeks of tickets cost most of a scan, and a substring test
+    # counts at least every segmented occurrence, so no topic is raised that segmenting would
+    # not raise.
+    before = _doc_counts(candidates, [o.text for o in baseline])
 
     n_recent, n_base = len(recent), len(baseline)
     found = []

@@ -361,6 +361,13 @@ def _explained_by_streets(found: Sequence[detect.Signal], units: Any) -> list[de
     return kept
 
 
+def _not_bursts(topics: Sequence[detect.Signal],
+                found: Sequence[detect.Signal]) -> list[detect.Signal]:  # fmt: skip
+    """A topic whose orders are mostly a burst's (a storm's fallen trees) is the burst's news."""
+    burst = {i for s in found if s.kind == "burst" for i in s.evidence}
+    return [t for t in topics if len(set(t.evidence) & burst) * 2 < len(t.evidence)]
+
+
 def detect_all(day: date, *, db_session: Session) -> list[detect.Signal]:
     """Every detector for `day` (a city-local date), evidence filled."""
     units = unit_index(db_session=db_session)
@@ -396,7 +403,8 @@ def detect_all(day: date, *, db_session: Session) -> list[detect.Signal]:
     recent = _sample(db_session, day - timedelta(days=6), day)
     baseline = _sample(db_session, day - timedelta(days=34), day - timedelta(days=7))
     if recent and baseline:
-        signals += detect.topics(recent, baseline, places=place_names(db_session=db_session))
+        found_topics = detect.topics(recent, baseline, places=place_names(db_session=db_session))
+        signals += _not_bursts(found_topics, signals)
     signals += detect.themes(_themes_input(db_session, previous_month(month)),
                              previous_month(month), names=top_names)  # fmt: skip
     return signals

@@ -14,9 +14,9 @@ paths and written by the same bulk path:
   one, 30 a month, replied late and rated dissatisfied more each month (none, 40%, 80%);
 - an **emerging topic** (新兴话题): twelve orders of the last five days about e-bike lithium
   batteries (锂电池), a term no earlier order uses;
-- **每月一题 candidates**: the city's two most frequent categories recur in the months of the
-  six-month window the history does not reach (20 orders each), so they are in the top ten in
-  at least four of six months, as a year of real history would show.
+- **每月一题 candidates**: two problems a city takes up as 每月一题 (物业, 噪声 …) recur in the
+  months of the six-month window the history does not reach (20 orders each), so they are in
+  the top ten in at least four of six months, as a year of real history would show.
 
 Everything is drawn from `seed`, so the same seed plants the same orders. A city pack without
 the categories used here (the tests' tiny pack) gets none.
@@ -56,6 +56,21 @@ TOPIC = "100202"  # 电动自行车违规充电
 NEEDED = (STORM_WINTER, STORM_SUMMER, LEAK, BOUNCE, TOPIC)
 BURST_DISTRICT = "110105"  # 朝阳区
 INACTION_DISTRICT = "110106"  # 丰台区
+# What a city takes up as 每月一题 (in order of preference), when among its ten most frequent.
+THEMES = (
+    "0101",
+    "010101",
+    "0204",
+    "020401",
+    "0305",
+    "030502",
+    "1101",
+    "110101",
+    "0102",
+    "010202",
+    "0201",
+    "0202",
+)
 
 Texts = tuple[tuple[str, ...], tuple[str, ...]]  # titles, contents
 
@@ -64,7 +79,7 @@ GALE: Texts = (
     (
         "昨天夜里刮大风，{place}门口一棵大杨树连根倒了，横在路上，车过不去，请尽快派人清理。",
         "大风把{place}里的一棵树刮倒了，正好砸在停着的车上，树还压着电线，很危险，请园林部门来处理。",
-        "{place}旁边人行道上好几根粗树枝被大风刮断了，挂在半空摇摇晃晃，行人从下面走很危险。",
+        "{place}旁边人行道上好几根粗树枝被大风刮断了，随时会掉下来，行人从下面走很危险。",
     ),
 )
 RAIN: Texts = (
@@ -312,8 +327,8 @@ def plan(ctx: Context, now: datetime, seed: int, top: list[str],
 
 
 def _history(db: Database, ctx: Context, now: datetime) -> tuple[list[str], set[date]]:
-    """The two most frequent leaf categories of the last 60 days, and the months of the six
-    before this one that hold no order."""
+    """Two categories a city takes up as 每月一题 (`THEMES`, those among the ten most frequent
+    of the last 60 days first), and the months of the six before this one that hold no order."""
     today = now.astimezone(ctx.tz).date()
     codes = {c.id: c.code for c in ctx.categories}
     with db.read() as s:
@@ -334,7 +349,10 @@ def _history(db: Database, ctx: Context, now: datetime) -> tuple[list[str], set[
                 Ticket.created_at < datetime.combine(last, time(0), ctx.tz)))  # fmt: skip
             if not n:
                 empty.add(first)
-    return [code for code, _ in counts.most_common(2)], empty
+    top = [code for code, _ in counts.most_common(10)]
+    chosen = [code for code in THEMES if code in top]
+    chosen += [code for code in THEMES if code in codes.values() and code not in chosen]
+    return chosen[:2], empty
 
 
 def plant_all(db: Database, ctx: Context, now: datetime, seed: int) -> int:
