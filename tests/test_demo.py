@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -16,6 +17,7 @@ from jiesu.citypack.parse import read_pack
 from jiesu.db.engine import Database
 from jiesu.db.migrate import upgrade
 from jiesu.demo.generate import DEFAULT_PACK, generate
+from jiesu.org.models import Unit
 from jiesu.taxonomy.models import Category
 from jiesu.tickets.lifecycle import BY_NAME, possible_after
 from jiesu.tickets.models import Assignment, Event, Ticket, TicketCounter
@@ -233,3 +235,52 @@ def test_open_orders_get_the_timers_an_action_would_leave(db: Database) -> None:
     with db.read() as s:
         kinds = Counter(o.payload["kind"] for o in s.scalars(select(Outbox)))
     assert kinds["overdue"] > 0 and kinds["warn"] > 0
+
+
+DANGER = ("燃气味", "煤气味", "漏气", "燃气泄漏", "煤气泄漏")
+QUESTION = re.compile(
+    r"咨询|请问|想问|了解|问一下|问问|吗|？|怎么|如何|哪里|哪些|什么|多少|多长|能不能|是否"
+)
+THANKS = re.compile(r"表扬|感谢|感激|点赞|锦旗|谢谢")
+REQUEST = re.compile(r"请尽快|请督促|请相关部门|希望尽快|请马上|查处")
+
+
+def test_beijing_texts_agree_with_type_urgency_and_place(empty_url: str) -> None:
+    """Gas smells are urgent helps or reports, never questions; 咨询 is a question and 表扬 a
+    thank-you; farmland matters never come from 东城 or 西城; the consultation share is Beijing's."""
+    db = Database(empty_url)
+    with db.write() as s:
+        load_pack(read_pack(DEFAULT_PACK), db_session=s)
+    generate(db, days=3, per_day=1500, now=NOW, pack_dir=DEFAULT_PACK, metrics=False)
+    with db.read() as s:
+        codes = dict(s.execute(select(Category.id, Category.code)).all())
+        tiers = dict(s.execute(select(Category.id, Category.effective_tier)).all())
+        districts = dict(s.execute(select(Unit.id, Unit.code).where(Unit.kind == "district")).all())
+        tickets = list(s.scalars(select(Ticket)))
+    db.dispose()
+    assert len(tickets) > 3000
+    gas = [t for t in tickets if any(w in t.title + t.content for w in DANGER)]
+    assert gas
+    for t in gas:
+        assert t.urgent and t.tier == "T2h" and t.request_type in ("help", "report"), t.title
+    for t in tickets:
+        if t.request_type == "consult":
+            assert QUESTION.search(t.content), t.content
+            assert not t.urgent, t.title
+        if t.request_type == "praise":
+            assert THANKS.search(t.title + t.content) and not REQUEST.search(t.content), t.content
+        if tiers[t.category_id] == "T2h":
+            assert t.urgent and t.request_type in ("help", "report", "complain"), t.title
+    rural = [t for t in tickets if codes[t.category_id][:4] in ("1201", "1202", "1203", "1207")]
+    assert len(rural) > 10
+    assert not [t for t in rural if districts[t.district_id] in ("110101", "110102")]
+    share = Counter(t.request_type for t in tickets)["consult"] / len(tickets)
+    assert 0.40 <= share <= 0.65
+
+
+def test_demo_init_history_covers_last_month_and_the_one_before() -> None:
+    from jiesu.demo.generate import default_days
+
+    for today, first in ((date(2026, 12, 6), date(2026, 10, 1)), (date(2026, 1, 31), date(2025, 11, 1)),
+                         (date(2026, 2, 1), date(2025, 12, 1)), (date(2026, 3, 31), date(2026, 1, 1))):  # fmt: skip
+        assert today - timedelta(days=default_days(today) - 1) == first

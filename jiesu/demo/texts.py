@@ -138,7 +138,8 @@ def _bigrams(text: str) -> set[str]:
 
 def pair(wording: Wording, fallback: dict[str, tuple[str, ...]]) -> list[Text]:
     """Each content under the titles that fit it: a title of the same kind, or a neutral one
-    (a matter) that shares the most words with it; else the kind's generic title."""
+    (a matter; never for a thank-you or a suggestion) that shares the most words with it; else
+    the kind's generic title."""
     titles = [(t, wording_class(t), _bigrams(t)) for t in wording.titles]
     out = []
     for content in wording.contents:
@@ -147,7 +148,7 @@ def pair(wording: Wording, fallback: dict[str, tuple[str, ...]]) -> list[Text]:
         scored = [
             (len(words & tw) + (0.5 if tk == kind else 0.0), t)
             for t, tk, tw in titles
-            if tk == kind or tk == "matter"
+            if tk == kind or (tk == "matter" and kind not in ("praise", "suggest"))
         ]
         best = max((s for s, _ in scored), default=0.0)
         chosen = tuple(t for s, t in scored if s == best and s >= 1)
