@@ -357,6 +357,27 @@ def test_topics_use_jieba_by_default() -> None:
     assert "充电" in found[0].title
 
 
+def test_a_place_name_is_never_a_topic_and_the_evidence_holds_the_term() -> None:
+    """Eight unrelated tickets from 三间房 made a topic "三间房"; now a place alone never does,
+    and a topic's every evidence ticket contains its term."""
+    baseline = docs(1000, ["小区门口道路积水严重，希望尽快处理。"] * 40)
+    recent = docs(1, [
+        "三间房地区的路灯坏了好几天", "三间房这边有人占道经营", "三间房小区暖气不热",
+        "三间房的公交站牌倒了", "三间房附近工地夜间施工噪音", "三间房楼道堆放杂物",
+        "三间房菜市场卫生差", "三间房路口红绿灯不亮",
+        "楼道里给电动车锂电池充电冒烟", "换电柜锂电池鼓包冒烟", "锂电池充电起火隐患",
+        "外卖骑手换锂电池冒烟", "锂电池充电柜离居民楼太近",
+    ])  # fmt: skip
+    places = frozenset({"三间房", "三间房地区"})
+    found = topics(recent, baseline, places=places)
+    assert found and all(s.key.split(":")[1] not in places for s in found)
+    assert found[0].key == "topic:锂电池:2026-09"
+    texts = {o.id: o.text for o in recent}
+    for s in found:
+        term = s.key.split(":")[1]
+        assert all(term in texts[i] for i in s.evidence), s.key
+
+
 # ---- themes ------------------------------------------------------------------------------------
 
 
