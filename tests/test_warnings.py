@@ -174,7 +174,7 @@ def test_the_demo_plants_what_each_detector_finds(empty_url: str) -> None:
     pack = read_pack(DEFAULT_PACK)
     with db.write() as s:
         load_pack(pack, db_session=s)
-    generate(db, days=40, per_day=120, now=DEMO_NOW, pack_dir=DEFAULT_PACK)
+    generate(db, days=35, per_day=100, now=DEMO_NOW, pack_dir=DEFAULT_PACK)
     today = DEMO_NOW.astimezone(city_tz()).date()
     with db.write() as s:
         found = W.scan_recent(today, db_session=s)
