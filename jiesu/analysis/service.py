@@ -620,8 +620,10 @@ def figure_lines(kind: str, figures: dict[str, Any]) -> list[tuple[str, str]]:
     f = {k: v for k, v in (figures or {}).items() if v is not None}
     out: list[tuple[str, str]] = []
     if kind == "burst" and "observed" in f:
-        out.append(("当日诉求", f"{_n(f['observed'])} 件，为预期 {_n(f.get('expected', 0))} 件的 "
-                                f"{float(f.get('ratio', 0)):.1f} 倍"))  # fmt: skip
+        expected = float(f.get("expected", 0))
+        out.append(("当日诉求", f"{_n(f['observed'])} 件，" + (
+            f"为预期 {_n(expected)} 件的 {float(f.get('ratio', 0)):.1f} 倍" if expected >= 1
+            else "平常几乎没有（预期不足 1 件）")))  # fmt: skip
         if "threshold" in f:
             out.append(("预警阈值", f"{_n(f['threshold'])} 件"))
         if "weekday_median" in f:
