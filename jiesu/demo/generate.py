@@ -508,6 +508,7 @@ def schedule_open(db: Database, now: datetime, batch: int = 1000) -> int:
     from sqlalchemy.orm import selectinload
 
     from jiesu.taxonomy.service import city_clocks, pack_settings
+    from jiesu.tickets.models import Job
     from jiesu.tickets.scheduled import schedule
     from jiesu.tickets.service import ticket_deadlines
 
@@ -526,12 +527,15 @@ def schedule_open(db: Database, now: datetime, batch: int = 1000) -> int:
                     selectinload(Ticket.events),
                 )
             ).all()
+            jobs: dict[int, list[Job]] = {t.id: [] for t in tickets}
+            for job in session.scalars(select(Job).where(Job.ticket_id.in_(chunk))):
+                jobs[job.ticket_id or 0].append(job)  # an earlier run's (generate run twice)
             with session.no_autoflush:
                 for ticket in tickets:
                     current = ticket_deadlines(
                         ticket, db_session=session, now=now, settings=settings, clocks=clocks
                     )
-                    schedule(ticket, current, db_session=session, existing_jobs=[])
+                    schedule(ticket, current, db_session=session, existing_jobs=jobs[ticket.id])
                     done += 1
             session.flush()
             session.expunge_all()
