@@ -214,8 +214,10 @@ def demo_generate(
 def demo_init(
     days: Annotated[
         int | None,
-        typer.Option(help="Days of history generated on first run (default: from the 1st of the"
-                     " month two months back, so last month and the one before are complete)."),
+        typer.Option(
+            help="Days of history generated on first run (default: from the 1st of the"
+            " month two months back, so last month and the one before are complete)."
+        ),
     ] = None,
     per_day: Annotated[int, typer.Option(help="Tickets per day on average.")] = 1000,
 ) -> None:

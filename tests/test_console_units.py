@@ -78,7 +78,9 @@ def test_a_unit_picked_from_the_list_keeps_only_its_code() -> None:
     fields = form_to_fields(BY_NAME["dispatch"], form)
     assert fields == {"lead": "110101001 东华门街道", "co_handlers": ["A1", "B2"]}
     units = (_option("110101001", "东华门街道", "东城区", "street"),)
-    assert resolve(fields["lead"], units, kind="units", field="lead", label="主办单位") == "110101001"
+    assert (
+        resolve(fields["lead"], units, kind="units", field="lead", label="主办单位") == "110101001"
+    )
 
 
 def test_empty_and_unknown_inputs_are_left_for_the_lifecycle_to_refuse() -> None:

@@ -142,6 +142,7 @@ PUBLIC: set[tuple[str, str]] = {
     ("GET", "/"),
     ("GET", "/healthz"),
     ("GET", "/api/docs"),  # Swagger UI from the app's own files (web/app.py)
+    ("GET", "/favicon.ico"),  # the tab icon (web/static/favicon.ico)
 }
 # The citizens' portal: no staff sign-in at all (a citizen holds a tracking code).
 PUBLIC_PREFIX = "/portal"

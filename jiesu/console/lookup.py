@@ -10,6 +10,7 @@ city nor the service centre), the same rule the actions apply."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -177,8 +178,11 @@ def resolve(text: str, choices: tuple[Option, ...], *, kind: str, field: str, la
     exact = [o for o in choices if flat in (o.name, o.label.replace(" ", "")) or flat in o.aliases]
     if len(exact) == 1:
         return exact[0].code
-    # a part of one name (东华门街), else what the picker would list (initials, parents …)
-    found = exact or [o for o in choices if flat in o.name] or search(text, choices, LIMIT + 1)
+    # a part of one name (东华门街), else pinyin initials as the picker reads them (dhm); never
+    # a fuzzy guess from anything else typed
+    found = exact or [o for o in choices if flat in o.name]
+    if not found and INITIALS.fullmatch(flat):
+        found = search(flat, choices, LIMIT + 1)
     word = KIND_WORD.get(kind, "")
     if len(found) == 1:
         return found[0].code
@@ -188,6 +192,8 @@ def resolve(text: str, choices: tuple[Option, ...], *, kind: str, field: str, la
     shown = "、".join(o.label for o in found[:5]) + (" 等" if len(found) > 5 else "")
     raise Invalid(f"{label}：「{text}」对应多个{word}（{shown}），请从列表中选择一个", field=field)
 
+
+INITIALS = re.compile(r"[A-Za-z]{2,12}")
 
 PICKER_FIELDS = {"unit": "units", "units": "units"}
 
