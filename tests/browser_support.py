@@ -17,18 +17,21 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import select
 
 from jiesu.citypack.load import load_pack
 from jiesu.citypack.parse import read_pack
 from jiesu.db.engine import Database
 from jiesu.db.migrate import upgrade
 from jiesu.demo.generate import DEFAULT_PACK, generate
+from jiesu.tickets.models import Ticket
 from jiesu.web.app import create_app
 
 CHROMIUM = Path(os.environ.get("JIESU_CHROMIUM", "/usr/bin/chromium"))
@@ -293,3 +296,92 @@ class Api:
         )
         assert r.status_code == 200, f"{action}: {r.status_code} {r.text}"
         return dict(r.json())
+
+
+# ---- people, the portal and the scene (shared by the browser modules) -------------------------
+
+DONGHUAMEN = "110101001"  # 东城区东华门街道
+
+
+class People:
+    """One browser context per person (their own cookies). With a username the person is signed
+    in: through the login form the first time in this module, with the kept cookies after."""
+
+    def __init__(self, browser: Any, base: str, sessions: dict[str, Any], now: datetime) -> None:
+        self.browser, self.base, self.sessions, self.now = browser, base, sessions, now
+        self.contexts: list[Any] = []
+
+    def __call__(self, username: str | None = None, *, mobile: bool = False) -> Any:
+        context = self.browser.new_context(
+            viewport=MOBILE if mobile else DESKTOP,
+            device_scale_factor=2 if mobile else 1,
+            is_mobile=mobile,
+            has_touch=mobile,
+            locale="zh-CN",
+            timezone_id="Asia/Shanghai",
+            storage_state=self.sessions.get(username or ""),
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        context.clock.install(time=self.now)  # the server's pinned clock (to within minutes)
+        self.contexts.append(context)
+        page = context.new_page()
+        if username and username in self.sessions:
+            page.goto(self.base + "/console")  # straight to the workbench
+            assert "/login" not in page.url, f"{username}'s session has ended"
+        elif username:
+            login(page, self.base, username)
+            self.sessions[username] = context.storage_state()
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+def portal_submit(page: Any, base: str, **values: str) -> tuple[str, str]:
+    """Submit a request on the portal; the ticket number and tracking code it shows."""
+    page.goto(base + "/portal/submit")
+    page.select_option("#request_type", values.pop("request_type", "complain"))
+    for name, value in values.items():
+        page.fill(f"#{name}", value)
+    with page.expect_navigation():
+        page.click("#submit-form button[type=submit]")
+    assert page.locator("#number").count(), f"not submitted: {flash_text(page)}"
+    number = page.locator("#number").inner_text().strip()
+    code = page.locator("#code").inner_text().strip()
+    assert re.fullmatch(r"\d{13}", number), number
+    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{8}", code), code
+    return number, code
+
+
+def portal_track(page: Any, base: str, number: str, code: str) -> str:
+    """Track a ticket on the portal; the page's visible text."""
+    page.goto(base + "/portal/track")
+    page.fill("#number", number)
+    page.fill("#code", code)
+    with page.expect_navigation():
+        page.click("#track-form button[type=submit]")
+    assert not page.locator(".flash-error").count(), flash_text(page)
+    return str(page.inner_text("body"))
+
+
+def id_of(site: LiveServer, number: str) -> int:
+    with site.db.read() as s:
+        ticket_id = s.scalar(select(Ticket.id).where(Ticket.number == number))
+    assert ticket_id is not None, number
+    return int(ticket_id)
+
+
+def dispatched_ticket(api: Api, lead: str = DONGHUAMEN, **extra: Any) -> dict[str, Any]:
+    """A phoned-in ticket about 东华门街道, dispatched to `lead` (the scene, via the API)."""
+    ticket = api.create(
+        content=extra.pop("content", "南池子大街12号院门口垃圾桶满溢多日无人清运，气味很大。"),
+        address="东城区东华门街道南池子大街12号院",
+        street=DONGHUAMEN,
+        request_type="complain",
+        category_code=extra.pop("category_code", "020501"),
+        requester=extra.pop("requester", {"name": "王建华", "phone": "13812345678"}),
+        **extra,
+    )
+    api.act("dispatcher1", ticket["id"], "dispatch", lead=lead)
+    return ticket

@@ -11,42 +11,39 @@ The last test saves a screenshot of every workbench: to docs/screenshots/ with
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import time_machine
-from sqlalchemy import select
 
 from jiesu.settings import city_tz
 from jiesu.tickets.models import Ticket
 from tests.browser_support import (
-    DESKTOP,
-    MOBILE,
-    TIMEOUT_MS,
+    DONGHUAMEN,
     Api,
     LiveServer,
+    People,
     act,
     demo_database,
+    dispatched_ticket,
     done,
     flash_text,
-    has_cjk_font,
+    id_of,
     launch,
     live_server,
-    login,
+    portal_submit,
+    portal_track,
     require_chromium,
     status_of,
     ticket_id_of,
-    wait_until,
 )
 
 pytestmark = pytest.mark.xdist_group("browser")
 
-DONGHUAMEN = "110101001"  # 东城区东华门街道
 ZJW = "BJ-ZJW"  # 北京市住房和城乡建设委员会
 STAFF_NAMES = ("马春燕", "刘洋", "杨帆", "王丽娜", "高立新", "北京市民热线服务中心")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -87,41 +84,6 @@ def api(site: LiveServer) -> Iterator[Api]:
     client.close()
 
 
-class People:
-    """One browser context per person (their own cookies). With a username the person is signed
-    in: through the login form the first time in this module, with the kept cookies after."""
-
-    def __init__(self, browser: Any, base: str, sessions: dict[str, Any]) -> None:
-        self.browser, self.base, self.sessions = browser, base, sessions
-        self.contexts: list[Any] = []
-
-    def __call__(self, username: str | None = None, *, mobile: bool = False) -> Any:
-        context = self.browser.new_context(
-            viewport=MOBILE if mobile else DESKTOP,
-            device_scale_factor=2 if mobile else 1,
-            is_mobile=mobile,
-            has_touch=mobile,
-            locale="zh-CN",
-            timezone_id="Asia/Shanghai",
-            storage_state=self.sessions.get(username or ""),
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        context.clock.install(time=NOW)  # the server's pinned clock (to within the run's minutes)
-        self.contexts.append(context)
-        page = context.new_page()
-        if username and username in self.sessions:
-            page.goto(self.base + "/console")  # straight to the workbench
-            assert "/login" not in page.url, f"{username}'s session has ended"
-        elif username:
-            login(page, self.base, username)
-            self.sessions[username] = context.storage_state()
-        return page
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
-
-
 @pytest.fixture(scope="module")
 def sessions() -> dict[str, Any]:
     """Each demo user's signed-in cookies, shared by the module's tests."""
@@ -130,7 +92,7 @@ def sessions() -> dict[str, Any]:
 
 @pytest.fixture
 def people(browser: Any, site: LiveServer, sessions: dict[str, Any]) -> Iterator[People]:
-    crowd = People(browser, site.url, sessions)
+    crowd = People(browser, site.url, sessions, NOW)
     yield crowd
     crowd.close()
 
@@ -157,33 +119,6 @@ def due_of(page: Any, phase: str) -> datetime:
     return datetime.fromisoformat(cell.locator("time").get_attribute("datetime") or "")
 
 
-def portal_submit(page: Any, base: str, **values: str) -> tuple[str, str]:
-    """Submit a request on the portal; the ticket number and tracking code it shows."""
-    page.goto(base + "/portal/submit")
-    page.select_option("#request_type", values.pop("request_type", "complain"))
-    for name, value in values.items():
-        page.fill(f"#{name}", value)
-    with page.expect_navigation():
-        page.click("#submit-form button[type=submit]")
-    assert page.locator("#number").count(), f"not submitted: {flash_text(page)}"
-    number = page.locator("#number").inner_text().strip()
-    code = page.locator("#code").inner_text().strip()
-    assert re.fullmatch(r"\d{13}", number), number
-    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{8}", code), code
-    return number, code
-
-
-def portal_track(page: Any, base: str, number: str, code: str) -> str:
-    """Track a ticket on the portal; the page's visible text."""
-    page.goto(base + "/portal/track")
-    page.fill("#number", number)
-    page.fill("#code", code)
-    with page.expect_navigation():
-        page.click("#track-form button[type=submit]")
-    assert not page.locator(".flash-error").count(), flash_text(page)
-    return str(page.inner_text("body"))
-
-
 def hidden_required(page: Any, form: str) -> list[str]:
     """Fields the browser holds invalid although the user cannot see them (so cannot fix)."""
     return list(
@@ -193,33 +128,11 @@ def hidden_required(page: Any, form: str) -> list[str]:
     )
 
 
-def id_of(site: LiveServer, number: str) -> int:
-    with site.db.read() as s:
-        ticket_id = s.scalar(select(Ticket.id).where(Ticket.number == number))
-    assert ticket_id is not None, number
-    return int(ticket_id)
-
-
 def status_in_db(site: LiveServer, ticket_id: int) -> str:
     with site.db.read() as s:
         ticket = s.get(Ticket, ticket_id)
         assert ticket is not None
         return ticket.status
-
-
-def dispatched_ticket(api: Api, lead: str = DONGHUAMEN, **extra: Any) -> dict[str, Any]:
-    """A phoned-in ticket about 东华门街道, dispatched to `lead` (the scene, via the API)."""
-    ticket = api.create(
-        content=extra.pop("content", "南池子大街12号院门口垃圾桶满溢多日无人清运，气味很大。"),
-        address="东城区东华门街道南池子大街12号院",
-        street=DONGHUAMEN,
-        request_type="complain",
-        category_code=extra.pop("category_code", "020501"),
-        requester=extra.pop("requester", {"name": "王建华", "phone": "13812345678"}),
-        **extra,
-    )
-    api.act("dispatcher1", ticket["id"], "dispatch", lead=lead)
-    return ticket
 
 
 # ---- 1. the whole journey ----------------------------------------------------------------------
@@ -496,131 +409,3 @@ def test_agent_sees_the_callers_history_and_answers_directly(
 
 
 # ---- screenshots -------------------------------------------------------------------------------
-
-SHOTS = ("login", "intake", "dispatch", "inbox", "ticket", "callbacks", "supervision",
-         "admin-users", "tickets", "portal-submit", "portal-track", "dashboard", "assessment",
-         "warnings", "reports")  # fmt: skip
-UGLY = re.compile(r"\bNone\b|\bnull\b|undefined|Traceback|\{\s*\"|\[object ")
-
-
-def test_screenshots_of_every_workbench(
-    site: LiveServer, people: People, api: Api, tmp_path: Path
-) -> None:
-    """Each workbench as its user sees it; to docs/screenshots with JIESU_SCREENSHOTS=1."""
-    keep = os.environ.get("JIESU_SCREENSHOTS") == "1"
-    if keep and not has_cjk_font():
-        pytest.fail("no Chinese font: apt-get install fonts-noto-cjk before taking screenshots")
-    out = SCREENSHOTS if keep else tmp_path
-    out.mkdir(parents=True, exist_ok=True)
-    base = site.url
-    ugly: dict[str, str] = {}
-
-    def shot(page: Any, name: str, *, full_page: bool = True) -> None:
-        page.evaluate("document.fonts.ready.then(() => true)")
-        found = UGLY.search(page.inner_text("body"))
-        if found:
-            ugly[name] = found.group(0)
-        page.screenshot(path=str(out / f"{name}.png"), full_page=full_page)
-
-    # The scene: a caller with history, a ticket the street is handling, one to rate.
-    phone = "13522223333"
-    for kind, category, text in (
-        ("complain", "020701", "反映东华门街道南河沿大街井盖松动，车辆经过有响声。"),
-        ("consult", None, "咨询东城区老年人优待卡如何办理。"),
-    ):  # fmt: skip
-        api.create("agent2", content=text, request_type=kind, category_code=category,
-                   requester={"name": "周女士", "phone": phone})  # fmt: skip
-    for category, text, steps in (
-        ("020702", "菖蒲河公园东侧路灯不亮已经三天，晚上散步很黑，存在安全隐患。", ()),
-        ("0203", "南池子大街有商户占道摆摊，行人只能走机动车道，很危险。", ("accept",)),
-        ("0402", "东华门大街一家餐馆油烟直排，对面居民楼窗户都不敢开。", ("accept", "contact")),
-        ("0307", "北河沿大街小区门口共享单车乱停，堵住了消防通道。", ()),
-    ):  # fmt: skip
-        other = dispatched_ticket(api, content=text, category_code=category,
-                                  requester={"name": "刘先生", "phone": "13600004444"})  # fmt: skip
-        for step in steps:
-            fields = {"note": "已电话联系诉求人，了解具体情况"} if step == "contact" else {}
-            api.act("donghuamen.handler", other["id"], step, **fields)
-    handled = dispatched_ticket(api, content=CONTENT, title="南池子大街12号院垃圾桶满溢无人清运")
-    api.act("donghuamen.handler", handled["id"], "accept")
-    api.act("donghuamen.handler", handled["id"], "contact", note=CONTACT_NOTE)
-    api.act("supervisor1", handled["id"], "urge", note="群众反映强烈，请加快办理")
-
-    page = people()
-    page.goto(base + "/login")
-    shot(page, "login", full_page=False)
-
-    agent = people("agent1")
-    agent.locator("#phone").press_sequentially(phone)
-    agent.locator("#history-box #history tbody tr").first.wait_for()
-    agent.fill("#name", "周女士")
-    agent.select_option("#request_type", "complain")
-    agent.fill("#address", "东城区东华门街道南河沿大街")
-    agent.fill("#content", "南河沿大街井盖仍然松动，上次反映后没有修好，夜里车辆经过声音很大。")
-    agent.locator("#content").press("End")  # a key press: the suggestions follow the typing
-    agent.locator("#suggest-box #suggest-list").wait_for()
-    assert "东华门街道" in agent.locator("#suggest-box").inner_text()
-    shot(agent, "intake")
-
-    shot(people("dispatcher1"), "dispatch")
-    handler = people("donghuamen.handler")
-    shot(handler, "inbox")
-    handler.goto(f"{base}/console/tickets/{handled['id']}")
-    handler.locator("#act-reply summary").click()
-    shot(handler, "ticket")
-    shot(people("callback1"), "callbacks")
-    shot(people("supervisor1"), "supervision")
-    shot(people("admin"), "admin-users")
-    shot(people("analyst1"), "tickets")
-
-    citizen = people(mobile=True)
-    citizen.goto(base + "/portal/submit")
-    citizen.fill("#content", "北池子大街路灯不亮已经一周，晚上出行很不方便。")
-    citizen.fill("#address", "东城区东华门街道北池子大街")
-    citizen.fill("#phone", "13700003333")
-    shot(citizen, "portal-submit")
-    number, code = portal_submit(
-        citizen, base, title="北池子大街路灯不亮", name="陈先生", phone="13700003333",
-        content="北池子大街路灯不亮已经一周，晚上出行很不方便，请尽快修复。",
-        address="东城区东华门街道北池子大街",
-    )  # fmt: skip
-    rated = id_of(site, number)
-    api.act("dispatcher1", rated, "dispatch", lead=DONGHUAMEN)
-    api.act("donghuamen.handler", rated, "accept")
-    api.act("donghuamen.handler", rated, "contact", note="电话联系诉求人核实位置")
-    api.act("donghuamen.handler", rated, "reply", result="solved",
-            content="已安排维修人员更换路灯灯泡，现已恢复照明，感谢您的反映。")  # fmt: skip
-    api.act("dispatcher1", rated, "audit", passed=True)
-    portal_track(citizen, base, number, code)
-    shot(citizen, "portal-track")
-
-    leader = people("supervisor1")
-    leader.set_viewport_size({"width": 1600, "height": 1000})
-    leader.goto(f"{base}/console/dashboard?days=7")
-    wait_until(
-        leader,
-        "() => window.jiesuDashboard && window.jiesuDashboard.loads >= 1 && "
-        "[...document.querySelectorAll('.dash-panel:not([hidden]) .chart')]"
-        ".every(el => el.querySelector('canvas, svg'))",
-    )
-    leader.wait_for_timeout(1200)  # the charts' entry animation
-    shot(leader, "dashboard", full_page=False)
-    leader.goto(f"{base}/console/assessment?group=district")
-    shot(leader, "assessment")
-    dispatcher = people("dispatcher1")
-    dispatcher.goto(f"{base}/console/warnings")
-    dispatcher.get_by_role("button", name="立即扫描今日预警").click()
-    dispatcher.wait_for_url("**/console/warnings?done=saved")
-    shot(dispatcher, "warnings")
-    analyst = people("analyst1")
-    analyst.goto(f"{base}/console/reports")
-    analyst.select_option("#r-kind", "daily")
-    analyst.fill("#r-period", f"{datetime.now(city_tz()).date() - timedelta(days=1)}")
-    analyst.get_by_role("button", name="立即生成").click()
-    analyst.wait_for_url("**/console/reports/*")
-    analyst.goto(f"{base}/console/reports")
-    shot(analyst, "reports")
-
-    missing = [name for name in SHOTS if not (out / f"{name}.png").is_file()]
-    assert not missing, missing
-    assert not ugly, f"pages showing raw values: {ugly}"
