@@ -165,3 +165,15 @@ def test_a_districts_report_holds_its_own_streets_and_figures(
     assert (tmp_path / "monthly-2026-10-D1.pdf").read_bytes().startswith(b"%PDF")
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Report)) == 0  # not stored
+
+
+def test_a_week_reads_in_words_and_is_read_back() -> None:
+    from jiesu.reports.build import canonical_period
+    from jiesu.web.templating import period_text
+
+    assert period_text("2026-W45") == "2026年第45周"
+    assert period_text("2026-10") == "2026-10" and period_text("2026-11-03") == "2026-11-03"
+    assert canonical_period("weekly", "2026年第5周") == "2026-W05"
+    assert canonical_period("weekly", " 2026 年 第 45 周 ") == "2026-W45"
+    assert canonical_period("weekly", period_text("2026-W49")) == "2026-W49"
+    assert canonical_period("monthly", "2026年第5周") == "2026年第5周"  # refused later by bounds

@@ -40,7 +40,7 @@ from jiesu.settings import city_tz
 from jiesu.web.deps import DB, ReadSession
 from jiesu.web.headers import REPORT_CSP
 from jiesu.web.params import BigId, form_month
-from jiesu.web.templating import render, zh
+from jiesu.web.templating import period_text, render, zh
 
 router = APIRouter(include_in_schema=False)
 
@@ -309,7 +309,7 @@ def _reports_context(request: Request, actor: Principal, session: Any, kind: str
         rows, note = reports.listing(db_session=session, kind=kind or None, district=scope), None
     return frame(request, actor, session, title=f"{scope.name} · 分析报告" if scope else "分析报告",
                  rows=rows, kind=kind, kinds=reports.KIND_NAMES,
-                 defaults=dict(reports.due(utcnow())), scope=scope, districts=districts,
+                 defaults={k: period_text(p) for k, p in reports.due(utcnow())}, scope=scope, districts=districts,
                  note=note)  # fmt: skip
 
 
@@ -331,7 +331,8 @@ async def reports_build(request: Request, actor: ReportBuilder, db: DB) -> Respo
         if kind not in reports.KIND_NAMES:
             raise Invalid("请选择报告类型 / choose daily, weekly or monthly", field="kind")
         with db.write() as session:
-            report = reports.build(kind, period, db_session=session, user_id=actor.user_id)
+            report = reports.build(kind, reports.canonical_period(kind, period),
+                                   db_session=session, user_id=actor.user_id)  # fmt: skip
             report_id = report.id
     except DomainError as exc:
         with db.read() as session:

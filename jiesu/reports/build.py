@@ -66,8 +66,17 @@ PERIOD = {
     "monthly": re.compile(r"^\d{4}-\d{2}$"),
 }
 
-PERIOD_EXAMPLES = {"daily": "日期，如 2026-11-03", "weekly": "年份和周数，如 2026-W45",
+PERIOD_EXAMPLES = {"daily": "日期，如 2026-11-03", "weekly": "年份和周数，如 2026年第45周",
                    "monthly": "年份和月份，如 2026-10"}  # fmt: skip
+WEEK_IN_WORDS = re.compile(r"^(\d{4})\s*年\s*第\s*(\d{1,2})\s*周$")
+
+
+def canonical_period(kind: str, text: str) -> str:
+    """What a person typed → the stored form: 2026年第45周 → 2026-W45."""
+    text = text.strip()
+    if kind == "weekly" and (m := WEEK_IN_WORDS.match(text)):
+        return f"{m.group(1)}-W{int(m.group(2)):02d}"
+    return text
 
 
 def bounds(kind: str, period: str) -> tuple[date, date]:

@@ -121,6 +121,13 @@ def tier_text(tier: str | None) -> str:
     return f"{digits}{unit}" if digits and unit else tier
 
 
+def period_text(period: str) -> str:
+    """A report's period as people write it: 2026-W45 → 2026年第45周 (days and months as they are;
+    `reports.build.canonical_period` reads it back)."""
+    year, sep, week = period.partition("-W")
+    return f"{year}年第{int(week)}周" if sep and week.isdigit() else period
+
+
 def urgency_class(progress: float | None, overdue: bool = False) -> str:
     """Colour by how much of the limit is used: green, amber, red (80% warns), dark red."""
     if overdue:
@@ -152,6 +159,7 @@ def _env() -> Environment:
         urgency=urgency_class,
         duration=duration_text,
         tier_name=tier_text,
+        period_text=period_text,
         status_name=lambda s: STATES.get(s, s),
         channel_name=lambda c: CHANNEL_NAMES.get(c, c),
         role_name=lambda r: ROLE_NAMES.get(r, r),
