@@ -149,7 +149,7 @@ def test_rankings_rank_streets_and_departments_and_flag_the_bottom(
 ) -> None:
     page = page_for(browser, site, "supervisor1")
     for group in ("street", "department"):
-        page.goto(f"{site.url}/console/assessment?group={group}&month={LAST_MONTH}")
+        page.goto(f"{site.url}/console/assessment?group={group}&period={LAST_MONTH}")
         rows = page.locator("table tbody tr")
         assert rows.count() > 5, page.inner_text("main")
         body = page.inner_text("main")
@@ -323,8 +323,8 @@ def test_screenshots_of_every_workbench(
     )
     leader.wait_for_timeout(1200)  # the charts' entry animation
     shot(leader, "dashboard", full_page=False)
-    leader.goto(f"{base}/console/assessment?group=street&month={LAST_MONTH}")
-    shot(leader, "assessment")
+    leader.goto(f"{base}/console/assessment?group=street&period={LAST_MONTH}")
+    shot(leader, "assessment", full_page=False)  # 343 streets: the top of the table
     analyst = people("analyst1")
     analyst.goto(f"{base}/console/warnings")
     shot(analyst, "warnings")
