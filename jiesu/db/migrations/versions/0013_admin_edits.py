@@ -1,7 +1,7 @@
 """the admin edits the city (issue 14): a merged unit points at the unit it was merged into
 
-Revision ID: 0015_admin_edits
-Revises: 0014_reports
+Revision ID: 0013_admin_edits
+Revises: 0012_rule_changes
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015_admin_edits"
-down_revision: str | None = "0014_reports"
+revision: str = "0013_admin_edits"
+down_revision: str | None = "0012_rule_changes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
