@@ -298,6 +298,11 @@ def test_a_proactive_tasks_audited_reply_answers_its_linked_orders(
         content="已对小区全部楼道灯统一排查更换，物业建立巡查制度")  # fmt: skip
     with db.read() as s:  # before the audit nothing moves
         assert s.get(Ticket, waiting).status == "received"  # type: ignore[union-attr]
+        # the system answers linked orders: the dispatcher's page never offers it by hand
+        from jiesu.console.service import ticket_view
+
+        offered = {a.name for a in ticket_view(waiting, actor=dispatcher, db_session=s).actions}
+        assert "dispatch" in offered and "answer_by_task" not in offered
     act("dispatcher1", task, "audit", passed=True)
     with db.read() as s:
         for t in (waiting, accepted):

@@ -222,7 +222,8 @@ class Suggestion:
 def ticket_view(ticket_id: int, *, actor: Principal, db_session: Session) -> TicketView:
     ticket = get_ticket(ticket_id, actor=actor, db_session=db_session)
     facts = facts_of(ticket)
-    actions = available(facts, actor_of(actor, db_session=db_session))
+    actions = [a for a in available(facts, actor_of(actor, db_session=db_session))
+               if a.name not in SYSTEM_ONLY]  # fmt: skip
     if not allows("tickets.act", actor.role):
         actions = []
     view = TicketView(
@@ -273,6 +274,9 @@ LIKELY_NEXT: tuple[str, ...] = (
     "urge",
 )
 # Actions a person takes now and then, not on the main path: behind 更多操作.
+# Taken by the system, never offered on the page: a linked order is answered by its proactive
+# task when the task's reply passes the audit (`analysis.service.answer_linked`).
+SYSTEM_ONLY = frozenset({"answer_by_task"})
 RARELY_USED = frozenset(
     {"suspend", "request_exemption", "reopen", "accept_with_missing", "escalate", "merge"}
 )
