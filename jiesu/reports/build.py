@@ -441,7 +441,11 @@ def render_current(kind: str, period: str, fmt: str, *, db_session: Session,
                    now: datetime | None = None) -> str | bytes:  # fmt: skip
     """The city's report of `kind` and `period` in one format, rendered now (for a stored one
     rendered with another font, until the worker has rebuilt it)."""
-    data = report_data(kind, period, db_session=db_session, now=now)
+    return _in_format(report_data(kind, period, db_session=db_session, now=now), fmt)
+
+
+def _in_format(data: ReportData, fmt: str) -> str | bytes:
+    """A report's data as html, pdf or xlsx, refused when a character cannot be drawn."""
     page = render.html(data)
     check_glyphs(page)
     if fmt == "pdf":
@@ -512,13 +516,7 @@ def render_district(kind: str, period: str, district: A.UnitRow, fmt: str, *,
     from the rollups (never the stored city report's bytes)."""
     data = report_data(kind, period, db_session=db_session, now=now,
                        district=district.code)  # fmt: skip
-    page = render.html(data)
-    check_glyphs(page)
-    if fmt == "pdf":
-        return render.pdf(data, page)
-    if fmt == "xlsx":
-        return render.xlsx(data)
-    return page
+    return _in_format(data, fmt)
 
 
 _scanned: dict[str, float] = {}  # per database: when this process last scanned for warnings
