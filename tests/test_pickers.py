@@ -385,16 +385,15 @@ def test_typing_in_the_dispatch_picker_lists_names_and_choosing_one_sends_the_co
 def test_a_warning_task_is_dispatched_to_a_unit_named_in_its_picker(
     city: tuple[TestClient, Database],
 ) -> None:
-    from datetime import datetime
+    from datetime import date
 
     from jiesu.assessment.models import Warning
-    from jiesu.settings import city_tz
 
     client, db = city
     made = new_ticket(client)
     with db.write() as s:
         s11 = s.scalars(select(Unit).where(Unit.code == "S11")).one()
-        w = Warning(kind="repeat", key="picker-k1", day=datetime.now(city_tz()).date(),
+        w = Warning(kind="repeat", key="picker-k1", day=date(2026, 11, 18),
                     title="同一来电人30天内3次诉求", explanation="30 天内 3 次", area_unit_id=s11.id,
                     evidence=[made["id"]], status="open")  # fmt: skip
         s.add(w)

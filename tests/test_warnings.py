@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, time, timedelta
 
+import time_machine
 from conftest import principal as who
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -260,6 +261,7 @@ def test_warning_pages_read_in_chinese_and_the_analyst_opens_a_task(
 # ---- 举一反三: the audited reply of a proactive task answers its linked orders ---------------
 
 
+@time_machine.travel(datetime(2026, 11, 18, 15, 0, tzinfo=city_tz()), tick=True)
 def test_a_proactive_tasks_audited_reply_answers_its_linked_orders(
     db: Database, client: TestClient
 ) -> None:
