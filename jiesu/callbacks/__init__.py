@@ -1,0 +1,1 @@
+"""callbacks (issue 15)."""

@@ -1,0 +1,3 @@
+"""Tables of calls (issue 15)."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""delivery (issue 15)."""

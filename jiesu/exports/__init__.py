@@ -1,0 +1,1 @@
+"""exports (issue 15)."""

@@ -1,0 +1,1 @@
+"""imports (issue 15)."""

@@ -1,0 +1,3 @@
+"""Tables of imports (issue 15)."""
+
+from __future__ import annotations

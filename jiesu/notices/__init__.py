@@ -1,0 +1,1 @@
+"""notices (issue 15)."""

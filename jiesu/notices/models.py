@@ -1,0 +1,3 @@
+"""Tables of notices (issue 15)."""
+
+from __future__ import annotations
