@@ -84,6 +84,9 @@ EXEMPTION_REASONS = {
 # closed included — the monthly figures are settled after the order is.
 ASSESSED = frozenset({"dispatched", "accepted", "replied", "audited", "evaluated", "closed"})
 MAX_ROUNDS = 3  # a reopen beyond the third round escalates
+# How a citizen rated (短信回访): on the portal with the tracking code, by the signed link in
+# the 回访邀请 SMS, or by answering that SMS (jiesu/callbacks)
+RATE_VIA = {"portal": "市民门户", "link": "短信链接", "sms": "短信回复"}
 # The levels of an evaluation that count as satisfied: a solved order rated so is not reopened
 # unless a supervisor gives the reason.
 SATISFIED = frozenset({"very_satisfied", "satisfied", "basically_satisfied"})
@@ -525,10 +528,12 @@ ACTIONS: tuple[Action, ...] = (
         "evaluated",
         fields=(Field("solved", "是否解决", "bool"),
                 Field("satisfaction", "满意度", "choice", choices=SATISFACTION),
-                Field("note", "意见建议", "text", required=False, max_length=500)),
+                Field("note", "意见建议", "text", required=False, max_length=500),
+                Field("via", "评价途径", "choice", required=False, choices=RATE_VIA)),
         effects=("counts in the resolution and satisfaction rates, as a callback would",),
-        why="The citizen rates the checked reply on the portal (tracking code): the callback "
-        "is then not needed.",
+        why="The citizen rates the checked reply on the portal (tracking code), by the signed "
+        "link of the callback invitation or by answering it by SMS: the callback is then not "
+        "needed.",
     ),
     Action(
         "reopen", "重办", frozenset({"evaluated"}),
