@@ -127,6 +127,19 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/console/admin/categories/{category_id}"): "admin",
     ("POST", "/console/admin/weights"): "admin",
     ("GET", "/console/admin/pack/download"): "admin",
+    # exports (jiesu/exports): every list as CSV / XLSX, under the list's own permission
+    ("GET", "/console/exports/tickets.csv"): "tickets.read",
+    ("GET", "/console/exports/rankings.csv"): "assessment.view",
+    ("GET", "/console/exports/warnings.csv"): "warnings.view",
+    ("GET", "/api/v1/exports/tickets.csv"): "tickets.read",
+    ("GET", "/api/v1/exports/rankings.csv"): "assessment.view",
+    ("GET", "/api/v1/exports/warnings.csv"): "warnings.view",
+    ("GET", "/console/exports/tickets.xlsx"): "tickets.read",
+    ("GET", "/console/exports/rankings.xlsx"): "assessment.view",
+    ("GET", "/console/exports/warnings.xlsx"): "warnings.view",
+    ("GET", "/api/v1/exports/tickets.xlsx"): "tickets.read",
+    ("GET", "/api/v1/exports/rankings.xlsx"): "assessment.view",
+    ("GET", "/api/v1/exports/warnings.xlsx"): "warnings.view",
     # console: a unit admin's own people
     ("GET", "/console/unit/users"): "unit.users",
     ("POST", "/console/unit/users"): "unit.users",
@@ -656,7 +669,11 @@ ATTEMPTS: list[tuple[str, dict[str, Any]]] = [
     ("reply", {"result": "solved", "content": "已经全部处理完毕了，谢谢"}),
 ]
 
-EXPORTS = ["/console/tickets.csv"]
+EXPORTS = [
+    "/console/tickets.csv",
+    *(f"/{where}/exports/{name}.{fmt}" for where in ("console", "api/v1")
+      for name in ("tickets", "rankings", "warnings") for fmt in ("csv", "xlsx")),
+]  # fmt: skip
 WORKBENCHES = {
     "/console/dispatch": ("workbench.dispatch", "dispatch"),
     "/console/inbox": ("workbench.unit", "inbox"),

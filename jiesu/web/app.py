@@ -37,6 +37,8 @@ from jiesu.console.views import router as console_router
 from jiesu.dashboard.views import router as dashboard_router
 from jiesu.db.engine import Database
 from jiesu.errors import DomainError
+from jiesu.exports.views import api as exports_api
+from jiesu.exports.views import router as exports_router
 from jiesu.org.views import router as org_router
 from jiesu.portal.service import SUBMIT_BODY_LIMIT
 from jiesu.portal.views import router as portal_router
@@ -341,6 +343,8 @@ def create_app(db: Database | None = None) -> FastAPI:
                dashboard_router, analysis_router, assessment_router, lookup_router)  # fmt: skip
     for router in routers:
         app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(exports_api, responses=ERROR_RESPONSES)  # downloads of any list
+    app.include_router(exports_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/api/docs", include_in_schema=False)

@@ -66,6 +66,7 @@ AUDIT_ACTIONS = {
     "catalogue_save": "修改派单目录",
     "settings_update": "修改考核与预警参数",
     "pack_export": "导出城市包",
+    "export": "导出列表",
 }
 REQUEST_TYPE_NAMES = {
     "consult": "咨询",
