@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from jiesu.exports.cli import app as export_app
 from jiesu.intel.cli import app as intel_app
 from jiesu.reports.cli import metrics_app, report_app, warnings_app
 from jiesu.settings import REPO_ROOT, get_settings
@@ -39,6 +40,7 @@ app.add_typer(intel_app, name="intel")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(report_app, name="report")
 app.add_typer(warnings_app, name="warnings")
+app.add_typer(export_app, name="export")
 
 out = Console()
 err = Console(stderr=True)

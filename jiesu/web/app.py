@@ -39,6 +39,8 @@ from jiesu.db.engine import Database
 from jiesu.errors import DomainError
 from jiesu.exports.views import api as exports_api
 from jiesu.exports.views import router as exports_router
+from jiesu.open311.views import admin_router as open311_admin
+from jiesu.open311.views import router as open311_router
 from jiesu.org.views import router as org_router
 from jiesu.portal.service import SUBMIT_BODY_LIMIT
 from jiesu.portal.views import router as portal_router
@@ -341,8 +343,10 @@ def create_app(db: Database | None = None) -> FastAPI:
     routers = (auth_router, tokens_router, org_router, taxonomy_router, tickets_router,
                console_router, admin_router, unit_router, portal_router,
                dashboard_router, analysis_router, assessment_router, lookup_router)  # fmt: skip
+    app.include_router(open311_admin)  # before the admin's /console/admin/{section}
     for router in routers:
         app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(open311_router)  # GeoReport v2: answers and errors in its own formats
     app.include_router(exports_api, responses=ERROR_RESPONSES)  # downloads of any list
     app.include_router(exports_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
