@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from jiesu.notices.templates import check_sms
 from jiesu.org.names import duplicate_of, name_problem
 
 UNIT_KINDS = ("city", "district", "street", "community", "grid", "department", "company")
@@ -284,6 +285,7 @@ SETTINGS_KEYS = {
     "escalation_unit",
     "request_types", "tiers", "default_tier", "tier_rules", "whistle_report_limit", "weights",
     "satisfaction_scores", "small_sample", "intel", "task_force", "warnings", "assessment",
+    "notices",
 }  # fmt: skip
 # The assessment month's cut-off (docs/citypack.md): the day of the next month whose end closes
 # the month, and where what arrives later counts (own_month: in its own month's live figures
@@ -526,6 +528,18 @@ def _read_settings(r: _Reader) -> dict[str, Any]:
                             f"assessment.late must be one of {', '.join(LATE_CHANGES)}")  # fmt: skip
                 else:
                     err(("assessment", str(key)), f"assessment: unknown key '{key}'")
+    notices = data.get("notices")
+    if notices is not None:
+        # SMS templates per notice kind (docs/notices.md): placeholders and lengths checked now.
+        if not isinstance(notices, dict):
+            err(("notices",), "notices must be a mapping like {sms: {...}}")
+        else:
+            for key in notices:
+                if key != "sms":
+                    err(("notices", str(key)), f"notices: unknown key '{key}'")
+            if "sms" in notices:
+                for path, reason in check_sms(notices["sms"]):
+                    err(("notices", "sms", *path), reason)
     small = data.setdefault("small_sample", 30)
     if not _whole(small, 0):
         err(("small_sample",), "small_sample must be a whole number >= 0")
