@@ -60,6 +60,8 @@ SECTIONS = (
     ("weights", "考核与预警参数"),
     ("models", "智能分派"),
     ("tokens", "系统令牌"),
+    ("webhooks", "推送订阅"),  # jiesu/delivery/views.py
+    ("deliveries", "投递记录"),
     ("audit", "审计日志"),
 )
 

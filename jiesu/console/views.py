@@ -35,6 +35,7 @@ from jiesu.auth.service import (
 )
 from jiesu.console.lookup import display_name, options, resolve, resolve_fields
 from jiesu.console.service import (
+    CALLBACK_PAGES,
     PAGE_SIZE,
     FormValues,
     action_label,
@@ -391,6 +392,8 @@ def _workbench(
     tab = request.query_params.get("tab") or qs[0].key
     current = next((q for q in qs if q.key == tab), qs[0])
     tabs = [{"href": f"?tab={q.key}", "label": q.label, "active": q is current} for q in qs]
+    if workbench == "callbacks":  # 短信回访's own pages (jiesu/callbacks/views.py)
+        tabs += [{"href": href, "label": label, "active": False} for href, label in CALLBACK_PAGES]
     return _list_page(request, actor, session, title=title, base=current.filter, tabs=tabs,
                       suggest=workbench == "dispatch" and current.key == "pending",
                       counts_for=workbench if current is qs[0] else None)  # fmt: skip

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from jiesu.db.base import utcnow
 from jiesu.db.engine import Database
 from jiesu.delivery.channels import Channel, Message, Outcome, Target, idempotency_id
-from jiesu.delivery.models import Delivery, DeliveryAttempt
+from jiesu.delivery.models import Delivery, DeliveryAttempt, WebhookSubscriber
 from jiesu.errors import Conflict, NotFound
 from jiesu.tickets.models import Outbox
 
@@ -386,3 +386,104 @@ def attempts_of(ids: Iterable[int], *, db_session: Session) -> dict[int, list[De
     for row in rows:
         out.setdefault(row.delivery_id, []).append(row)
     return out
+
+
+# ---- subscribers (the admin's) ---------------------------------------------------------------
+
+EVENT_TYPE_PATTERN = r"^(\*|(ticket|deadline)\.(\*|[a-z_]{1,40}))$"
+
+
+@dataclass(frozen=True)
+class SubscriberIn:
+    name: str
+    url: str
+    event_types: list[str]
+    unit: str = ""  # a unit code: only notices about its tree
+    personal_data: bool = False
+    active: bool = True
+
+
+def _checked(data: SubscriberIn, *, db_session: Session) -> tuple[list[str], int | None]:
+    import re
+    from urllib.parse import urlsplit
+
+    from jiesu.errors import Invalid
+    from jiesu.org.models import Unit
+
+    if not data.name.strip() or len(data.name) > 100:
+        raise Invalid("请填写名称（100 字以内） / name required", field="name")
+    parts = urlsplit(data.url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(data.url) > 500:
+        raise Invalid("推送地址须为 http(s) 网址 / url must be http(s)", field="url")
+    types = sorted({t.strip() for t in data.event_types if t.strip()})
+    if not types:
+        raise Invalid("请至少选择一种事件 / at least one event type", field="event_types")
+    for t in types:
+        if not re.match(EVENT_TYPE_PATTERN, t):
+            raise Invalid(f"事件类型无效：{t} / bad event type", field="event_types")
+    unit_id = None
+    if data.unit.strip():
+        unit_id = db_session.scalar(select(Unit.id).where(Unit.code == data.unit.strip()))
+        if unit_id is None:
+            raise Invalid("没有这个单位 / no such unit", field="unit")
+    return types, unit_id
+
+
+def create_subscriber(
+    data: SubscriberIn, *, db_session: Session, actor_id: int | None, now: datetime
+) -> WebhookSubscriber:
+    """A new subscriber with a fresh `whsec_` secret (the caller shows it once)."""
+    from jiesu.delivery.webhooks import new_secret
+
+    types, unit_id = _checked(data, db_session=db_session)
+    sub = WebhookSubscriber(
+        name=data.name.strip(), url=data.url.strip(), secret=new_secret(), event_types=types,
+        unit_id=unit_id, personal_data=data.personal_data, active=data.active,
+        created_by=actor_id, created_at=now,
+    )  # fmt: skip
+    db_session.add(sub)
+    db_session.flush()
+    return sub
+
+
+def update_subscriber(
+    subscriber_id: int, data: SubscriberIn, *, db_session: Session
+) -> WebhookSubscriber:
+    sub = get_subscriber(subscriber_id, db_session=db_session)
+    types, unit_id = _checked(data, db_session=db_session)
+    sub.name, sub.url, sub.event_types = data.name.strip(), data.url.strip(), types
+    sub.unit_id, sub.personal_data, sub.active = unit_id, data.personal_data, data.active
+    return sub
+
+
+def rotate_secret(subscriber_id: int, *, db_session: Session, now: datetime) -> str:
+    """A new secret; tries from now on are signed with it (the caller shows it once)."""
+    from jiesu.delivery.webhooks import new_secret
+
+    sub = get_subscriber(subscriber_id, db_session=db_session)
+    sub.secret, sub.secret_rotated_at = new_secret(), now
+    return sub.secret
+
+
+def get_subscriber(subscriber_id: int, *, db_session: Session) -> WebhookSubscriber:
+    sub = db_session.get(WebhookSubscriber, subscriber_id)
+    if sub is None:
+        raise NotFound("没有这个推送订阅 / no such subscriber")
+    return sub
+
+
+def subscribers(*, db_session: Session) -> list[WebhookSubscriber]:
+    return list(db_session.scalars(select(WebhookSubscriber).order_by(WebhookSubscriber.id)))
+
+
+def send_test(sub: WebhookSubscriber, *, now: datetime) -> Outcome:
+    """A `ping` to the subscriber now, signed like any notice (from the admin's page; never
+    recorded as a delivery). Bounded by the webhook timeouts."""
+    from jiesu.delivery.webhooks import WebhookChannel
+
+    channel = WebhookChannel()
+    channel._secrets[sub.id] = sub.secret
+    body = {"type": "ping", "timestamp": now.isoformat(),
+            "data": {"message": "接诉即办平台推送测试 / jiesu webhook test"}}  # fmt: skip
+    target = Target("webhook", f"sub{sub.id}", sub.url, body, subscriber_id=sub.id)
+    return channel.send(Message(0, f"msg_test_{int(now.timestamp())}", target, 1))

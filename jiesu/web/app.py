@@ -28,6 +28,8 @@ from jiesu import __version__
 from jiesu.assessment.views import router as assessment_router
 from jiesu.auth.views import admin_router as tokens_router
 from jiesu.auth.views import router as auth_router
+from jiesu.callbacks.views import api_router as callbacks_api
+from jiesu.callbacks.views import router as callbacks_router
 from jiesu.console.admin_views import router as admin_router
 from jiesu.console.admin_views import unit_router
 from jiesu.console.analysis_views import router as analysis_router
@@ -36,6 +38,8 @@ from jiesu.console.views import login_redirect
 from jiesu.console.views import router as console_router
 from jiesu.dashboard.views import router as dashboard_router
 from jiesu.db.engine import Database
+from jiesu.delivery.views import console_router as delivery_console
+from jiesu.delivery.views import router as delivery_api
 from jiesu.errors import DomainError
 from jiesu.exports.views import api as exports_api
 from jiesu.exports.views import router as exports_router
@@ -344,8 +348,12 @@ def create_app(db: Database | None = None) -> FastAPI:
                console_router, admin_router, unit_router, portal_router,
                dashboard_router, analysis_router, assessment_router, lookup_router)  # fmt: skip
     app.include_router(open311_admin)  # before the admin's /console/admin/{section}
+    app.include_router(delivery_console)  # 推送订阅, 投递记录: before it too
+    app.include_router(delivery_api, responses=ERROR_RESPONSES)  # webhooks, deliveries
     for router in routers:
         app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(callbacks_api, responses=ERROR_RESPONSES)  # the SMS gateway's replies
+    app.include_router(callbacks_router)  # the rating link, the callback workbench's tabs
     app.include_router(open311_router)  # GeoReport v2: answers and errors in its own formats
     app.include_router(exports_api, responses=ERROR_RESPONSES)  # downloads of any list
     app.include_router(exports_router)
