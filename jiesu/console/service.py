@@ -79,6 +79,22 @@ def queues(workbench: str) -> list[Queue]:
     raise KeyError(workbench)
 
 
+# The callback workbench's tabs beyond its ticket queues (jiesu/callbacks/views.py): the orders
+# that need a call, the SMS replies waiting for an agent, the orders rated by SMS or link.
+CALLBACK_PAGES = (
+    ("/console/callbacks/calls", "需电话回访"),
+    ("/console/callbacks/replies", "短信待处理"),
+    ("/console/callbacks/rated", "短信/链接已评价"),
+)
+
+
+def callback_tabs() -> list[tuple[str, str]]:
+    """(href, label) of every tab of the callback workbench, its queues first."""
+    return [(f"/console/callbacks?tab={q.key}", q.label) for q in queues("callbacks")] + list(
+        CALLBACK_PAGES
+    )
+
+
 def queue_count(q: Queue, *, actor: Principal, db_session: Session) -> int:
     _, total = list_tickets(q.filter, actor=actor, db_session=db_session, page=1, page_size=1)
     return total
