@@ -127,6 +127,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/console/admin/categories/{category_id}"): "admin",
     ("POST", "/console/admin/weights"): "admin",
     ("GET", "/console/admin/pack/download"): "admin",
+    ("GET", "/console/admin/open311"): "admin",
+    ("POST", "/console/admin/open311"): "admin",
+    ("POST", "/console/admin/open311/{key_id}/revoke"): "admin",
     # exports (jiesu/exports): every list as CSV / XLSX, under the list's own permission
     ("GET", "/console/exports/tickets.csv"): "tickets.read",
     ("GET", "/console/exports/rankings.csv"): "assessment.view",
@@ -159,6 +162,8 @@ PUBLIC: set[tuple[str, str]] = {
 }
 # The citizens' portal: no staff sign-in at all (a citizen holds a tracking code).
 PUBLIC_PREFIX = "/portal"
+# Open311 GeoReport v2: public reading, creating by a civic app's api_key (no staff sign-in).
+OPEN311_PREFIX = "/open311/v2/"
 # Routes that are not APIRoutes: the OpenAPI schema, the static files.
 PUBLIC_OTHER = {"/api/v1/openapi.json", "/static"}
 
@@ -232,7 +237,11 @@ def api_routes(app: FastAPI) -> tuple[list[RouteInfo], list[str]]:
 
 
 def is_public(method: str, path: str) -> bool:
-    return (method, path) in PUBLIC or path == PUBLIC_PREFIX or path.startswith(PUBLIC_PREFIX + "/")
+    return (
+        (method, path) in PUBLIC
+        or path == PUBLIC_PREFIX
+        or path.startswith((PUBLIC_PREFIX + "/", OPEN311_PREFIX))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -334,6 +343,7 @@ class Gate:
             .replace("{section}", "users")
             .replace("{token_id}", "999999")
             .replace("{user_id}", "999999")
+            .replace("{key_id}", "999999")
             .replace("{unit_id}", "999999")
             .replace("{warning_id}", str(self.extra["warning"]))
             .replace("{report_id}", str(self.extra["report"]))
