@@ -62,6 +62,7 @@ SECTIONS = (
     ("tokens", "系统令牌"),
     ("webhooks", "推送订阅"),  # jiesu/delivery/views.py
     ("deliveries", "投递记录"),
+    ("open311", "Open311 接入"),  # jiesu/open311/views.py
     ("audit", "审计日志"),
 )
 

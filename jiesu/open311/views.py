@@ -289,9 +289,8 @@ def unknown(rest: str) -> Response:
 
 
 def _page(request: Request, actor: Principal, session: Any, **context: Any) -> dict[str, Any]:
-    tabs = [{"href": f"/console/admin/{key}", "label": label, "active": False}
+    tabs = [{"href": f"/console/admin/{key}", "label": label, "active": key == "open311"}
             for key, label in SECTIONS]  # fmt: skip
-    tabs.append({"href": "/console/admin/open311", "label": "Open311 接入", "active": True})
     return frame(request, actor, session, title="系统管理 · Open311 接入", tabs=tabs,
                  rows=service.keys(db_session=session),
                  endpoint=_base_url(request), **context)  # fmt: skip
