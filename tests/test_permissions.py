@@ -59,6 +59,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/admin/tokens"): "admin",
     ("GET", "/api/v1/admin/tokens"): "admin",
     ("DELETE", "/api/v1/admin/tokens/{token_id}"): "admin",
+    # API: webhook subscribers and the delivery log
+    ("GET", "/api/v1/admin/webhooks"): "admin",
+    ("POST", "/api/v1/admin/webhooks"): "admin",
+    ("GET", "/api/v1/admin/deliveries"): "admin",
+    ("POST", "/api/v1/admin/deliveries/{delivery_id}/redeliver"): "admin",
     # API: org and taxonomy
     ("GET", "/api/v1/units"): "signed_in",
     ("GET", "/api/v1/categories"): "signed_in",
@@ -112,6 +117,14 @@ EXPECTED: dict[tuple[str, str], str] = {
     # console: administration
     ("GET", "/console/admin"): "admin",
     ("GET", "/console/admin/{section}"): "admin",
+    ("GET", "/console/admin/webhooks"): "admin",  # 推送订阅 (jiesu/delivery/views.py)
+    ("POST", "/console/admin/webhooks"): "admin",
+    ("POST", "/console/admin/webhooks/{subscriber_id}"): "admin",
+    ("POST", "/console/admin/webhooks/{subscriber_id}/rotate"): "admin",
+    ("POST", "/console/admin/webhooks/{subscriber_id}/test"): "admin",
+    ("POST", "/console/admin/webhooks/{subscriber_id}/redeliver"): "admin",
+    ("GET", "/console/admin/deliveries"): "admin",  # 投递记录
+    ("POST", "/console/admin/deliveries/{delivery_id}/redeliver"): "admin",
     ("POST", "/console/admin/users"): "admin",
     ("POST", "/console/admin/users/{user_id}"): "admin",
     ("POST", "/console/admin/units"): "admin",
@@ -348,6 +361,8 @@ class Gate:
             .replace("{warning_id}", str(self.extra["warning"]))
             .replace("{report_id}", str(self.extra["report"]))
             .replace("{code}", "S11")
+            .replace("{subscriber_id}", "999999")
+            .replace("{delivery_id}", "999999")
         )
 
     def fingerprint(self) -> dict[str, Any]:
