@@ -321,3 +321,40 @@ def test_the_cli_exports_with_the_named_users_permissions(
         assert nobody.exit_code == 2
     finally:
         get_settings.cache_clear()
+
+
+def test_the_delivery_log_exports_for_the_admin_with_addresses_masked(
+    client: TestClient, db: Database
+) -> None:
+    from jiesu.delivery.models import Delivery
+    from jiesu.tickets.models import Outbox
+
+    made = client.post(TICKETS, json={"channel": "phone", "content": "路灯坏了", "requester": {
+        "name": PERSON[0], "phone": PERSON[1]}}, headers=auth(client, "agent1")).json()  # fmt: skip
+    now = utcnow()
+    with db.write() as s:
+        outbox = s.scalars(select(Outbox).where(Outbox.ticket_id == made["id"])).first()
+        assert outbox is not None
+        for i, (channel, address, status) in enumerate((
+            ("sms", PERSON[1], "dead"), ("email", "zhangsan@example.com", "delivered"),
+            ("webhook", "https://units.example/hook?key=s3cret", "pending"))):  # fmt: skip
+            s.add(Delivery(outbox_id=outbox.id, ticket_id=made["id"], channel=channel,
+                           key=f"k{i}", address=address, body={}, event_type="ticket.receive",
+                           status=status, attempts=i + 1, next_at=now,
+                           created_at=now - timedelta(minutes=i)))  # fmt: skip
+    admin = Console(app_of(client), "admin1")
+    r = admin.get("/console/exports/deliveries.csv")
+    assert r.status_code == 200, r.text
+    rows = csv_rows(r.content)
+    assert rows[0][:3] == ["创建时间", "工单编号", "渠道"]
+    assert [(row[1], row[4]) for row in rows[1:]] == [
+        (made["number"], "138****8000"), (made["number"], "z***@example.com"),
+        (made["number"], "https://units.example/hook")]  # fmt: skip
+    assert PERSON[1] not in r.text and "s3cret" not in r.text
+    dead = admin.get("/console/exports/deliveries.xlsx", params={"status": "dead"})
+    assert [row[1] for row in xlsx_rows(dead.content)[1:]] == [made["number"]]
+    assert filename_of(dead).startswith("投递记录_")
+    assert admin.get("/console/exports/deliveries.csv", params={"status": "nope"}
+                     ).status_code == 422  # fmt: skip
+    assert Console(app_of(client), "dispatcher1").get(
+        "/console/exports/deliveries.csv").status_code == 403  # fmt: skip

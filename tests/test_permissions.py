@@ -156,6 +156,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/exports/tickets.xlsx"): "tickets.read",
     ("GET", "/api/v1/exports/rankings.xlsx"): "assessment.view",
     ("GET", "/api/v1/exports/warnings.xlsx"): "warnings.view",
+    ("GET", "/console/exports/deliveries.csv"): "admin",
+    ("GET", "/console/exports/deliveries.xlsx"): "admin",
     # console: a unit admin's own people
     ("GET", "/console/unit/users"): "unit.users",
     ("POST", "/console/unit/users"): "unit.users",
@@ -700,6 +702,8 @@ EXPORTS = [
     "/console/tickets.csv",
     *(f"/{where}/exports/{name}.{fmt}" for where in ("console", "api/v1")
       for name in ("tickets", "rankings", "warnings") for fmt in ("csv", "xlsx")),
+    "/console/exports/deliveries.csv",
+    "/console/exports/deliveries.xlsx",
 ]  # fmt: skip
 WORKBENCHES = {
     "/console/dispatch": ("workbench.dispatch", "dispatch"),

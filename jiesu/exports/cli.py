@@ -150,12 +150,19 @@ def deliveries(
     username: AsOpt,
     fmt: FormatOpt = "csv",
     output: OutOpt = None,
-    status: Annotated[str | None, typer.Option(help="投递状态")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending | sending | delivered | dead | skipped")
+    ] = None,
     channel: Annotated[str | None, typer.Option(help="webhook | sms | email")] = None,
+    subscriber: Annotated[int | None, typer.Option(help="订阅方编号")] = None,
+    number: Annotated[str | None, typer.Option(help="工单编号")] = None,
+    day_from: Annotated[str | None, typer.Option("--from", help="创建日期起 YYYY-MM-DD")] = None,
+    day_to: Annotated[str | None, typer.Option("--to", help="创建日期止 YYYY-MM-DD")] = None,
 ) -> None:
-    """投递记录（仅管理员；电话、邮箱脱敏）。"""
+    """投递记录（仅管理员；电话、邮箱脱敏）：与 系统管理 → 投递记录 相同的筛选。"""
     started = time.perf_counter()
-    path = run("deliveries", fmt, username, output, status=status, channel=channel)
+    path = run("deliveries", fmt, username, output, status=status, channel=channel,
+               subscriber=subscriber, number=number, day_from=day_from, day_to=day_to)  # fmt: skip
     _report(path, started)
 
 

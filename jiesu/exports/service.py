@@ -380,6 +380,84 @@ def warnings(
     )  # fmt: skip
 
 
+# ---- deliveries (the delivery log, jiesu/delivery; admin only) ----------------------------------
+
+DELIVERY_COLUMNS = [Column("创建时间", 17), Column("工单编号", 16), Column("渠道", 10),
+                    Column("事件", 18), Column("接收方", 28), Column("订阅方", 16),
+                    Column("状态", 10), Column("尝试次数", 8), Column("下次尝试", 17),
+                    Column("送达时间", 17), Column("最后状态码", 10), Column("最后错误", 40),
+                    Column("幂等标识", 14)]  # fmt: skip
+
+
+def mask_email(address: str) -> str:
+    """z***@example.com: the first character of the mailbox and the domain."""
+    local, at, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}" if at else "***"
+
+
+def masked_address(channel: str, address: str) -> str:
+    """A delivery's addressee in a file: phones and e-mails always masked (a file travels
+    further than a page), a webhook's address without its query string (it may carry a key)."""
+    from jiesu.access.policy import mask_phone
+
+    if channel == "sms":
+        return mask_phone(address) or ""
+    if channel == "email":
+        return mask_email(address)
+    return address.split("?", 1)[0]
+
+
+def delivery_filter(
+    *,
+    status: str | None = None,
+    channel: str | None = None,
+    subscriber: str | int | None = None,
+    number: str | None = None,
+    day_from: str | None = None,
+    day_to: str | None = None,
+) -> Any:
+    """The delivery log page's filter from its query string, checked as the page checks it."""
+    from jiesu.delivery.views import _filter
+
+    sub = str(subscriber or "")
+    subscriber_id = int(sub) if sub.isdigit() and 0 < int(sub) < 2**31 else None
+    return _filter((status or "")[:20], (channel or "")[:20], subscriber_id,
+                   (number or "")[:20], (day_from or "")[:20], (day_to or "")[:20])  # fmt: skip
+
+
+def deliveries(
+    f: Any, *, actor: Principal, db_session: Session, now: datetime | None = None
+) -> Export:
+    """The delivery log with the page's filter (`delivery.service.filtered`), newest first."""
+    from jiesu.delivery import service as D
+    from jiesu.delivery.models import WebhookSubscriber
+    from jiesu.delivery.views import CHANNEL_NAMES as CHANNELS
+    from jiesu.delivery.views import STATUS_NAMES as STATUSES
+
+    if actor.role != "admin":
+        raise Forbidden("仅系统管理员可导出投递记录 / admin only")
+    stmt = D.filtered(f)
+
+    def stream(session: Session) -> Iterator[list[Any]]:
+        names = dict(session.execute(select(WebhookSubscriber.id, WebhookSubscriber.name)).all())
+        for d, number in session.execute(stmt.execution_options(yield_per=BATCH)):
+            yield [d.created_at, number, CHANNELS.get(d.channel, d.channel), d.event_type,
+                   masked_address(d.channel, d.address),
+                   names.get(d.subscriber_id, "") if d.subscriber_id else "",
+                   STATUSES.get(d.status, d.status), d.attempts,
+                   d.next_at if d.status == "pending" else None, d.delivered_at,
+                   d.last_status_code, d.last_error or "", f"msg_{d.id}"]  # fmt: skip
+            session.expunge(d)  # a log of millions: the identity map does not grow with it
+
+    record = {k: str(v) for k, v in f.__dict__.items() if v}
+    return Export(
+        name="deliveries", title="投递记录", columns=DELIVERY_COLUMNS, rows=stream,
+        filename="_".join(x for x in ("投递记录", STATUSES.get(f.status, ""), _today_text(now))
+                          if x),
+        filters=record,
+    )  # fmt: skip
+
+
 # ---- by name (the CLI) ---------------------------------------------------------------------
 
 # The permission each list names: the same as its page's.
@@ -405,82 +483,5 @@ def build(name: str, *, actor: Principal, db_session: Session, **options: Any) -
         return warnings(options.get("status"), options.get("kind"), actor=actor,
                         db_session=db_session)  # fmt: skip
     if name == "deliveries":
-        return deliveries(actor=actor, db_session=db_session, **options)
+        return deliveries(delivery_filter(**options), actor=actor, db_session=db_session)
     raise Invalid(f"没有这个列表 {name} / unknown list", field="list")
-
-
-# ---- deliveries (P1's delivery log; admin only) ------------------------------------------------
-
-DELIVERY_COLUMNS = [Column("创建时间", 17), Column("工单编号", 16), Column("渠道", 10),
-                    Column("事件", 18), Column("接收方", 28), Column("订阅方", 16),
-                    Column("状态", 10), Column("尝试次数", 8), Column("下次尝试", 17),
-                    Column("送达时间", 17), Column("最后状态码", 10), Column("最后错误", 40),
-                    Column("幂等标识", 14)]  # fmt: skip
-DELIVERY_CHANNELS = {"webhook": "Webhook 推送", "sms": "短信", "email": "电子邮件"}
-DELIVERY_STATUSES = {"pending": "待投递", "sending": "投递中", "delivered": "已送达",
-                     "dead": "投递失败（死信）", "skipped": "未发送"}  # fmt: skip
-
-
-def mask_email(address: str) -> str:
-    """z***@example.com: the first character of the mailbox and the domain."""
-    local, at, domain = address.partition("@")
-    return f"{local[:1]}***@{domain}" if at else "***"
-
-
-def masked_address(channel: str, address: str) -> str:
-    """A delivery's addressee as the log shows it: phones and e-mails masked, a webhook's
-    address without its query string (which may carry a key)."""
-    from jiesu.access.policy import mask_phone
-
-    if channel == "sms":
-        return mask_phone(address) or ""
-    if channel == "email":
-        return mask_email(address)
-    return address.split("?", 1)[0]
-
-
-def deliveries(
-    *,
-    actor: Principal,
-    db_session: Session,
-    status: str | None = None,
-    channel: str | None = None,
-    subscriber_id: int | None = None,
-    number: str | None = None,
-    day_from: Any = None,
-    day_to: Any = None,
-    now: datetime | None = None,
-) -> Export:
-    """The delivery log with the log page's filters (`delivery.service.filtered`): admin only."""
-    from jiesu.delivery import service as D
-    from jiesu.delivery.models import WebhookSubscriber
-
-    if actor.role != "admin":
-        raise Forbidden("仅系统管理员可导出投递记录 / admin only")
-    f = D.DeliveryFilter(
-        status=status or "", channel=channel or "", subscriber_id=subscriber_id,
-        number=number or "",
-        day_from=_local_midnight_utc(day_from) if day_from else None,
-        day_to=_local_midnight_utc(day_to + timedelta(days=1)) if day_to else None,
-    )  # fmt: skip
-    stmt = D.filtered(f)
-
-    def stream(session: Session) -> Iterator[list[Any]]:
-        names = dict(session.execute(select(WebhookSubscriber.id, WebhookSubscriber.name)).all())
-        for d, number in session.execute(stmt.execution_options(yield_per=BATCH)):
-            yield [d.created_at, number, DELIVERY_CHANNELS.get(d.channel, d.channel),
-                   d.event_type, masked_address(d.channel, d.address),
-                   names.get(d.subscriber_id, "") if d.subscriber_id else "",
-                   DELIVERY_STATUSES.get(d.status, d.status), d.attempts,
-                   d.next_at if d.status in ("pending", "sending") else None, d.delivered_at,
-                   d.last_status_code, d.last_error or "", f"msg_{d.id}"]  # fmt: skip
-            session.expunge(d)  # a log of millions: no identity map growing with it
-
-    return Export(
-        name="deliveries", title="投递记录", columns=DELIVERY_COLUMNS, rows=stream,
-        filename="_".join(x for x in ("投递记录", DELIVERY_STATUSES.get(status or "", ""),
-                                       _today_text(now)) if x),
-        filters={k: str(v) for k, v in (("status", status), ("channel", channel),
-                 ("subscriber_id", subscriber_id), ("number", number), ("from", day_from),
-                 ("to", day_to)) if v},
-    )  # fmt: skip

@@ -2,7 +2,7 @@
 user's permissions (the list's own view permission; masked stays masked).
 
 - Console: /console/exports/{tickets|rankings|warnings|deliveries}.{csv|xlsx}?<the list page's
-  own query string> (the 导出 links on the list pages).
+  own query string> (the 导出 links on the list pages; deliveries: the admin's 投递记录).
 - API: GET /api/v1/exports/{tickets|rankings|warnings}.{csv|xlsx} with the filters of
   GET /api/v1/tickets, /api/v1/metrics/units and /api/v1/warnings.
 
@@ -120,6 +120,7 @@ def _page(permission: str) -> Any:
 TicketsPage = _page("tickets.read")
 RankingsPage = _page("assessment.view")
 WarningsPage = _page("warnings.view")
+AdminPage = _page("admin")
 
 
 def _console_routes(fmt: str) -> None:
@@ -156,7 +157,19 @@ def _console_routes(fmt: str) -> None:
         export = S.warnings(status, kind or None, actor=actor, db_session=session, console=True)
         return _send(fmt, export, db=db, actor=actor, request=request)
 
+    def deliveries_page(
+        request: Request, actor: AdminPage, session: ReadSession, db: DB
+    ) -> StreamingResponse:
+        """The delivery log (系统管理 → 投递记录) with its filters; phones and e-mails masked."""
+        q = request.query_params
+        f = S.delivery_filter(status=q.get("status"), channel=q.get("channel"),
+                              subscriber=q.get("subscriber"), number=q.get("number"),
+                              day_from=q.get("from"), day_to=q.get("to"))  # fmt: skip
+        export = S.deliveries(f, actor=actor, db_session=session)
+        return _send(fmt, export, db=db, actor=actor, request=request)
+
     router.add_api_route(f"/console/exports/tickets.{fmt}", tickets_page, methods=["GET"])
+    router.add_api_route(f"/console/exports/deliveries.{fmt}", deliveries_page, methods=["GET"])
     router.add_api_route(f"/console/exports/rankings.{fmt}", rankings_page, methods=["GET"])
     router.add_api_route(f"/console/exports/warnings.{fmt}", warnings_page, methods=["GET"])
 
