@@ -110,6 +110,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/console/intake"): "workbench.intake",
     ("GET", "/console/lookup/units"): "tickets.act",
     ("GET", "/console/lookup/categories"): "tickets.act",
+    # the call centre: the telephony's API and the agent's pop (Server-Sent Events)
+    ("POST", "/api/v1/calls"): "calls.telephony",
+    ("POST", "/api/v1/calls/{call_id}/recording"): "calls.telephony",
+    ("POST", "/api/v1/calls/{call_id}/end"): "calls.telephony",
+    ("GET", "/console/calls/events"): "workbench.intake",
     # console: the dashboard (数据大屏)
     ("GET", "/console/dashboard"): "dashboard.view",
     ("GET", "/console/dashboard/data"): "dashboard.view",
@@ -365,6 +370,7 @@ class Gate:
             .replace("{code}", "S11")
             .replace("{subscriber_id}", "999999")
             .replace("{delivery_id}", "999999")
+            .replace("{call_id}", "no-such-call")
         )
 
     def fingerprint(self) -> dict[str, Any]:
@@ -513,6 +519,8 @@ def get_urls(gate: Gate, path: str) -> list[str]:
         return [path, f"{path}?phone={OPEN_PERSON[1]}"]
     if path == "/console/assessment/drill":
         return [f"{path}?unit=S11&what=counted"]
+    if path == "/console/calls/events":  # the stream answers what is pending and ends
+        return [f"{path}?wait=0"]
     return [gate.fill(path)]
 
 

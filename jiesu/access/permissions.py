@@ -23,6 +23,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "tickets.act": ALL - {"analyst"},
     # Ask for the requester's name and phone; policy.sees_identity decides, every reveal logged.
     "tickets.reveal": ALL,
+    # The call centre's telephony reports calls (a system token scoped to channel phone, of a
+    # service-centre account: jiesu/calls/views.py); the agent's console pops them.
+    "calls.telephony": frozenset({"agent", "admin"}),
     # The SMS gateway posts citizens' replies (短信回访): a system token scoped to channel sms,
     # of a callback agent's account (jiesu/callbacks/views.py).
     "sms.inbound": frozenset({"callback_agent", "admin"}),

@@ -33,6 +33,8 @@ from jiesu.auth.service import (
     sign_in,
     wrong_with_warning,
 )
+from jiesu.calls.service import caller_history, calls_of, latest_id, pending_for_agent
+from jiesu.calls.service import link as link_call
 from jiesu.console.lookup import display_name, options, resolve, resolve_fields
 from jiesu.console.service import (
     CALLBACK_PAGES,
@@ -41,7 +43,6 @@ from jiesu.console.service import (
     action_label,
     calendar_notices,
     categories,
-    earlier_tickets,
     event_lines,
     forget_badges,
     form_to_fields,
@@ -434,6 +435,8 @@ def _ticket_page(
     ctx = frame(request, actor, session, title=f"工单 {view.ticket.number}", v=view,
                 t=view.ticket, requester=masked_requester(view.ticket), linked=linked,
                 tasks=tasks, may_link=allows("warnings.handle", actor.role),
+                calls=calls_of(ticket_id, db_session=session),
+                call_recordings=actor.is_service_centre,
                 open_action=form_action, action_label=action_label, kept=kept or {},
                 event_lines=lambda e: event_lines(e, view.unit_names))  # fmt: skip
     if error is not None:
@@ -522,16 +525,32 @@ def _intake_context(
         "category_code": display_name(form.get("category_code"), "categories", db_session=session),
         "street": display_name(form.get("street"), "streets", db_session=session),
     }
+    history = more.pop("history", None)
+    phone = history or ""
+    rows = caller_history(history, actor=actor, db_session=session) if history else []
     return frame(
         request, actor, session, title="受理登记", form=form, picked=picked,
-        ACTIONS_BY_NAME=BY_NAME, phone="", rows=[], valid=True, MAX_CONTENT=MAX_CONTENT,
-        **more,
+        ACTIONS_BY_NAME=BY_NAME, phone=phone, rows=rows, valid=True, MAX_CONTENT=MAX_CONTENT,
+        calls_after=latest_id(actor.user_id, db_session=session), **more,
     )  # fmt: skip
 
 
 @router.get("/console/intake", response_class=HTMLResponse)
-def intake_page(request: Request, actor: AgentPage, session: ReadSession) -> Response:
-    return render(request, "console/intake.html", _intake_context(request, actor, session))
+def intake_page(
+    request: Request,
+    actor: AgentPage,
+    session: ReadSession,
+    call: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    """`?call=` opens the form for a call routed to this agent (the pop's address, so a reload
+    or a browser without JavaScript keeps it): the caller's number and the call id prefilled."""
+    popped = pending_for_agent(call, actor.user_id, db_session=session) if call else None
+    if popped is None:
+        return render(request, "console/intake.html", _intake_context(request, actor, session))
+    form = {"phone": popped.caller, "channel": "phone", "call_id": popped.call_id}
+    ctx = _intake_context(request, actor, session, form=form, history=popped.caller)
+    ctx["call"] = popped
+    return render(request, "console/intake.html", ctx)
 
 
 @router.post("/console/intake/suggest", response_class=HTMLResponse)
@@ -563,12 +582,13 @@ def intake_history(
     session: ReadSession,
     phone: Annotated[str, Query(max_length=30)] = "",
 ) -> Response:
-    """htmx: the caller's earlier tickets, as the agent types the number."""
+    """htmx: the caller's earlier tickets (open first), as the agent types the number or a
+    call pops (static/calls.js)."""
     try:
         number = normalise_phone(phone) if phone.strip() else None
     except ValueError:
         number = None
-    rows = earlier_tickets(number, actor=actor, db_session=session) if number else []
+    rows = caller_history(number, actor=actor, db_session=session) if number else []
     return render(request, "console/_history.html",
                   {"rows": rows, "phone": phone, "valid": number is not None})  # fmt: skip
 
@@ -604,6 +624,7 @@ async def intake(request: Request, actor: AgentPage, db: DB) -> Response:
                     "phone": form.first("phone") or None,
                     "confidential": form.first("confidential") == "on",
                 },
+                "call_id": form.first("call_id") or None,
             })  # fmt: skip
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -613,6 +634,8 @@ async def intake(request: Request, actor: AgentPage, db: DB) -> Response:
             raise Invalid("热线电话受理须填写来电号码", field="requester.phone")
         with db.write() as session:
             ticket = create_ticket(data, actor=actor, db_session=session)
+            if data.call_id:  # the order keeps the call it was taken from
+                link_call(data.call_id, ticket, actor=actor, db_session=session)
             # The agent's own choice of what happens next wins over automatic dispatch.
             advise(ticket, actor=actor, db_session=session, automatic=then == "keep")
             if then != "keep":

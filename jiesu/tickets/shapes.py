@@ -53,6 +53,13 @@ def normalise_phone(raw: str) -> str:
 Text200 = Annotated[StrictStr, StringConstraints(strip_whitespace=True, max_length=200)]
 # A code names a row: blank (or only spaces) is no code, and is refused rather than stored.
 Code = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
+# The call centre's call id (jiesu/calls): letters, digits and . _ : - as a telephony sends it
+# (a UUID, a PBX's "1733216400.42").
+CALL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
+CallId = Annotated[
+    StrictStr,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=CALL_ID_PATTERN),
+]
 
 
 class RequesterIn(BaseModel):
@@ -95,6 +102,9 @@ class TicketCreate(BaseModel):
     lng: StrictFloat | None = Field(None, ge=-180, le=180)
     requester: RequesterIn = Field(default_factory=RequesterIn)
     window: WindowIn | None = None
+    call_id: CallId | None = Field(
+        None, description="来电的通话编号（话务系统推送过的）：工单与这通来电关联"
+    )
 
     @model_validator(mode="after")
     def _point(self) -> TicketCreate:

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from jiesu.access.policy import Principal
+from jiesu.calls.service import link as link_call
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Forbidden, Invalid
 from jiesu.intel.service import advise, stored_advice
@@ -73,6 +74,8 @@ def create(
                 ticket = create_ticket(
                     body, actor=principal, db_session=session, idempotency_key=key
                 )
+                if body.call_id:  # taken from a call the telephony reported: keep it
+                    link_call(body.call_id, ticket, actor=principal, db_session=session)
                 advice = advise(ticket, actor=principal, db_session=session)
                 out = ticket_out(ticket, principal)
                 out.suggestions = advice

@@ -30,6 +30,8 @@ from jiesu.auth.views import admin_router as tokens_router
 from jiesu.auth.views import router as auth_router
 from jiesu.callbacks.views import api_router as callbacks_api
 from jiesu.callbacks.views import router as callbacks_router
+from jiesu.calls.views import console_router as calls_console_router
+from jiesu.calls.views import router as calls_router
 from jiesu.console.admin_views import router as admin_router
 from jiesu.console.admin_views import unit_router
 from jiesu.console.analysis_views import router as analysis_router
@@ -355,6 +357,8 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(callbacks_api, responses=ERROR_RESPONSES)  # the SMS gateway's replies
     app.include_router(callbacks_router)  # the rating link, the callback workbench's tabs
     app.include_router(open311_router)  # GeoReport v2: answers and errors in its own formats
+    app.include_router(calls_router, responses=ERROR_RESPONSES)  # the call centre's telephony
+    app.include_router(calls_console_router)  # the agent's pop (Server-Sent Events)
     app.include_router(exports_api, responses=ERROR_RESPONSES)  # downloads of any list
     app.include_router(exports_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -40,6 +40,14 @@ LABELS: dict[str, str] = {
     "window.earlier": "此前工单",
     "photos": "现场照片",
     "form_id": "表单",
+    # the call centre's telephony (jiesu/calls)
+    "call_id": "通话编号",
+    "caller": "主叫号码",
+    "called": "被叫线路",
+    "agent": "坐席",
+    "started_at": "来电时间",
+    "ended_at": "挂机时间",
+    "url": "录音地址",
     # signing in, passwords, tokens
     "username": "用户名",
     "password": "密码",
