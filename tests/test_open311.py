@@ -528,3 +528,21 @@ def test_the_admin_issues_a_key_once_stores_its_hash_and_revokes_it(
     assert "已吊销" in admin.get("/console/admin/open311").text
     agent = Console(app_of(client), "agent1")
     assert agent.get("/console/admin/open311").status_code == 403
+
+
+def test_a_key_is_rate_limited_with_the_specifications_error_shape(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jiesu.auth.limits import Budget
+
+    monkeypatch.setattr(service, "CREATE_BUDGET", Budget(limit=2, window=timedelta(minutes=1)))
+    key, other = issue(db), issue(db)
+    assert [post(client, key).status_code for _ in range(2)] == [201, 201]
+    r = post(client, key, "xml")
+    assert r.status_code == 429 and error_of(r, "xml")[0] == 429
+    assert int(r.headers["Retry-After"]) > 0
+    assert post(client, other).status_code == 201  # each key has its own budget
+    # the key may also come in the query string, as some clients send it
+    r = client.post(f"{V2}/requests.json?api_key={other}",
+                    data={"service_code": "010101", "address_string": "东一路 8 号"})  # fmt: skip
+    assert r.status_code == 201, r.text

@@ -507,7 +507,7 @@ def request_out(
 def _loaded(stmt: Any) -> Any:
     return stmt.options(
         selectinload(Ticket.category), selectinload(Ticket.lead_unit),
-        selectinload(Ticket.district), selectinload(Ticket.street),
+        selectinload(Ticket.district), selectinload(Ticket.street), selectinload(Ticket.events),
     )  # fmt: skip
 
 

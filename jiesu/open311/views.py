@@ -161,8 +161,8 @@ async def create_request(fmt: str, request: Request) -> Response:
         now = utcnow()
         with db.read() as session:
             service.check_jurisdiction(posted.fields.get("jurisdiction_id"), db_session=session)
-            principal, key = service.key_principal(posted.fields.get("api_key"),
-                                                   db_session=session)  # fmt: skip
+            given = posted.fields.get("api_key") or request.query_params.get("api_key")
+            principal, key = service.key_principal(given, db_session=session)
             code = (posted.fields.get("service_code") or "").strip()
             if not code:
                 raise Open311Error(400, "缺少 service_code / service_code is required")
