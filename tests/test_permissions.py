@@ -99,6 +99,13 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/console/dispatch"): "workbench.dispatch",
     ("GET", "/console/inbox"): "workbench.unit",
     ("GET", "/console/callbacks"): "workbench.callback",
+    # 短信回访: the SMS gateway's replies, the callback workbench's own tabs
+    ("POST", "/api/v1/sms/inbound"): "sms.inbound",
+    ("GET", "/console/callbacks/calls"): "workbench.callback",
+    ("GET", "/console/callbacks/rated"): "workbench.callback",
+    ("GET", "/console/callbacks/replies"): "workbench.callback",
+    ("POST", "/console/callbacks/replies/{reply_id}/link"): "workbench.callback",
+    ("POST", "/console/callbacks/replies/{reply_id}/handled"): "workbench.callback",
     ("GET", "/console/supervision"): "workbench.supervision",
     ("GET", "/console/tickets/{ticket_id}"): "tickets.read",
     ("POST", "/console/tickets/{ticket_id}/actions/{action}"): "tickets.act",
@@ -179,6 +186,7 @@ PUBLIC: set[tuple[str, str]] = {
     ("GET", "/healthz"),
     ("GET", "/api/docs"),  # Swagger UI from the app's own files (web/app.py)
     ("GET", "/favicon.ico"),  # the tab icon (web/static/favicon.ico)
+    ("GET", "/r/{token}"),  # the rating link of the 回访邀请 SMS: on to /portal/link/{token}
 }
 # The citizens' portal: no staff sign-in at all (a citizen holds a tracking code).
 PUBLIC_PREFIX = "/portal"
@@ -368,6 +376,7 @@ class Gate:
             .replace("{warning_id}", str(self.extra["warning"]))
             .replace("{report_id}", str(self.extra["report"]))
             .replace("{code}", "S11")
+            .replace("{reply_id}", "999999")
             .replace("{subscriber_id}", "999999")
             .replace("{delivery_id}", "999999")
             .replace("{call_id}", "no-such-call")

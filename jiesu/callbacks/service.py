@@ -10,6 +10,7 @@ function takes `db_session=` and never commits: the caller's `db.write()` does.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,7 +68,9 @@ def inbound_of(data: dict[str, Any], *, now: datetime) -> Inbound:
     text = data.get("text", "")
     if not isinstance(text, str):
         raise Refused("text")
-    text = "".join(c for c in text if c.isprintable() or c in "\n\t")[:TEXT_MAX]
+    # control characters (NUL …) dropped; every kind of space kept as the citizen typed it
+    text = "".join(c for c in text if unicodedata.category(c)[0] != "C" or c in "\n\t")
+    text = text[:TEXT_MAX]
     to = data.get("to")
     to = to[:30] if isinstance(to, str) else None
     received = _when(data.get("received_at"), now=now)
@@ -168,7 +171,7 @@ def receive(
     elif reply.kind == "opt_out":
         from jiesu.notices.service import opt_out  # P2's opt-out list
 
-        opt_out(message.phone, db_session=db_session, now=now, source="sms_reply")
+        opt_out(message.phone, db_session=db_session, now=now, source="sms")
         row.result, row.status = "opted_out", "done"
     elif reply.kind == "rating" and len(found.open) == 1:
         ticket = found.open[0]

@@ -91,8 +91,6 @@ def _link_page(
         state = "rated"
     else:
         state = "closed" if ticket.status in ("evaluated", "closed") else "not_yet"
-    if state != "open" and status_code == 200 and request.method == "POST":
-        status_code = 409
     return render(
         request, "portal/rate_link.html",
         {"title": f"评价工单 {view.number}", "v": view, "token": token, "state": state,
