@@ -86,6 +86,8 @@ class EmailChannel:
 
     def __init__(self) -> None:
         self.smtp = SmtpSettings.from_env()
+        # The deliverer's hard limit for one send: the timeout holds per SMTP command.
+        self.total_timeout = self.smtp.timeout * 2
 
     @property
     def enabled(self) -> bool:

@@ -101,6 +101,13 @@ def save_unit_email(
     unit = db_session.scalar(select(Unit).where(Unit.code == (unit_code or "").strip()))
     if unit is None:
         raise Invalid("没有这个单位 / unknown unit", field="unit")
+    same = db_session.scalar(
+        select(UnitNoticeEmail.id).where(
+            UnitNoticeEmail.unit_id == unit.id, UnitNoticeEmail.address == address
+        )
+    )
+    if same is not None and same != email_id:
+        raise Invalid("该单位已有这个邮箱 / the unit already has this address", field="address")
     row: Any
     if email_id is not None:
         row = db_session.get(UnitNoticeEmail, email_id)
@@ -109,13 +116,6 @@ def save_unit_email(
     else:
         row = UnitNoticeEmail(created_at=now)
         db_session.add(row)
-    same = db_session.scalar(
-        select(UnitNoticeEmail.id).where(
-            UnitNoticeEmail.unit_id == unit.id, UnitNoticeEmail.address == address
-        )
-    )
-    if same is not None and same != email_id:
-        raise Invalid("该单位已有这个邮箱 / the unit already has this address", field="address")
     row.unit_id, row.address, row.kinds, row.active = unit.id, address, list(kinds), active
     row.updated_at = now
     db_session.flush()

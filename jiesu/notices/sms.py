@@ -69,6 +69,7 @@ class SmsChannel:
 
     def __init__(self) -> None:
         self.url, self.key, self.timeout = gateway_settings()
+        self.total_timeout = self.timeout  # the deliverer's hard limit for one send
 
     @property
     def enabled(self) -> bool:
@@ -130,7 +131,8 @@ class SmsChannel:
         }
         headers = {KEY_HEADER: self.key, "Idempotency-Key": message.idempotency_id}
         try:
-            answer = httpx.post(self.url, json=request, headers=headers, timeout=self.timeout)
+            timeout = httpx.Timeout(self.timeout, connect=min(3.0, self.timeout))
+            answer = httpx.post(self.url, json=request, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
             log.warning("sms %s to %s: timeout", message.idempotency_id, masked)
             return Outcome(False, f"网关超时 / gateway timeout ({self.timeout:g}s)")
