@@ -1,4 +1,6 @@
-"""The `jiesu` command."""
+"""The `jiesu` command: the root of the command line. It registers each package's sub-commands
+(`intel/cli.py`, `reports/cli.py`, …); they never import it back: what they share is in
+`cli_support.py` (the database, the consoles)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from jiesu.cli_support import database as _db
+from jiesu.cli_support import err, out
 from jiesu.exports.cli import app as export_app
 from jiesu.intel.cli import app as intel_app
 from jiesu.reports.cli import metrics_app, report_app, warnings_app
@@ -42,15 +45,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(warnings_app, name="warnings")
 app.add_typer(export_app, name="export")
 
-out = Console()
-err = Console(stderr=True)
 DEMO_PACK = REPO_ROOT / "citypacks" / "beijing"
-
-
-def _db():  # type: ignore[no-untyped-def]
-    from jiesu.db.engine import Database
-
-    return Database(get_settings().database_url)
 
 
 @app.command()
@@ -83,10 +78,12 @@ def worker(
     interval: Annotated[float, typer.Option(help="Seconds to wait when no job is due.")] = 5.0,
     once: Annotated[bool, typer.Option(help="Do what is due now, then stop.")] = False,
 ) -> None:
-    """Run the durable timers: time-limit warnings at 80% and overdue notices."""
+    """Run the worker: due timers (80% warnings, overdue notices), deliveries of the outbox
+    (webhooks, SMS, e-mail), reports owed and the warnings scan. SIGTERM stops it after the
+    step under way."""
     import logging
 
-    from jiesu.tickets.scheduled import work
+    from jiesu.worker import work
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     work(_db(), interval=interval, once=once)

@@ -206,8 +206,9 @@ def test_open_orders_get_the_timers_an_action_would_leave(db: Database) -> None:
     had just scheduled them, and the worker warns about one that runs past due."""
     from jiesu.taxonomy.service import city_clocks, pack_settings
     from jiesu.tickets.models import Job, Outbox
-    from jiesu.tickets.scheduled import job_key, run_due_jobs
+    from jiesu.tickets.scheduled import run_due_jobs
     from jiesu.tickets.service import ticket_deadlines
+    from jiesu.tickets.timers import job_key
 
     generate(db, days=3, per_day=200, now=NOW, pack_dir=TINY_PACK)
     with db.read() as s:

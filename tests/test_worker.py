@@ -239,3 +239,84 @@ def test_an_open_promise_is_reported_when_due_and_a_kept_one_is_not(db: Database
         ).all()  # fmt: skip
     assert [t for t, _ in told] == [made[0]]
     assert "租房合同" in told[0][1]["message"]
+
+
+# ---- the worker's loop (jiesu/worker.py) -------------------------------------------------------
+
+
+def test_a_failing_step_never_stops_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    from jiesu.worker import Step, Worker
+
+    ran: list[str] = []
+
+    def broken(_db: Database) -> int:
+        ran.append("broken")
+        raise ConnectionError("SMS gateway down")
+
+    def timers(_db: Database) -> int:
+        ran.append("timers")
+        return 1 if ran.count("timers") == 1 else 0
+
+    worker = Worker(None, steps=[Step("deliveries", broken), Step("due jobs", timers)])  # type: ignore[arg-type]
+    assert worker.round() == 1 and worker.round() == 0
+    assert ran == ["broken", "timers", "broken", "timers"]
+    # The traceback once; then a line a round until the step works again.
+    failures = [r for r in caplog.records if "deliveries" in r.getMessage()]
+    assert [r.exc_info is not None for r in failures] == [True, False]
+    worker.run(once=True)  # a round with nothing done ends a `--once` run
+    assert ran[-2:] == ["broken", "timers"]
+
+
+def test_the_periodic_step_runs_at_start_then_only_when_its_period_is_over() -> None:
+    from jiesu.worker import Step, Worker
+
+    calls: list[str] = []
+
+    def record(name: str) -> Step:
+        def run(_db: Database) -> int:
+            calls.append(name)
+            return 0
+
+        return Step(name, run, every_s=3600.0 if name == "reports" else 0.0)
+
+    worker = Worker(None, steps=[record("reports"), record("jobs")])  # type: ignore[arg-type]
+    worker.round()
+    worker.round()
+    assert calls == ["reports", "jobs", "jobs"]
+
+
+def test_the_default_steps_do_jobs_then_deliveries_and_the_reports_every_ten_minutes() -> None:
+    from jiesu.worker import PERIODIC_EVERY_S, default_steps, deliveries, due_jobs, periodic
+
+    steps = default_steps()
+    assert [s.run for s in steps] == [periodic, due_jobs, deliveries]
+    assert [s.every_s for s in steps] == [PERIODIC_EVERY_S, 0.0, 0.0]
+
+
+def test_sigterm_stops_the_worker_after_its_step(db: Database, db_url: str) -> None:
+    dispatched(db, 3)  # long past due: the worker has work at once
+    w = subprocess.Popen(
+        [sys.executable, "-m", "jiesu.cli", "worker", "--interval", "0.05"],
+        env={**os.environ, "JIESU_DATABASE_URL": db_url},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        with db.read() as s:  # wait until it has done the due jobs, then ask it to stop
+            while time.monotonic() < deadline:
+                pending = s.scalar(
+                    select(func.count()).select_from(Job).where(Job.status == "pending",
+                                                                Job.run_at <= datetime.now(UTC))
+                )  # fmt: skip
+                s.rollback()
+                if not pending:
+                    break
+                time.sleep(0.05)
+        assert w.poll() is None, "the worker stopped by itself"
+        w.send_signal(signal.SIGTERM)
+        assert w.wait(timeout=20) == 0
+    finally:
+        if w.poll() is None:
+            w.kill()
+            w.wait()
+    assert w.stderr is not None and b"Traceback" not in w.stderr.read()

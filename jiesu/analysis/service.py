@@ -798,38 +798,6 @@ def link_orders(task_id: int, numbers: Sequence[str], *, actor: Principal,
     return added
 
 
-ANSWERABLE = frozenset({"received", "pending_dispatch", "dispatched", "accepted"})
-
-
-def answer_linked(task: Ticket, *, actor: Principal, db_session: Session,
-                  now: datetime | None = None) -> list[int]:  # fmt: skip
-    """举一反三: when a proactive task's reply passes the centre's audit, every order linked to it
-    that is still waiting for a reply is answered by it (`answer_by_task`, an event in its own
-    timeline naming the task: the lead's part replied, the citizen notified) and goes on to the
-    callback and rating like any audited order. Orders already replied or closed keep their own
-    answer. Returns the ids answered."""
-    from jiesu.tickets.actions import take_action
-
-    reply = next((e for e in reversed(task.events) if e.action == "reply"), None)
-    if reply is None:
-        return []
-    result = str(reply.data.get("result") or "solved")
-    content = f"{reply.data.get('content', '')}（由主动治理任务 {task.number} 举一反三统一办理）"
-    linked = db_session.scalars(
-        select(Ticket.id)
-        .join(TicketLink, TicketLink.linked_id == Ticket.id)
-        .where(TicketLink.ticket_id == task.id, Ticket.status.in_(ANSWERABLE))
-        .order_by(Ticket.id)
-    ).all()
-    done = []
-    for ticket_id in linked:
-        take_action(ticket_id, "answer_by_task",
-                    {"task": task.number, "result": result, "content": content},
-                    actor=actor, db_session=db_session, now=now)  # fmt: skip
-        done.append(int(ticket_id))
-    return done
-
-
 def links(ticket_id: int, *, reader: Principal,
           db_session: Session) -> tuple[list[Ticket], list[Ticket]]:  # fmt: skip
     """The orders a task is linked to, and the tasks an order is linked to: those the reader may

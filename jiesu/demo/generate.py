@@ -14,23 +14,19 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from multiprocessing import get_context
-from operator import itemgetter
 from pathlib import Path
-from queue import Queue
-from threading import Thread
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import Connection, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select
 
 from jiesu.citypack.parse import Duration
 from jiesu.db.base import utcnow
-from jiesu.db.engine import WRITE, Database
+from jiesu.db.engine import Database
+from jiesu.demo.bulk import BulkLoad, DayStories, sqlite_stamp
 from jiesu.demo.story import CategoryChoice, Context, Place, Stamp, Storyteller, daily_count
 from jiesu.demo.texts import TextBank
 from jiesu.org.models import Unit, User
@@ -170,56 +166,6 @@ def load_context(db: Database, pack_dir: Path) -> Context:
     )
 
 
-def sqlite_stamp(t: datetime) -> str:
-    """How SQLAlchemy's SQLite DateTime stores a time: naive UTC text, "2026-11-20 06:00:00.5"."""
-    if t.tzinfo is UTC:  # the stories' times: drop the "+00:00"
-        return t.isoformat(" ")[:-6]
-    return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
-
-
-class _Writer:
-    """Bulk inserts for one connection: executemany on SQLite, COPY on PostgreSQL.
-
-    Rows come as dicts or as sequences in the table's column order, with times already stamped
-    for this database (`sqlite_stamp` on SQLite, aware datetimes on PostgreSQL), so writing is
-    the driver's work alone, done in C with the GIL released while the database works.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.pg = conn.dialect.name == "postgresql"
-        self.raw: Any = conn.connection.driver_connection
-
-    def write(self, table: Table, rows: list[Any]) -> None:
-        if not rows:
-            return
-        columns = [c.name for c in table.columns]
-        if isinstance(rows[0], dict):
-            row_of = itemgetter(*columns)
-            rows = [row_of(r) for r in rows]
-        if self.pg:
-            sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-            with self.raw.cursor() as cur, cur.copy(sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        marks = ", ".join("?" * len(columns))
-        self.raw.executemany(
-            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", rows
-        )
-
-
-@dataclass
-class DayStories:
-    """One day's tickets with their assignments and events, ids local to the day (0, 1, …)."""
-
-    key: str  # YYYYMMDD
-    last: int  # the day's last ticket sequence number
-    tickets: list[dict[str, Any]]
-    assignments: list[dict[str, Any]]
-    events: list[list[Any]]
-
-
 def tell_day(teller: Storyteller, day: date, count: int, first_seq: int, seed: int) -> DayStories:
     """Tell `count` stories received on `day` (those before `now`), numbered after `first_seq`.
 
@@ -295,124 +241,6 @@ class _Tellers:
             yield result
 
 
-class _BulkLoad:
-    """One transaction for the whole load, per-row foreign-key checks suspended and every foreign
-    key verified set-based before commit (what pg_restore does).
-
-    On PostgreSQL the foreign keys of the ticket tables are dropped and re-added inside the
-    transaction (DDL is transactional: a failure restores them); this takes the ticket tables for
-    the load's duration, so run it with the server stopped, as `jiesu demo init` does. On SQLite,
-    `foreign_keys` is switched off for the connection and `foreign_key_check` run at the end.
-
-    `threaded`: rows are handed to a writer thread, so this process tells the next day's stories
-    while the database server works (PostgreSQL: the server is the other busy process). SQLite
-    works inside this process, where a writer thread would only fight for the GIL; there the
-    stories come from a worker process instead (`_Tellers`).
-    """
-
-    def __init__(self, db: Database, ids: tuple[int, int, int], *, threaded: bool = False) -> None:
-        self.db = db
-        self.ticket_id, self.assignment_id, self.event_id = ids
-        self.stack = ExitStack()
-        self.queue: Queue[DayStories | None] | None = Queue(maxsize=2) if threaded else None
-        self.error: BaseException | None = None
-
-    def __enter__(self) -> _BulkLoad:
-        self.conn = self.stack.enter_context(self.db.engine.connect().execution_options(**WRITE))
-        self.pg = self.conn.dialect.name == "postgresql"
-        self.writer = _Writer(self.conn)
-        if not self.pg:
-            self.writer.raw.execute("PRAGMA foreign_keys=OFF")  # outside any transaction
-            self.stack.callback(self.writer.raw.execute, "PRAGMA foreign_keys=ON")
-        self.stack.enter_context(self.conn.begin())
-        self.keys = _drop_foreign_keys(self.conn) if self.pg else []
-        if self.queue is not None:
-            self.thread = Thread(target=self._drain, name="demo-writer", daemon=True)
-            self.thread.start()
-        return self
-
-    def put(self, day: DayStories) -> None:
-        if self.queue is None:
-            self._write(day)
-            return
-        if self.error is not None:
-            raise RuntimeError("the demo writer failed") from self.error
-        self.queue.put(day)
-
-    def _drain(self) -> None:
-        assert self.queue is not None
-        try:
-            while (day := self.queue.get()) is not None:
-                self._write(day)
-        except BaseException as exc:
-            self.error = exc
-            while self.queue.get() is not None:  # let the producer finish
-                pass
-
-    def _write(self, day: DayStories) -> None:
-        """Give the day's rows their ids and write them."""
-        base = self.ticket_id
-        for t in day.tickets:
-            t["id"] += base
-        for a in day.assignments:
-            a["id"], a["ticket_id"] = self.assignment_id, a["ticket_id"] + base
-            self.assignment_id += 1
-        for e in day.events:
-            e[0], e[1] = self.event_id, e[1] + base
-            self.event_id += 1
-        self.ticket_id += len(day.tickets)
-        self.writer.write(Ticket.__table__, day.tickets)  # type: ignore[arg-type]
-        self.writer.write(Assignment.__table__, day.assignments)  # type: ignore[arg-type]
-        self.writer.write(Event.__table__, day.events)  # type: ignore[arg-type]
-        if day.last:
-            _bump_counter(self.conn, day.key, day.last)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self.queue is not None:
-            self.queue.put(None)
-            self.thread.join()
-            if self.error is not None and exc_type is None:
-                exc_type, exc, tb = type(self.error), self.error, self.error.__traceback__
-        if exc_type is None:
-            try:
-                if self.pg:
-                    _restore_foreign_keys(self.conn, self.keys)
-                else:
-                    broken = self.conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if broken:
-                        raise ValueError(f"foreign keys broken by the load: {broken[:5]}")
-            except BaseException as failure:
-                self.stack.__exit__(type(failure), failure, failure.__traceback__)
-                raise
-        self.stack.__exit__(exc_type, exc, tb)
-        if exc is not None and exc is self.error:
-            raise RuntimeError(f"demo history not written: {exc}") from exc
-
-
-BULK_TABLES = ("ticket", "assignment", "event")
-
-
-def _drop_foreign_keys(conn: Connection) -> list[tuple[str, str, str]]:
-    keys = conn.exec_driver_sql(
-        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE contype = 'f' AND conrelid::regclass::text IN ('ticket', 'assignment', 'event')"
-    ).all()
-    for table, name, _ in keys:
-        conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-    return [(str(t), str(n), str(d)) for t, n, d in keys]
-
-
-def _restore_foreign_keys(conn: Connection, keys: list[tuple[str, str, str]]) -> None:
-    """Re-adding a foreign key checks every row in one pass, not row by row."""
-    for table, name, definition in keys:
-        conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-    for table in BULK_TABLES:
-        conn.exec_driver_sql(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-            f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
-        )
-
-
 def generate(
     db: Database,
     *,
@@ -471,7 +299,7 @@ def generate(
     with (
         bar,
         _Tellers(ctx, now, stamp, workers) as tellers,
-        _BulkLoad(db, ids, threaded=threaded) as load,
+        BulkLoad(db, ids, threaded=threaded) as load,
     ):  # type: ignore[arg-type]
         progress_task = bar.add_task("tickets", total=total)
         for (_, count, _, _), day in zip(tasks, tellers.tell(tasks), strict=True):
@@ -509,8 +337,8 @@ def schedule_open(db: Database, now: datetime, batch: int = 1000) -> int:
 
     from jiesu.taxonomy.service import city_clocks, pack_settings
     from jiesu.tickets.models import Job
-    from jiesu.tickets.scheduled import schedule
     from jiesu.tickets.service import ticket_deadlines
+    from jiesu.tickets.timers import schedule
 
     done = 0
     with db.write() as session:
@@ -540,15 +368,3 @@ def schedule_open(db: Database, now: datetime, batch: int = 1000) -> int:
             session.flush()
             session.expunge_all()
     return done
-
-
-def _bump_counter(conn: Connection, day: str, last: int) -> None:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(TicketCounter).values(day=day, last=last)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[TicketCounter.day],
-        set_={"last": func.max(TicketCounter.last, stmt.excluded.last)}
-        if conn.dialect.name == "sqlite"
-        else {"last": func.greatest(TicketCounter.last, stmt.excluded.last)},
-    )
-    conn.execute(stmt)

@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 
 import jiesu.demo.story as story_module
 from jiesu.db.engine import Database
+from jiesu.demo.bulk import BulkLoad, DayStories, sqlite_stamp
 from jiesu.demo.story import (
     RETURN_REASONS,
     CategoryChoice,
@@ -357,8 +358,6 @@ def _history(db: Database, ctx: Context, now: datetime) -> tuple[list[str], set[
 
 def plant_all(db: Database, ctx: Context, now: datetime, seed: int) -> int:
     """Tell and write the planted orders (see the module); how many were written."""
-    from jiesu.demo.generate import DayStories, _BulkLoad, sqlite_stamp
-
     if not all(code in {c.code for c in ctx.categories} for code in NEEDED) or not ctx.places:
         return 0
     top, empty = _history(db, ctx, now)
@@ -376,7 +375,7 @@ def plant_all(db: Database, ctx: Context, now: datetime, seed: int) -> int:
         counters = dict(s.execute(select(TicketCounter.day, TicketCounter.last).where(
             TicketCounter.day.in_([f"{d:%Y%m%d}" for d in by_day]))).all())  # fmt: skip
     written = 0
-    with _planted_walks(), _BulkLoad(db, ids) as load:  # type: ignore[arg-type]
+    with _planted_walks(), BulkLoad(db, ids) as load:  # type: ignore[arg-type]
         for day in sorted(by_day):
             key = f"{day:%Y%m%d}"
             out = DayStories(key, 0, [], [], [])

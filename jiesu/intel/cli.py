@@ -169,12 +169,12 @@ def register_cmd(
     activate: Annotated[bool, typer.Option(help="Make it the active model of its kind.")] = False,
 ) -> None:
     """Store a trained model in the database as the next version of its kind."""
-    from jiesu.cli import _db
+    from jiesu.cli_support import database
     from jiesu.errors import DomainError
     from jiesu.intel.classify import ModelFileError
     from jiesu.intel.service import register_model
 
-    db = _db()
+    db = database()
     try:
         with db.write() as s:
             row = register_model(model_dir, db_session=s, name=name, activate=activate)
@@ -202,12 +202,12 @@ def train_db_cmd(
     apart and the evaluation on it is stored with the model."""
     import random
 
-    from jiesu.cli import _db
+    from jiesu.cli_support import database
     from jiesu.intel.classify import evaluate, train
     from jiesu.intel.service import register_model, training_rows
 
     _check_kind(kind)
-    db = _db()
+    db = database()
     with db.read() as s:
         rows = list(training_rows(kind, db_session=s, limit=limit))
     if len(rows) < 50:
@@ -239,7 +239,7 @@ def duplicates_cmd(
     """The daily batch pass: same-event groups among a day's tickets, as merge suggestions."""
     from datetime import date, datetime, timedelta
 
-    from jiesu.cli import _db
+    from jiesu.cli_support import database
     from jiesu.intel.service import duplicate_groups
     from jiesu.settings import city_tz
 
@@ -247,6 +247,6 @@ def duplicates_cmd(
         first = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=city_tz())
     except ValueError:
         _fail(f"日期格式应为 YYYY-MM-DD：{day}")
-    with _db().read() as s:
+    with database().read() as s:
         groups = duplicate_groups(first, first + timedelta(days=1), db_session=s)
     _print({"day": day, "groups": groups, "count": len(groups)})

@@ -32,9 +32,8 @@ from typing import Any
 
 from PIL import Image, ImageOps
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from jiesu.access.policy import Principal
 from jiesu.auth import counters
@@ -53,6 +52,8 @@ from jiesu.tickets.lifecycle import REJECT_REASONS, REPLY_RESULTS, SATISFACTION,
 from jiesu.tickets.models import Attachment, Event, Ticket
 from jiesu.tickets.service import create_ticket
 from jiesu.tickets.shapes import MAX_CONTENT, TicketCreate, normalise_phone
+from jiesu.tickets.tracking import CODE_ALPHABET as CODE_ALPHABET
+from jiesu.tickets.tracking import code_hash, new_tracking_code
 from jiesu.web.labels import REQUEST_TYPE_NAMES
 
 # ---- limits ----------------------------------------------------------------------------------
@@ -75,9 +76,6 @@ SUBMIT_BODY_LIMIT = 7 * 1024 * 1024
 PORTAL_TYPES = ("consult", "help", "complain", "report", "suggest", "praise")
 DEFAULT_TYPE = "complain"
 
-# Tracking codes: no 0/O, 1/I/L, so that a code read aloud or copied by hand survives.
-CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-CODE_LENGTH = 8
 TRACK_FAILURES = 10  # wrong number/code pairs from one address …
 TRACK_WINDOW = timedelta(minutes=15)  # … within this window: refused until it passes
 # Wrong codes for one ticket number, from whatever addresses: every 5 close the number for
@@ -124,14 +122,7 @@ def citizen_principal(portal: Principal) -> Principal:
 # ---- tracking codes -----------------------------------------------------------------------------
 
 
-def new_tracking_code() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-
-
-def code_hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
-
-
+# Issued and hashed by the ticket package at intake (`tickets/tracking.py`).
 _CODE_NOISE = re.compile(r"[\s\-_·]")
 
 
@@ -342,18 +333,10 @@ def submit(
     time the code exists in clear). `photo_path(sha256)` says where a photo's bytes go."""
     now = now or utcnow()
     actor = portal_principal(db_session=db_session)
+    code = new_tracking_code()  # one code per order: intake stores its hash, the 受理回执 tells it
     ticket = create_ticket(data, actor=actor, db_session=db_session, now=now,
-                           idempotency_key=idempotency_key)  # fmt: skip
+                           idempotency_key=idempotency_key, tracking_code=code)  # fmt: skip
     advise(ticket, actor=actor, db_session=db_session, now=now)
-    code = new_tracking_code()
-    digest = code_hash(code)
-    # Part of taking the request in, not a change to it: written without a version step, so
-    # that the ticket's version still counts its events.
-    db_session.execute(
-        update(Ticket).where(Ticket.id == ticket.id).values(tracking_hash=digest),
-        execution_options={"synchronize_session": False},
-    )
-    set_committed_value(ticket, "tracking_hash", digest)
     for photo in photos:
         store_photo(photo, photo_path(photo.sha256))
         db_session.add(

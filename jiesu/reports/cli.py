@@ -11,20 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from jiesu.cli_support import database, out
 
 metrics_app = typer.Typer(help="The assessment's rollups (三率).", no_args_is_help=True)
 report_app = typer.Typer(help="Daily, weekly and monthly reports.", no_args_is_help=True)
 warnings_app = typer.Typer(help="Early warnings (预警).", no_args_is_help=True)
-out = Console()
-
-
-def _db():  # type: ignore[no-untyped-def]
-    from jiesu.db.engine import Database
-    from jiesu.settings import get_settings
-
-    return Database(get_settings().database_url)
 
 
 def _today() -> date:
@@ -41,7 +34,7 @@ def metrics_rebuild(
     """Recompute every fact and rollup from the events (in one transaction)."""
     from jiesu.assessment.service import rebuild, snapshot
 
-    db = _db()
+    db = database()
     before = None
     if check:
         with db.read() as session:
@@ -66,7 +59,7 @@ def metrics_freeze(
     """Freeze (publish) the months past the pack's cut-off, or one month now; once each."""
     from jiesu.assessment.service import freeze, freeze_due
 
-    with _db().write() as session:
+    with database().write() as session:
         if period:
             if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
                 raise typer.BadParameter("月份格式为 YYYY-MM / month as YYYY-MM")
@@ -89,7 +82,7 @@ def metrics_show(
     from jiesu.assessment.service import rankings
 
     period = period or f"{_today().replace(day=1) - timedelta(days=1):%Y-%m}"
-    with _db().read() as session:
+    with database().read() as session:
         r = rankings(period, group, db_session=session)
     rows = [
         {"rank": x.rank, "code": x.code, "name": x.name, "orders": x.orders,
@@ -130,7 +123,7 @@ def _report(kind: str, period: str, out_dir: Path | None, district: str = "") ->
     from jiesu.errors import DomainError
 
     try:
-        with _db().write() as session:
+        with database().write() as session:
             report = build(kind, period, db_session=session)
             title, seconds = report.title, report.seconds
             files = {"html": report.html.encode(), "pdf": report.pdf, "xlsx": report.xlsx}
@@ -157,7 +150,7 @@ def _district_report(kind: str, period: str, district: str, out_dir: Path | None
             "a district's report is not stored: give --out", param_hint="--out"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _db().read() as session:
+    with database().read() as session:
         unit = unit_index(db_session=session).by_code.get(district)
         if unit is None or unit.kind != "district":
             raise typer.BadParameter(f"no such district: {district}", param_hint="--district")
@@ -203,7 +196,7 @@ def warnings_scan(
 
     when = date.fromisoformat(day) if day else _today()
     started = time.perf_counter()
-    with _db().write() as session:
+    with database().write() as session:
         new = scan(when, db_session=session)
     out.print(f"[green]{when}[/]: new warnings {new or 'none'} "
               f"({time.perf_counter() - started:.1f} s)")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Taking an action on a ticket: load it, ask the lifecycle table, apply the transition.
+"""Taking an action on a ticket: load it, ask the lifecycle table, apply the transition, then
+its effects (timers, rollups, notices: `flows.after_transition`).
 
 `take_action` runs inside the caller's unit of work: the ticket row, its assignments and the
 new event change together or not at all. The facts the rules need (who leads, is a return
@@ -16,13 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from jiesu.access.policy import Principal
-from jiesu.assessment import service as assessment
 from jiesu.assessment.models import TicketLink
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Invalid
 from jiesu.org.models import Unit
 from jiesu.taxonomy.models import Category
 from jiesu.taxonomy.service import pack_settings
+from jiesu.tickets import flows
 from jiesu.tickets.flows import final_answer, notices_for
 from jiesu.tickets.lifecycle import (
     Actor,
@@ -34,7 +35,6 @@ from jiesu.tickets.lifecycle import (
     level_above,
 )
 from jiesu.tickets.models import Assignment, Event, Ticket
-from jiesu.tickets.scheduled import schedule, track_promise
 from jiesu.tickets.service import get_ticket, ticket_deadlines, tier_for
 from jiesu.timelimits.deadlines import Deadline
 
@@ -125,24 +125,13 @@ def take_action(
         )
         complete = next((d for d in current if d.phase == "complete"), None)
         ticket.due_at = complete.due if complete else None
-        schedule(ticket, current, db_session=db_session)
-        if transition.action == "accept_with_missing":
-            track_promise(ticket, event, transition.data["promised_days"], db_session=db_session)
     db_session.flush()  # the version check happens here: a concurrent winner makes this fail
-    assessment.refresh(ticket, db_session=db_session)  # the rollups follow the timeline
-    if transition.action == "recategorize":
-        assessment.refresh_intake(ticket, db_session=db_session)
-    if transition.notify:
-        answer = final_answer(ticket) if "requester" in transition.notify else None
-        notices_for(ticket, event, transition.notify, previous_lead=previous_lead,
-                    db_session=db_session, now=now, reply=answer)  # fmt: skip
-        db_session.flush()
-    # 举一反三: the audited reply of a proactive task answers its linked orders
-    passed = transition.action == "audit" and transition.data.get("passed")
-    if passed and ticket.channel == "proactive":
-        from jiesu.analysis.service import answer_linked
-
-        answer_linked(ticket, actor=actor, db_session=db_session, now=now)
+    # Timers, rollups, notices (flows.py); then what the change sets off on other orders.
+    follow_ups = flows.after_transition(ticket, transition, event, current,
+                                        previous_lead=previous_lead, db_session=db_session,
+                                        now=now)  # fmt: skip
+    for f in follow_ups:
+        take_action(f.ticket_id, f.action, f.data, actor=actor, db_session=db_session, now=now)
     return ticket, event, current
 
 

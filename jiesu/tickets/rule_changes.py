@@ -3,7 +3,7 @@
 Two kinds of change move deadlines that were computed before: the working-day calendar (an
 admin's 调休 entry, a pack's calendar.csv) and a tier's phase limits (a pack load). Deadlines
 are derived, never stored, but three things are kept from them: `ticket.due_at` (the overdue
-list and the due-soon queue read it), the pending timers (`scheduled.py`) and the assessment's
+list and the due-soon queue read it), the pending timers (`timers.py`) and the assessment's
 facts (on time or late). `propagate` brings them up to date for every order the change can
 touch, doing for each exactly what an action does after its event: recompute the deadlines,
 store the completion due, reschedule, refresh the facts.
@@ -48,8 +48,8 @@ from jiesu.settings import city_tz
 from jiesu.taxonomy.service import city_clocks, pack_settings
 from jiesu.tickets.lifecycle import BY_NAME, OPEN
 from jiesu.tickets.models import Assignment, Event, Job, Ticket
-from jiesu.tickets.scheduled import schedule
 from jiesu.tickets.service import ticket_deadlines
+from jiesu.tickets.timers import schedule
 from jiesu.timelimits.tiers import EVERY_TIER, NO_TIER
 
 # Measured on the Beijing demo (docs/benchmarks.md, "Rule changes"): 1.4–3 ms an order on a

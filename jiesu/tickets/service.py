@@ -13,7 +13,6 @@ from sqlalchemy import Select, func, literal_column, or_, select, union_all
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from jiesu.access.policy import Principal, mask_name, mask_phone
-from jiesu.assessment import service as assessment
 from jiesu.auth.service import audit
 from jiesu.citypack.parse import Duration
 from jiesu.db.base import utcnow
@@ -22,7 +21,7 @@ from jiesu.org.models import Unit, User
 from jiesu.settings import city_tz
 from jiesu.taxonomy.models import Category, RequestType
 from jiesu.taxonomy.service import city_clocks, pack_settings
-from jiesu.tickets.flows import notices_for
+from jiesu.tickets.flows import after_receive
 from jiesu.tickets.lifecycle import ASSESSED
 from jiesu.tickets.models import (
     STATUS_NAMES,
@@ -43,6 +42,7 @@ from jiesu.tickets.shapes import (
     TicketCreate,
     TicketOut,
 )
+from jiesu.tickets.tracking import code_hash, new_tracking_code
 from jiesu.timelimits.clocks import Clocks
 from jiesu.timelimits.deadlines import PHASE_NAMES, Deadline, Step, deadlines, report_deadlines
 from jiesu.timelimits.tiers import choose_tier, phase_limits
@@ -83,10 +83,14 @@ def create_ticket(
     idempotency_key: str | None = None,
     now: datetime | None = None,
     proactive_task: bool = False,
+    tracking_code: str | None = None,
 ) -> Ticket:
-    """Receive (受理) one request: validate references, number it, store it with its first event.
+    """Receive (受理) one request: validate references, number it, store it with its first event,
+    apply intake's effects (`flows.after_receive`: the 受理回执, the rollups).
     `proactive_task`: a proactive task made from a warning (`analysis.service.create_task`),
-    which an analyst may open too (SPEC §1: warnings, proactive tasks)."""
+    which an analyst may open too (SPEC §1: warnings, proactive tasks).
+    `tracking_code`: the citizen's code (the portal's, which it shows); otherwise one is issued
+    when the requester gave a phone. Only its SHA-256 is stored; the 受理回执 carries it."""
     if not (actor.can_intake() or (proactive_task and actor.role == "analyst")):
         raise Forbidden("当前角色不能受理诉求 / this role cannot take requests in")
     now = now or utcnow()
@@ -113,6 +117,7 @@ def create_ticket(
         )
         if street is None:
             raise Invalid(f"未知的街道（乡镇）{data.street} / unknown street", field="street")
+    code = tracking_code or (new_tracking_code() if data.requester.phone else None)
     ticket = Ticket(
         number=next_number(now.astimezone(city_tz()).date(), db_session=db_session),
         channel=data.channel.value,
@@ -123,6 +128,7 @@ def create_ticket(
         requester_name=data.requester.name,
         requester_phone=data.requester.phone,
         requester_confidential=data.requester.confidential,
+        tracking_hash=code_hash(code) if code else None,
         address=data.address,
         lat=data.lat,
         lng=data.lng,
@@ -161,17 +167,7 @@ def create_ticket(
             )
         )
     db_session.flush()
-    # The acknowledgement with the ticket number (GB/T 33358: online requests within 3 minutes).
-    notices_for(
-        ticket, received, ("requester",), previous_lead=None, db_session=db_session, now=now
-    )
-    if window.get("window_cause") == "misconduct":  # 吃拿卡要 goes to discipline and supervision
-        notices_for(
-            ticket, received, ("discipline",), previous_lead=None, db_session=db_session, now=now
-        )
-    db_session.flush()
-    assessment.refresh(ticket, db_session=db_session, events=[received])
-    assessment.refresh_intake(ticket, db_session=db_session)
+    after_receive(ticket, received, db_session=db_session, now=now, tracking_code=code)
     return ticket
 
 

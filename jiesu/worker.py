@@ -1,0 +1,138 @@
+"""The worker (`jiesu worker`): the composition root of what happens off the request.
+
+One loop, three steps, each in its own transactions:
+
+- due jobs: time-limit warnings, overdue and promise notices, queued rule changes
+  (`tickets.scheduled.run_due_jobs`);
+- deliveries: the outbox fanned out to webhooks, SMS and e-mail, retried with backoff, dead
+  letters (`delivery.service.run_deliveries`);
+- every ten minutes (and at start): the reports that are owed, the month freeze and the
+  warnings scan (`reports.build.run_schedule`).
+
+A step that fails is logged and the others go on (a broken SMS gateway never stops the
+timers). SIGTERM or SIGINT stops the loop after the step under way, so no step is cut short.
+The ticket package does not know this module: it writes jobs and outbox rows in the change's
+transaction; what runs them is composed here (docs/architecture.md, import rules).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from jiesu.db.engine import Database
+
+log = logging.getLogger("jiesu.worker")
+PERIODIC_EVERY_S = 600.0  # reports owed and the warnings scan: checked every ten minutes
+
+
+def due_jobs(db: Database) -> int:
+    from jiesu.tickets.scheduled import run_due_jobs
+
+    return run_due_jobs(db)
+
+
+def deliveries(db: Database) -> int:
+    from jiesu.delivery.service import run_deliveries
+
+    return run_deliveries(db)
+
+
+def periodic(db: Database) -> int:
+    from jiesu.reports.build import run_schedule
+
+    run_schedule(db)
+    return 0  # nothing left waiting: the next round need not come at once
+
+
+@dataclass
+class Step:
+    name: str
+    run: Callable[[Database], int]  # how much it did (0: nothing was due)
+    every_s: float = 0.0  # 0: every round
+    last: float = field(default=float("-inf"))
+    failing: bool = False  # its traceback is logged once, not every round until it recovers
+
+    def due(self, clock: float) -> bool:
+        return clock - self.last >= self.every_s
+
+
+def default_steps() -> list[Step]:
+    # Jobs before deliveries: a warning written this round is delivered this round.
+    return [
+        Step("reports and warnings", periodic, every_s=PERIODIC_EVERY_S),
+        Step("due jobs", due_jobs),
+        Step("deliveries", deliveries),
+    ]
+
+
+@dataclass
+class Worker:
+    db: Database
+    steps: list[Step] = field(default_factory=default_steps)
+    stop: threading.Event = field(default_factory=threading.Event)  # set: stop after the step
+    signalled: bool = False  # a signal handler only sets this flag (it may not take a lock)
+
+    @property
+    def stopping(self) -> bool:
+        return self.signalled or self.stop.is_set()
+
+    def round(self) -> int:
+        """Run each step that is due once; how much they did. A failing step is logged."""
+        done = 0
+        for step in self.steps:
+            if self.stopping:
+                break
+            clock = time.monotonic()
+            if not step.due(clock):
+                continue
+            step.last = clock
+            try:
+                n = step.run(self.db)
+            except Exception as exc:  # one step's failure must not stop the others
+                if step.failing:
+                    log.warning("worker step %r failed again: %s", step.name, exc)
+                else:
+                    log.exception("worker step %r failed", step.name)
+                step.failing = True
+                continue
+            if step.failing:
+                log.info("worker step %r works again", step.name)
+                step.failing = False
+            if n:
+                log.info("%s: %d", step.name, n)
+            done += n
+        return done
+
+    def run(self, *, interval: float = 5.0, once: bool = False) -> None:
+        """Rounds until stopped: at once while there was work, else after `interval` seconds.
+        `once`: until a round finds nothing to do."""
+        while not self.stopping:
+            if self.round():
+                continue
+            if once:
+                return
+            until = time.monotonic() + interval
+            while not self.stopping and (left := until - time.monotonic()) > 0:
+                time.sleep(min(left, 0.1))
+
+    def stop_on_signals(self) -> None:
+        """SIGTERM and SIGINT end the loop after the step under way."""
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self.signalled = True
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def work(db: Database, *, interval: float = 5.0, once: bool = False) -> None:
+    """The `jiesu worker` loop, stopping gracefully on SIGTERM/SIGINT."""
+    worker = Worker(db)
+    worker.stop_on_signals()
+    worker.run(interval=interval, once=once)
