@@ -20,6 +20,7 @@ from jiesu.calls.models import Call
 from jiesu.calls.shapes import CallIn, CallOut
 from jiesu.errors import Conflict, Invalid, NotFound
 from jiesu.org.models import User
+from jiesu.settings import city_tz
 from jiesu.tickets.models import Ticket
 from jiesu.tickets.service import visible
 
@@ -185,6 +186,8 @@ def history_rows(tickets: list[Ticket]) -> list[HistoryRow]:
 
 
 def call_out(call: Call, reader: Principal, *, db_session: Session) -> CallOut:
+    """The call as the API answers it: times in the city's zone, like the tickets."""
+    zone = city_tz()
     number = (
         db_session.scalar(select(Ticket.number).where(Ticket.id == call.ticket_id))
         if call.ticket_id is not None
@@ -193,7 +196,8 @@ def call_out(call: Call, reader: Principal, *, db_session: Session) -> CallOut:
     return CallOut(
         call_id=call.call_id,
         caller=call.caller if reader.is_service_centre else mask_phone(call.caller),
-        called=call.called, agent=call.agent, started_at=call.started_at, ended_at=call.ended_at,
+        called=call.called, agent=call.agent, started_at=call.started_at.astimezone(zone),
+        ended_at=call.ended_at.astimezone(zone) if call.ended_at else None,
         ticket_id=call.ticket_id, ticket_number=number, recording_url=call.recording_url,
     )  # fmt: skip
 
