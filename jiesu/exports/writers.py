@@ -27,7 +27,7 @@ import xlsxwriter
 
 from jiesu.settings import city_tz
 
-CHUNK_BYTES = 64 * 1024  # a CSV chunk is sent once it holds this much
+CHUNK_BYTES = 64 * 1024  # a CSV chunk is sent once it holds this many characters
 XLSX_MAX_ROWS = 1_048_576  # Excel's rows per sheet, the header included
 XLSX_MAX_TEXT = 32_767  # Excel's characters per cell
 DATETIME_TEXT = "%Y-%m-%d %H:%M"
@@ -68,7 +68,8 @@ def text(value: Any) -> str:
 
 
 def csv_chunks(columns: Sequence[Column | str], rows: Iterable[Sequence[Any]]) -> Iterator[bytes]:
-    """The list as CSV bytes, in chunks of about `CHUNK_BYTES` (the first carries the BOM)."""
+    """The list as CSV bytes, in chunks of about `CHUNK_BYTES` characters (64–192 KB of UTF-8;
+    the first carries the BOM)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")
@@ -157,12 +158,16 @@ def _write_xlsx(
         book.close()
 
 
-def file_chunks(path: Path, *, chunk: int = CHUNK_BYTES, delete: bool = True) -> Iterator[bytes]:
-    """A file's bytes in chunks; the file is deleted when done (or abandoned)."""
-    try:
-        with path.open("rb") as f:
-            while data := f.read(chunk):
+def file_chunks(path: Path, *, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """A temporary file's bytes in chunks. The file is opened and its name removed at once, so
+    nothing is left behind even when the download is abandoned before it starts (the space
+    returns when the handle closes)."""
+    handle = path.open("rb")
+    path.unlink()
+
+    def read() -> Iterator[bytes]:
+        with handle:
+            while data := handle.read(chunk):
                 yield data
-    finally:
-        if delete:
-            path.unlink(missing_ok=True)
+
+    return read()

@@ -57,6 +57,8 @@ AUDIT_ACTIONS = {
     "unit_update": "修改单位",
     "token_issue": "签发系统令牌",
     "token_revoke": "吊销系统令牌",
+    "open311_key_issue": "签发 Open311 密钥",
+    "open311_key_revoke": "吊销 Open311 密钥",
     "calendar_set": "设置调休日历",
     "calendar_remove": "删除调休日历",
     "unit_move": "调整单位隶属",
