@@ -109,7 +109,7 @@ def parse(text: str) -> Reply:
         return Reply("rating", level, _solved(level, words))
     if any(c.isdigit() for c in clean):
         return UNPARSEABLE
-    level = _level_of(clean)
-    if level is None:
+    said = _level_of(clean)
+    if said is None:
         return UNPARSEABLE
-    return Reply("rating", level, _solved(level, clean))
+    return Reply("rating", said, _solved(said, clean))

@@ -251,14 +251,15 @@ def rated_by_citizens(*, db_session: Session, limit: int = LIST_LIMIT) -> list[R
             .where(SmsReply.ticket_id.in_(ids), SmsReply.result == "rated")
             .order_by(SmsReply.id)
         ):
-            texts[ticket_id] = text
+            if ticket_id is not None:
+                texts[ticket_id] = text
     out = []
     for e, number, title in picked:
         data = e.data or {}
         via = str(data.get("via"))
-        text = texts.get(e.ticket_id) if via == "sms" else (str(data.get("note") or "") or None)
+        said = texts.get(e.ticket_id) if via == "sms" else (str(data.get("note") or "") or None)
         out.append(RatedRow(e.ticket_id, number, title, via, e.at, data.get("solved"),
-                            data.get("satisfaction"), text))  # fmt: skip
+                            data.get("satisfaction"), said))  # fmt: skip
     return out
 
 

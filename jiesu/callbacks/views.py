@@ -15,10 +15,11 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -166,8 +167,39 @@ def _number(db: Database, ticket_id: int | None) -> dict[str, str]:
     return {"number": number} if number else {}
 
 
+class InboundOut(BaseModel):
+    result: Literal["rated", "queued", "duplicate", "opted_out"] = Field(
+        description="rated 已评价 / queued 待人工回访 / duplicate 重复（未改变数据）/ opted_out 已退订"
+    )
+    reply: int = Field(description="短信回复记录编号")
+    number: str | None = Field(None, description="评价（或重复评价）的工单编号")
+
+
+INBOUND_BODY = {
+    "type": "object",
+    "required": ["id", "from", "text"],
+    "properties": {
+        "id": {"type": "string", "maxLength": 100, "description": "平台消息编号（幂等）"},
+        "from": {"type": "string", "maxLength": 30, "description": "市民手机号"},
+        "to": {"type": "string", "maxLength": 30, "description": "接收号码，可选"},
+        "text": {"type": "string", "description": "短信内容"},
+        "received_at": {"type": "string", "format": "date-time", "description": "接收时间，可选"},
+    },
+}
+
+
 @api_router.post(
     "/api/v1/sms/inbound",
+    response_model=InboundOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": INBOUND_BODY},
+                "application/x-www-form-urlencoded": {"schema": INBOUND_BODY},
+            },
+        }
+    },
     summary="短信平台推送市民回复（短信回访）",
     description="短信平台每收到一条上行短信即推送一次：`id`（平台消息编号，幂等）、`from`（手机号）、"
     "`to`（可选）、`text`、`received_at`（可选，ISO 8601）。JSON 或表单均可。须使用限定为短信渠道"
