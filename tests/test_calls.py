@@ -185,6 +185,13 @@ def test_a_recording_link_is_attached_after_the_order_and_shows_on_the_ticket_pa
     assert page.status_code == 200
     assert "来电记录" in page.text and "c-1001" in page.text
     assert f'href="{url}"' in page.text
+    # The lead unit sees the call, not the recording (the caller's voice) nor the number.
+    r = client.post(f"/api/v1/tickets/{ticket['id']}/actions/dispatch", json={"lead": "S11"},
+                    headers=auth(client, "dispatcher1"))  # fmt: skip
+    assert r.status_code == 200, r.text
+    unit = Console(app_of(client), "s11.handler").get(f"/console/tickets/{ticket['id']}").text
+    assert "来电记录" in unit and "c-1001" in unit and "有录音" in unit
+    assert url not in unit and CALLER not in unit
 
 
 def test_api_intake_keeps_the_call_and_refuses_an_unknown_or_taken_one(
