@@ -291,7 +291,7 @@ LIKELY_NEXT: tuple[str, ...] = (
 )
 # Actions a person takes now and then, not on the main path: behind 更多操作.
 # Taken by the system, never offered on the page: a linked order is answered by its proactive
-# task when the task's reply passes the audit (`analysis.service.answer_linked`).
+# task when the task's reply passes the audit (`tickets/flows.linked_answers`).
 SYSTEM_ONLY = frozenset({"answer_by_task"})
 RARELY_USED = frozenset(
     {"suspend", "request_exemption", "reopen", "accept_with_missing", "escalate", "merge"}
