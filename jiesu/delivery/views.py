@@ -116,7 +116,7 @@ class DeliveryPage(BaseModel):
 def _unit_codes(session: Session, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
-    return dict(session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(ids))).tuples())
+    return dict(session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(ids))).all())
 
 
 def webhook_out(
@@ -267,7 +267,7 @@ def _webhooks_page(request: Request, actor: Principal, session: Session, *,
             select(Delivery.subscriber_id, func.count())
             .where(Delivery.status == "dead", Delivery.subscriber_id.is_not(None))
             .group_by(Delivery.subscriber_id)
-        ).tuples()
+        ).all()
     )
     ctx = _frame(request, actor, session, "webhooks", subs=subs, codes=codes, dead=dead,
                  secret=secret, EVENT_CHOICES=EVENT_CHOICES)  # fmt: skip
