@@ -526,6 +526,9 @@ def test_the_admin_issues_a_key_once_stores_its_hash_and_revokes_it(
     assert r.status_code == 303
     assert post(client, value).status_code == 403
     assert "已吊销" in admin.get("/console/admin/open311").text
+    audit_page = admin.get("/console/admin/audit").text
+    assert "签发 Open311 密钥" in audit_page and "吊销 Open311 密钥" in audit_page
+    assert "open311_key" not in audit_page and value not in audit_page
     agent = Console(app_of(client), "agent1")
     assert agent.get("/console/admin/open311").status_code == 403
 

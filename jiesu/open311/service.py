@@ -92,8 +92,8 @@ def issue_key(
                      created_by_id=by.user_id, created_at=now)  # fmt: skip
     db_session.add(row)
     db_session.flush()
-    audit("open311_key_issued", db_session=db_session, username=by.username, now=now,
-          key_id=row.id, key_name=name, acts_as=user.username)  # fmt: skip
+    audit("open311_key_issue", db_session=db_session, username=by.username, now=now,
+          name=name, target=user.username)  # fmt: skip
     return value, row
 
 
@@ -105,8 +105,8 @@ def revoke_key(key_id: int, *, by: Principal, db_session: Session, now: datetime
         raise NotFound("没有这个 Open311 密钥 / no such key")
     if row.revoked_at is None:
         row.revoked_at = now
-        audit("open311_key_revoked", db_session=db_session, username=by.username, now=now,
-              key_id=row.id, key_name=row.name)  # fmt: skip
+        audit("open311_key_revoke", db_session=db_session, username=by.username, now=now,
+              name=row.name)  # fmt: skip
 
 
 def keys(*, db_session: Session) -> list[Open311Key]:
