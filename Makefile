@@ -26,7 +26,8 @@ run: $(STAMP)
 	@echo ""
 	@echo "jiesu 接诉即办 is at http://$(HOST):$(PORT)/   (API docs: http://$(HOST):$(PORT)/api/docs)"
 	@echo ""
-	@# The worker (time-limit warnings) runs beside the server and stops with it.
+	@# The worker (timers, deliveries, reports and scans) runs beside the server; SIGTERM stops it
+	@# after the step under way.
 	$(BIN)/jiesu worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/jiesu serve --host $(HOST) --port $(PORT)
 

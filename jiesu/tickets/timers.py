@@ -41,9 +41,9 @@ def schedule(
     if existing_jobs is None:
         existing_jobs = list(db_session.scalars(select(Job).where(Job.ticket_id == ticket.id)))
     existing = {j.key: j for j in existing_jobs}
-    for key, job in existing.items():
-        if job.status == "pending" and job.kind in DEADLINE_KINDS and key not in wanted:
-            job.status = "cancelled"
+    for key, stale in existing.items():
+        if stale.status == "pending" and stale.kind in DEADLINE_KINDS and key not in wanted:
+            stale.status = "cancelled"
     for key, (kind, d, run_at) in wanted.items():
         job = existing.get(key)
         if job is None:
