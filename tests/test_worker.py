@@ -320,3 +320,13 @@ def test_sigterm_stops_the_worker_after_its_step(db: Database, db_url: str) -> N
             w.kill()
             w.wait()
     assert w.stderr is not None and b"Traceback" not in w.stderr.read()
+
+
+def test_a_timer_notice_names_its_kind(db: Database) -> None:
+    dispatched(db)
+    while run_due_jobs(db):
+        pass
+    with db.read() as s:
+        payloads = s.scalars(select(Outbox.payload).where(Outbox.job_id.is_not(None))).all()
+    assert {p["kind"] for p in payloads} == {"warn", "overdue"}
+    assert all(p["notice"] == p["kind"] for p in payloads)
