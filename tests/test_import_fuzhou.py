@@ -122,7 +122,10 @@ def test_fuzhou_rivers_import_maps_every_row_and_a_second_run_changes_nothing(
     assert counts(fuzhou) == before
 
 
-def test_the_assessment_reads_the_imported_months_as_the_rebuild_would(fuzhou: Database) -> None:
+def test_the_assessment_reads_the_imported_months_as_the_rebuild_would(
+    fuzhou: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "PARALLEL_FROM", 500)  # the facts in worker processes too
     path = shared_data("fuzhou12345", "river_requests.csv")
     with path.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

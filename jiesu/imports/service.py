@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import csv
 import io
+import multiprocessing as mp
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from jiesu.assessment import service as assessment
@@ -355,21 +359,22 @@ def _numbers(rows: list[Row], tz: ZoneInfo, db_session: Session) -> list[str]:
     last = dict(db_session.execute(
         select(TicketCounter.day, TicketCounter.last).where(TicketCounter.day.in_(list(days)))
     ).all())  # fmt: skip
+    bumps = []
     for day, indexes in days.items():
         seq = last.get(day, 0)
         the_day = date(int(day[:4]), int(day[4:6]), int(day[6:]))
         for i in indexes:
             seq += 1
             out[i] = format_number(the_day, seq)
-        if day in last:
-            db_session.execute(
-                TicketCounter.__table__.update()
-                .where(TicketCounter.day == day)
-                .values(last=func.max(TicketCounter.last, seq) if _sqlite(db_session)
-                        else func.greatest(TicketCounter.last, seq))
-            )  # fmt: skip
-        else:
-            db_session.execute(insert(TicketCounter).values(day=day, last=seq))
+        bumps.append({"day": day, "last": seq})
+    dialect_insert = sqlite_insert if _sqlite(db_session) else pg_insert
+    stmt = dialect_insert(TicketCounter)
+    biggest = func.max if _sqlite(db_session) else func.greatest
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[TicketCounter.day],
+        set_={"last": biggest(TicketCounter.last, stmt.excluded.last)},
+    )
+    db_session.execute(stmt, bumps)
     return out
 
 
@@ -379,6 +384,55 @@ def _sqlite(db_session: Session) -> bool:
 
 TICKET_TIMES = ("created_at", "updated_at", "closed_at", "due_at")
 ASSIGNMENT_TIMES = ("dispatched_at", "accepted_at", "contacted_at", "replied_at", "ended_at")
+
+
+TEXTS = frozenset({"content", "answer", "channel_advice", "external_id", "source", "channel"})
+
+
+def _facts(
+    tier: str | None, events: list[list[Any]], ctx: Any, memo: dict[Any, dict[int, Any]]
+) -> dict[int, Any]:
+    """`assessment.compute` of one timeline, once per distinct timeline: imported orders of one
+    day, lead and path have the same timeline but for their texts, which no fact reads."""
+    key = (tier, *((e[3], e[4], e[6], orjson.dumps({k: v for k, v in e[10].items()
+                                                     if k not in TEXTS},
+                                                    option=orjson.OPT_SORT_KEYS))
+                   for e in events))  # fmt: skip
+    found = memo.get(key)
+    if found is None:
+        steps = ((e[3], e[4], e[6], e[10]) for e in events)
+        found = memo[key] = assessment.compute(tier, steps, ctx)
+    return found
+
+
+PARALLEL_FROM = 5_000  # rows: fewer are worked out here (starting workers costs more)
+_forked: tuple[list[timeline.Built], Any] | None = None  # what forked workers inherit
+
+
+def _facts_of(bounds: tuple[int, int]) -> list[dict[int, Any]]:
+    assert _forked is not None, "not a forked worker"
+    built, ctx = _forked
+    memo: dict[Any, dict[int, Any]] = {}
+    return [_facts(b.ticket["tier"], b.events, ctx, memo) for b in built[bounds[0] : bounds[1]]]
+
+
+def _all_facts(built: list[timeline.Built], ctx: Any) -> list[dict[int, Any]]:
+    """Every order's facts, in order: in forked worker processes (one per core, up to 8) for a
+    big file, since the assessment's facts are most of an import's work (docs/benchmarks.md).
+    The workers only compute: they inherit the timelines and never touch the database."""
+    global _forked
+    n, workers = len(built), min(os.cpu_count() or 1, 8)
+    if n < PARALLEL_FROM or workers < 2 or "fork" not in mp.get_all_start_methods():
+        memo: dict[Any, dict[int, Any]] = {}
+        return [_facts(b.ticket["tier"], b.events, ctx, memo) for b in built]
+    step = -(-n // (workers * 4))
+    _forked = (built, ctx)
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_facts_of, [(i, min(i + step, n)) for i in range(0, n, step)])
+    finally:
+        _forked = None
+    return [facts for part in parts for facts in part]
 
 
 def _write_new(
@@ -407,11 +461,10 @@ def _write_new(
     a_ids, e_ids = iter(assignment_ids), iter(event_ids)
     now_stamp = stamp(now.astimezone(UTC))
     started = time.perf_counter()
-    for b, tid in zip(built, ticket_ids, strict=True):
+    for b, tid, facts in zip(built, ticket_ids, _all_facts(built, ctx), strict=True):
         t = b.ticket
         # the assessment's facts, from the timeline as the live path would have left them
-        steps = ((e[3], e[4], e[6], e[10]) for e in b.events)
-        for unit_id, (day, counters, due) in assessment.compute(t["tier"], steps, ctx).items():
+        for unit_id, (day, counters, due) in facts.items():
             fact_rows.append({"ticket_id": tid, "unit_id": unit_id, "day": day,
                               "contact_due": due}
                              | {c: counters.get(c, 0) for c in assessment.COUNTER_COLUMNS})  # fmt: skip
