@@ -92,6 +92,9 @@ def run_deliveries(
 
 def fan_out(db: Database, chosen: Sequence[Channel], *, now: datetime) -> int:
     """Route up to one batch of outbox rows into deliveries; returns the rows routed."""
+    with db.read() as session:  # an idle round takes no write lock (SQLite has one)
+        if session.scalar(select(Outbox.id).where(Outbox.delivered_at.is_(None)).limit(1)) is None:
+            return 0
     with db.write() as session:
         stmt = (
             select(Outbox)
@@ -157,16 +160,17 @@ def claim_due(
     """Set up to `limit` due deliveries `sending` under a lease, attempts + 1; committed."""
     by_name = {c.name: c for c in chosen}
     claimed: list[_Claimed] = []
+    due = or_(
+        and_(Delivery.status == "pending", Delivery.next_at <= now),
+        and_(Delivery.status == "sending", Delivery.lease_until <= now),
+    )
+    with db.read() as session:  # an idle round takes no write lock
+        if session.scalar(select(Delivery.id).where(due).limit(1)) is None:
+            return []
     with db.write() as session:
         stmt = (
             select(Delivery)
-            .where(
-                Delivery.channel.in_(list(by_name)),
-                or_(
-                    and_(Delivery.status == "pending", Delivery.next_at <= now),
-                    and_(Delivery.status == "sending", Delivery.lease_until <= now),
-                ),
-            )
+            .where(Delivery.channel.in_(list(by_name)), due)
             .order_by(Delivery.next_at, Delivery.id)
             .limit(limit)
         )
