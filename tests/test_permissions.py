@@ -155,6 +155,12 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/console/admin/open311"): "admin",
     ("POST", "/console/admin/open311"): "admin",
     ("POST", "/console/admin/open311/{key_id}/revoke"): "admin",
+    # 系统管理 → 通知设置 (jiesu/notices/views.py): SMS opt-outs, units' notice e-mails
+    ("GET", "/console/admin/notices"): "admin",
+    ("POST", "/console/admin/notices/opt-outs"): "admin",
+    ("POST", "/console/admin/notices/opt-outs/{opt_out_id}/undo"): "admin",
+    ("POST", "/console/admin/notices/emails"): "admin",
+    ("POST", "/console/admin/notices/emails/{email_id}/delete"): "admin",
     # exports (jiesu/exports): every list as CSV / XLSX, under the list's own permission
     ("GET", "/console/exports/tickets.csv"): "tickets.read",
     ("GET", "/console/exports/rankings.csv"): "assessment.view",
@@ -380,6 +386,8 @@ class Gate:
             .replace("{subscriber_id}", "999999")
             .replace("{delivery_id}", "999999")
             .replace("{call_id}", "no-such-call")
+            .replace("{opt_out_id}", "999999")
+            .replace("{email_id}", "999999")
         )
 
     def fingerprint(self) -> dict[str, Any]:

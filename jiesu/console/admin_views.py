@@ -63,6 +63,7 @@ SECTIONS = (
     ("webhooks", "推送订阅"),  # jiesu/delivery/views.py
     ("deliveries", "投递记录"),
     ("open311", "Open311 接入"),  # jiesu/open311/views.py
+    ("notices", "通知设置"),  # jiesu/notices/views.py
     ("audit", "审计日志"),
 )
 

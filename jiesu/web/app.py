@@ -45,6 +45,7 @@ from jiesu.delivery.views import router as delivery_api
 from jiesu.errors import DomainError
 from jiesu.exports.views import api as exports_api
 from jiesu.exports.views import router as exports_router
+from jiesu.notices.views import router as notices_console
 from jiesu.open311.views import admin_router as open311_admin
 from jiesu.open311.views import router as open311_router
 from jiesu.org.views import router as org_router
@@ -350,6 +351,7 @@ def create_app(db: Database | None = None) -> FastAPI:
                console_router, admin_router, unit_router, portal_router,
                dashboard_router, analysis_router, assessment_router, lookup_router)  # fmt: skip
     app.include_router(open311_admin)  # before the admin's /console/admin/{section}
+    app.include_router(notices_console)  # 通知设置: before it too
     app.include_router(delivery_console)  # 推送订阅, 投递记录: before it too
     app.include_router(delivery_api, responses=ERROR_RESPONSES)  # webhooks, deliveries
     for router in routers:
