@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +21,9 @@ from fastapi.testclient import TestClient
 from sms_gateway import FakeSmsGateway
 from sqlalchemy import select
 
+from jiesu.citypack.export import export_pack
+from jiesu.citypack.load import load_pack
+from jiesu.citypack.parse import read_pack
 from jiesu.db.engine import Database
 from jiesu.delivery.channels import Message, Target
 from jiesu.delivery.models import Delivery, DeliveryAttempt
@@ -27,6 +32,8 @@ from jiesu.notices.email import EmailChannel
 from jiesu.notices.models import SmsOptOut
 from jiesu.notices.service import opt_out, opted_out, save_unit_email, undo_opt_out
 from jiesu.notices.sms import OPTED_OUT, SmsChannel, mask_text
+from jiesu.notices.templates import sms_config
+from jiesu.taxonomy.service import pack_settings
 from jiesu.tickets.models import Outbox, Ticket
 
 PHONE = "13812345678"
@@ -293,3 +300,28 @@ def test_an_unreachable_smtp_server_is_a_failure_to_retry(monkeypatch: pytest.Mo
     target = Target("email", "a@example.gov.cn", "a@example.gov.cn", {"subject": "s", "text": "t"})
     outcome = EmailChannel().send(Message(1, "msg_1", target, 1))
     assert not outcome.ok and outcome.retry
+
+
+# ---- the pack's section: loaded, in force, exported ---------------------------------------------
+
+
+def test_the_packs_sms_section_is_loaded_used_and_exported_back(
+    db: Database, tmp_path: Path
+) -> None:
+    root = tmp_path / "pack"
+    shutil.copytree(Path(__file__).parent / "packs" / "tiny", root)
+    with (root / "pack.yaml").open("a", encoding="utf-8") as f:
+        f.write("notices:\n  sms:\n    signature: 【小城12345】\n    quiet_hours: \"22:00-07:30\"\n"
+                "    templates:\n      receipt: 已受理，工单{number}，查询码{tracking_code}\n")  # fmt: skip
+    pack = read_pack(root)
+    assert pack.ok, pack.errors
+    with db.write() as s:
+        load_pack(pack, db_session=s)
+    with db.read() as s:
+        config = sms_config(pack_settings(db_session=s))
+        assert config.signature == "【小城12345】" and str(config.quiet_hours) == "22:00-07:30"
+        assert list(config.templates) == ["receipt"]
+        export_pack(tmp_path / "out", db_session=s)
+    again = read_pack(tmp_path / "out")
+    assert again.ok, again.errors
+    assert again.settings["notices"] == pack.settings["notices"]
