@@ -194,6 +194,17 @@ def test_a_file_with_planted_errors_gets_a_row_precise_report_and_writes_nothing
     with (tmp_path / "rivers_bad.csv.report.csv").open(encoding="utf-8-sig") as fh:
         listed = list(csv.reader(fh))[1:]
     assert {(int(r[0]), r[1]) for r in listed} == set(expected.items())
+    # --skip-errors: the good rows are written, the bad ones listed
+    monkeypatch.setenv("JIESU_DATABASE_URL", fuzhou.url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["import", str(bad), "--mapping", str(MAPPING),
+                                          "--commit", "--skip-errors", "--quiet"])  # fmt: skip
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "新建 1197" in result.output
+    assert counts(fuzhou)[0::3] == (1203 - len(expected), 1203 - len(expected))
 
 
 def test_a_changed_row_updates_its_order_and_a_changed_timeline_is_reported(
