@@ -9,7 +9,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from jiesu.errors import Invalid, NotFound
@@ -123,8 +123,8 @@ def save_unit_email(
 
 
 def delete_unit_email(email_id: int, *, db_session: Session) -> None:
-    if (
-        db_session.execute(delete(UnitNoticeEmail).where(UnitNoticeEmail.id == email_id)).rowcount
-        == 0
-    ):  # type: ignore[attr-defined]
+    row = db_session.get(UnitNoticeEmail, email_id)
+    if row is None:
         raise NotFound("没有这个通知邮箱 / no such address")
+    db_session.delete(row)
+    db_session.flush()
