@@ -162,15 +162,13 @@ def test_a_reply_1_rates_the_invited_order_once_and_a_repeat_changes_nothing(flo
     assert [(x.gateway_id, x.result) for x in _replies(flow.db)] == [
         ("gw-1", "rated"), ("gw-2", "duplicate")]  # fmt: skip
 
-
-def test_words_keep_the_citizens_text_with_the_rating(flow: Flow) -> None:
-    mine = flow.audited(PHONE)
-    r = flow.sms("３　不满意，灯还是没解决", msg_id="gw-3")
+    # words with the digit: the rating, and the citizen's own text kept as its note
+    r = flow.sms("３　不满意，灯还是没解决", msg_id="gw-3", phone=OTHER)
     assert r.json()["result"] == "rated"
-    t = flow.ticket(mine)
+    t = flow.ticket(other)
     assert (t.solved, t.satisfaction) == (False, "dissatisfied")
-    (rate,) = flow.events(mine, "rate")
-    assert rate.note == "３　不满意，灯还是没解决"
+    (rate,) = flow.events(other, "rate")
+    assert rate.note == "３　不满意，灯还是没解决" and rate.data["via"] == "sms"
 
 
 def test_ambiguous_unparseable_unknown_and_uninvited_replies_wait_for_an_agent(
@@ -225,17 +223,6 @@ def test_ambiguous_unparseable_unknown_and_uninvited_replies_wait_for_an_agent(
     assert missing.status_code == 404
 
 
-def test_td_opts_the_phone_out_of_sms(flow: Flow) -> None:
-    from jiesu.notices.service import opted_out
-
-    flow.audited(PHONE)
-    r = flow.sms("TD", msg_id="td-1")
-    assert r.status_code == 200 and r.json()["result"] == "opted_out"
-    with flow.db.read() as s:
-        assert opted_out(PHONE, db_session=s)
-    assert flow.sms("TD", msg_id="td-1").json()["result"] == "duplicate"
-
-
 def test_the_inbound_endpoint_takes_a_form_and_never_answers_500(flow: Flow) -> None:
     mine = flow.audited(PHONE)
     form = {"id": "f-1", "from": PHONE, "text": "满意", "received_at": "2026-11-03T10:00:00+08:00"}
@@ -266,14 +253,21 @@ def test_the_inbound_endpoint_takes_a_form_and_never_answers_500(flow: Flow) -> 
     assert len(flow.events(mine, "rate")) == 1
 
 
-def test_only_a_token_scoped_to_sms_may_post_replies(flow: Flow) -> None:
-    flow.audited(PHONE)
+def test_only_a_token_scoped_to_sms_may_post_replies_and_td_opts_out(flow: Flow) -> None:
+    from jiesu.notices.service import opted_out
+
     body = {"id": "t-1", "from": PHONE, "text": "1"}
     login = flow.client.post(INBOUND, json=body, headers=flow.api("callback1"))
     assert login.status_code == 403 and "sms" in login.json()["message"]
     assert flow.client.post(INBOUND, json=body).status_code == 401
     assert flow.client.post(INBOUND, json=body, headers=flow.api("agent1")).status_code == 403
     assert _replies(flow.db) == []
+
+    r = flow.sms("TD", msg_id="td-1")
+    assert r.status_code == 200 and r.json()["result"] == "opted_out"
+    with flow.db.read() as s:
+        assert opted_out(PHONE, db_session=s)
+    assert flow.sms("TD", msg_id="td-1").json()["result"] == "duplicate"
 
 
 # ---- the rating link -----------------------------------------------------------------------

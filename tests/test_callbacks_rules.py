@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jiesu.callbacks import links
@@ -194,6 +194,7 @@ def test_without_a_configured_key_one_is_made_once_in_the_var_dir(
         get_settings.cache_clear()
 
 
+@settings(max_examples=50)
 @given(st.integers(min_value=1, max_value=2**40 - 1))
 def test_every_ticket_id_round_trips(ticket_id: int) -> None:
     with pytest.MonkeyPatch.context() as patch:
