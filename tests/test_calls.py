@@ -23,6 +23,7 @@ from jiesu.calls.service import FINISHED, caller_history
 from jiesu.db.engine import Database
 from jiesu.org.models import Unit, User
 from jiesu.tickets.models import Ticket
+from jiesu.web.app import create_app
 
 CALLS = "/api/v1/calls"
 CALLER = "13812345678"
@@ -317,3 +318,19 @@ def test_the_callers_history_lists_open_orders_first_then_the_latest_closed(
     )
     positions = [html.text.index(n) for n in expected_open + expected_done]
     assert positions == sorted(positions)
+
+
+def test_a_call_taken_in_by_one_app_process_pops_on_another(
+    client: TestClient, db: Database, telephony: dict[str, str]
+) -> None:
+    """`jiesu serve --workers N`: the telephony's request and the agent's stream may land in two
+    processes; the stream reads the table, so no broker between them is needed."""
+    other_db = Database(db.engine.url.render_as_string(hide_password=False))
+    try:
+        with TestClient(create_app(other_db), raise_server_exceptions=False) as other_process:
+            agent = Console(app_of(other_process), "agent1")
+            assert events(agent) == []
+            assert client.post(CALLS, json=incoming(), headers=telephony).status_code == 201
+            assert [e["call_id"] for e in events(agent)] == ["c-1001"]
+    finally:
+        other_db.dispose()

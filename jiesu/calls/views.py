@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from jiesu.access.policy import Principal
+from jiesu.access.policy import Principal, mask_phone
 from jiesu.calls.service import (
     attach_recording,
     call_out,
@@ -119,7 +119,8 @@ def call_event(db: Database, agent: Principal, after: int) -> list[dict[str, Any
                 {
                     "id": call.id,
                     "call_id": call.call_id,
-                    "caller": call.caller,  # the agent is the service centre: the whole number
+                    # An agent is the service centre's: the whole number (masked for anyone else).
+                    "caller": call.caller if agent.is_service_centre else mask_phone(call.caller),
                     "called": call.called,
                     "started_at": call.started_at.astimezone(city_tz()).isoformat(),
                     "history": [
@@ -142,7 +143,7 @@ def call_event(db: Database, agent: Principal, after: int) -> list[dict[str, Any
 
 
 async def _stream(
-    request: Request, db: Database, agent: Principal, after: int, seconds: float
+    db: Database, agent: Principal, after: int, seconds: float
 ) -> AsyncIterator[ServerSentEvent]:
     ends = time.monotonic() + seconds
     # First: how soon the browser comes back once this connection ends (a short stream by
@@ -175,7 +176,7 @@ def call_events(
     if last.isdigit():
         after = max(after, int(last))
     return EventSourceResponse(
-        _stream(request, db, agent, after, float(wait)),
+        _stream(db, agent, after, float(wait)),
         ping=15,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
