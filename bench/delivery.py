@@ -36,6 +36,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 JIESU = Path(sys.executable).with_name("jiesu")
@@ -76,7 +77,7 @@ class HangingReceiver:
             self.held.append(conn)
 
 
-def worker_loop(url: str, stop: multiprocessing.synchronize.Event, counts: list[int]) -> None:
+def worker_loop(url: str, stop: Any, counts: Any) -> None:
     from jiesu.db.engine import Database
     from jiesu.delivery.service import run_deliveries
     from jiesu.delivery.webhooks import WebhookChannel
@@ -117,13 +118,15 @@ def fresh_postgres(url: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--creates", type=int, default=150)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--creates", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        url = fresh_postgres(args.database_url) if args.database_url else f"sqlite:///{tmp}/bench.db"
+        url = (
+            fresh_postgres(args.database_url) if args.database_url else f"sqlite:///{tmp}/bench.db"
+        )
         env = {**os.environ, "JIESU_VAR_DIR": tmp, "JIESU_DATABASE_URL": url}
         subprocess.run([str(JIESU), "db", "upgrade"], env=env, check=True, capture_output=True)
         subprocess.run([str(JIESU), "citypack", "load", str(TINY)], env=env, check=True,
@@ -135,7 +138,7 @@ def main() -> None:
                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         receiver = HangingReceiver()
         stop = multiprocessing.Event()
-        counts = multiprocessing.Manager().list()
+        counts = multiprocessing.Array("q", 2)
         worker = multiprocessing.Process(target=worker_loop, args=(url, stop, counts))
         try:
             for _ in range(100):
@@ -212,7 +215,7 @@ def main() -> None:
         **summary,
         "hanging_connections_accepted": receiver.accepted,
         "deliveries_by_status": by_status,
-        "worker_rounds_and_tries": list(counts),
+        "worker_rounds_and_tries": list(counts[:]),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     for c in ("none", "hanging"):
