@@ -325,3 +325,18 @@ def test_the_packs_sms_section_is_loaded_used_and_exported_back(
     again = read_pack(tmp_path / "out")
     assert again.ok, again.errors
     assert again.settings["notices"] == pack.settings["notices"]
+
+
+def test_a_rejected_request_is_told_the_reason_and_the_legal_channel_by_sms(
+    db: Database, client: TestClient, gateway: FakeSmsGateway
+) -> None:
+    ticket_id = new_ticket(client)
+    r = client.post(f"/api/v1/tickets/{ticket_id}/actions/reject",
+                    json={"reason": "litigation", "channel_advice": "请向人民法院提起诉讼"},
+                    headers=auth(client, "agent1"))  # fmt: skip
+    assert r.status_code == 200, r.text
+    run_deliveries(db, now=NOON, channels=[SmsChannel()])
+    texts = gateway.texts()
+    assert len(texts) == 2  # the receipt and the answer (sent in parallel: any order)
+    [answer] = [t for t in texts if "已答复" in t]
+    assert answer.endswith("已答复：不予受理（属诉讼范围），请向人民法院提起诉讼")

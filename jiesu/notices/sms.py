@@ -64,6 +64,28 @@ def gateway_settings() -> tuple[str, str, float]:
     return url, key, timeout
 
 
+def _told_at_intake(event_id: int, *, db_session: Session) -> str:
+    """What a 不予受理 or 转警转急 tells the citizen when there is no answer text: the reason
+    and the legal channel (一次性告知), or where the emergency went."""
+    from jiesu.tickets.lifecycle import REJECT_REASONS, TRANSFER_TO
+    from jiesu.tickets.models import Event
+
+    event = db_session.get(Event, event_id)
+    if event is None:
+        return ""
+    data = event.data or {}
+    if event.action == "reject":
+        reason = REJECT_REASONS.get(str(data.get("reason")), "")
+        advice = str(data.get("channel_advice") or "")
+        return "，".join(
+            p for p in (f"不予受理（{reason}）" if reason else "不予受理", advice) if p
+        )
+    if event.action == "transfer":
+        to = str(data.get("to") or "")
+        return f"已转{to}{TRANSFER_TO.get(to, '')}处理" if to else "已转相关部门处理"
+    return ""
+
+
 class SmsChannel:
     name = "sms"
 
@@ -100,6 +122,8 @@ class SmsChannel:
             "reply": str(payload.get("reply") or ""),
             "link": "",
         }
+        if notice == "answer" and not values["reply"] and row.event_id is not None:
+            values["reply"] = _told_at_intake(row.event_id, db_session=db_session)
         if "{link}" in template:
             from jiesu.callbacks.links import rating_link
 
