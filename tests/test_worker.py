@@ -293,33 +293,34 @@ def test_the_default_steps_do_jobs_then_deliveries_and_the_reports_every_ten_min
     assert [s.every_s for s in steps] == [PERIODIC_EVERY_S, 0.0, 0.0]
 
 
-def test_sigterm_stops_the_worker_after_its_step(db: Database, db_url: str) -> None:
-    dispatched(db, 3)  # long past due: the worker has work at once
-    w = subprocess.Popen(
-        [sys.executable, "-m", "jiesu.cli", "worker", "--interval", "0.05"],
-        env={**os.environ, "JIESU_DATABASE_URL": db_url},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+def test_sigterm_stops_the_worker_after_the_step_under_way() -> None:
+    from jiesu.worker import Step, Worker
+
+    ran: list[str] = []
+
+    def interrupted(_db: Database) -> int:
+        if ran:  # a second round: the signal did not stop the loop (end it, and fail below)
+            worker.stop.set()
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or systemd would, mid-step
+        time.sleep(0.05)  # the handler has run by now; the step still finishes
+        ran.append("interrupted")
+        return 1
+
+    def after(_db: Database) -> int:
+        ran.append("after")
+        return 1
+
+    worker = Worker(None, steps=[Step("jobs", interrupted), Step("deliveries", after)])  # type: ignore[arg-type]
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        deadline = time.monotonic() + 30
-        with db.read() as s:  # wait until it has done the due jobs, then ask it to stop
-            while time.monotonic() < deadline:
-                pending = s.scalar(
-                    select(func.count()).select_from(Job).where(Job.status == "pending",
-                                                                Job.run_at <= datetime.now(UTC))
-                )  # fmt: skip
-                s.rollback()
-                if not pending:
-                    break
-                time.sleep(0.05)
-        assert w.poll() is None, "the worker stopped by itself"
-        w.send_signal(signal.SIGTERM)
-        assert w.wait(timeout=20) == 0
+        worker.stop_on_signals()
+        started = time.monotonic()
+        worker.run(interval=60)  # would loop for ever: the signal ends it
     finally:
-        if w.poll() is None:
-            w.kill()
-            w.wait()
-    assert w.stderr is not None and b"Traceback" not in w.stderr.read()
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert ran == ["interrupted"] and worker.signalled
+    assert time.monotonic() - started < 5
 
 
 def test_a_timer_notice_names_its_kind(db: Database) -> None:
