@@ -180,7 +180,7 @@ def test_ambiguous_unparseable_unknown_and_uninvited_replies_wait_for_an_agent(
     uninvited = flow.audited("13700001111", "占道经营", invited=False)
     cases = [
         ("1", PHONE, "q-1"),  # two orders await this phone's rating: which one?
-        ("路灯什么时候修？", OTHER, "q-2"),  # not a rating
+        ("<b>路灯</b>什么时候修？", OTHER, "q-2"),  # not a rating (and markup, shown as text)
         ("1", "13600002222", "q-3"),  # a phone with no order
         ("2", "13700001111", "q-4"),  # its order's invitation never went out
     ]
@@ -196,7 +196,8 @@ def test_ambiguous_unparseable_unknown_and_uninvited_replies_wait_for_an_agent(
     agent = Console(app_of(flow.client), "callback1")
     page = agent.get("/console/callbacks/replies")
     assert page.status_code == 200
-    assert "路灯什么时候修？" in page.text and "无法识别" in page.text
+    assert "&lt;b&gt;路灯&lt;/b&gt;什么时候修？" in page.text and "<b>路灯" not in page.text
+    assert "无法识别" in page.text
     assert "138****5678" in page.text and PHONE not in page.text  # masked
     numbers = {flow.ticket(i).number for i in (first, second)}
     assert all(n in page.text for n in numbers)
@@ -216,7 +217,7 @@ def test_ambiguous_unparseable_unknown_and_uninvited_replies_wait_for_an_agent(
     r = agent.post(f"/console/callbacks/replies/{stored['q-2'].id}/handled", {"note": "已电话答复"})
     assert r.status_code == 303
     page = agent.get("/console/callbacks/replies")
-    assert "路灯什么时候修？" not in page.text and f'id="reply-{q1}"' not in page.text
+    assert "什么时候修？" not in page.text and f'id="reply-{q1}"' not in page.text
     again = agent.post(f"/console/callbacks/replies/{q1}/handled", {})
     assert again.status_code == 409  # handled once
     missing = agent.post("/console/callbacks/replies/999999/handled", {})
