@@ -23,6 +23,7 @@ from jiesu.callbacks import links
 from jiesu.callbacks.models import SmsReply
 from jiesu.db.base import utcnow
 from jiesu.db.engine import Database
+from jiesu.delivery.models import Delivery
 from jiesu.org.models import User
 from jiesu.tickets.models import Event, Outbox, Ticket
 
@@ -344,6 +345,13 @@ def test_the_workbench_shows_who_rated_by_sms_or_link_and_who_needs_a_call(flow:
     waiting = flow.audited("13700001111", "占道经营")
     invite(flow.db, waiting, at=utcnow() - timedelta(hours=50))
     fresh = flow.audited("13600002222", "噪音扰民")
+    refused = flow.audited("13500003333", "垃圾清运")
+    with flow.db.write() as s:  # the gateway refused its invitation until it went dead
+        row = next(r for r in s.scalars(select(Outbox).where(Outbox.ticket_id == refused))
+                   if r.payload.get("notice") == "callback_invite")  # fmt: skip
+        s.add(Delivery(outbox_id=row.id, ticket_id=refused, channel="sms", key="13500003333",
+                       address="13500003333", body={}, status="dead", attempts=5,
+                       next_at=utcnow()))  # fmt: skip
     assert flow.sms("3 不满意，灯还是不亮", msg_id="w-1").json()["result"] == "rated"
     with flow.db.write() as s:
         from jiesu.callbacks.service import rate_by_link
@@ -366,6 +374,7 @@ def test_the_workbench_shows_who_rated_by_sms_or_link_and_who_needs_a_call(flow:
     assert flow.ticket(no_phone).number in calls.text and "无联系电话" in calls.text
     assert flow.ticket(waiting).number in calls.text and "小时未评价" in calls.text
     assert flow.ticket(fresh).number not in calls.text  # invited just now: give it time
+    assert flow.ticket(refused).number in calls.text and "未能送达" in calls.text
     assert flow.ticket(by_sms).number not in calls.text
     # the evaluate flow still works from the ticket page for the order that needs a call
     with flow.db.read() as s:

@@ -109,6 +109,26 @@ def invited(ticket_ids: list[int], *, db_session: Session) -> dict[int, datetime
     return out
 
 
+def undeliverable(ticket_ids: list[int], *, db_session: Session) -> set[int]:
+    """Of `ticket_ids`, those whose 回访邀请 never reached the phone: every SMS of it ended dead
+    (the gateway refused it N times) or skipped (opted out)."""
+    if not ticket_ids:
+        return set()
+    from jiesu.delivery.models import Delivery
+
+    rows = db_session.execute(
+        select(Delivery.ticket_id, Delivery.status, Outbox.payload)
+        .join(Outbox, Outbox.id == Delivery.outbox_id)
+        .where(Delivery.ticket_id.in_(ticket_ids), Delivery.channel == "sms",
+               Outbox.recipient == "requester")
+    ).all()  # fmt: skip
+    states: dict[int, set[str]] = {}
+    for ticket_id, status, payload in rows:
+        if isinstance(payload, dict) and payload.get("notice") == INVITE:
+            states.setdefault(ticket_id, set()).add(status)
+    return {t for t, seen in states.items() if seen and seen <= {"dead", "skipped"}}
+
+
 def phone_orders(phone: str, *, db_session: Session) -> list[Ticket]:
     """The phone's orders that a reply could answer (audited) or repeat (rated)."""
     return list(
@@ -273,8 +293,9 @@ class CallRow:
 
 
 def need_a_call(*, db_session: Session, now: datetime, limit: int = LIST_LIMIT) -> list[CallRow]:
-    """Audited orders nobody has rated that an agent must call: no phone, no invitation, or
-    the invitation went out more than CALL_AFTER ago (oldest first)."""
+    """Audited orders nobody has rated that an agent must call: no phone, no invitation, an
+    invitation that could not be delivered, or one sent more than CALL_AFTER ago (oldest
+    first)."""
     tickets = list(
         db_session.scalars(
             select(Ticket)
@@ -283,13 +304,17 @@ def need_a_call(*, db_session: Session, now: datetime, limit: int = LIST_LIMIT) 
             .limit(limit * 4)
         )
     )
-    sent = invited([t.id for t in tickets], db_session=db_session)
+    ids = [t.id for t in tickets]
+    sent = invited(ids, db_session=db_session)
+    failed = undeliverable(ids, db_session=db_session)
     out: list[CallRow] = []
     for t in tickets:
         if not t.requester_phone:
             reason = "无联系电话，需人工回访"
         elif t.id not in sent:
             reason = "未发送短信回访邀请"
+        elif t.id in failed:
+            reason = "短信回访邀请未能送达（发送失败或已退订）"
         elif now - sent[t.id] >= CALL_AFTER:
             hours = int((now - sent[t.id]).total_seconds() // 3600)
             reason = f"邀请已发出 {hours} 小时未评价"
