@@ -24,6 +24,7 @@ from jiesu.auth.passwords import hash_password
 from jiesu.calls.models import Call
 from jiesu.org.models import Unit, User
 from jiesu.settings import city_tz
+from jiesu.tickets.models import Ticket
 from tests.browser_support import (
     DEMO_PASSWORD,
     Api,
@@ -151,6 +152,33 @@ def test_an_incoming_call_pops_the_agents_intake_with_the_callers_history(
         ticket_id = ticket_id_of(agent)
         calls = agent.locator("#calls")
         assert "来电记录" in calls.inner_text() and "pbx-20261118-0001" in calls.inner_text()
+
+        # Elsewhere in the console (here the order just made), the next call shows as a banner
+        # linking to the intake, which the server opens with the caller and the call id.
+        wait_until(agent, "() => document.getElementById('call-pop').dataset.listening === '1'")
+        r = api.client.post(
+            "/api/v1/calls",
+            json={
+                "call_id": "pbx-20261118-0002",
+                "caller": CALLER,
+                "called": "12345-2",
+                "agent": "agent1",
+            },
+            headers=telephony,
+        )
+        assert r.status_code == 201, r.text
+        wait_until(agent, "() => !document.getElementById('call-pop').hidden")
+        assert "pbx-20261118-0002" in agent.inner_text("#call-pop")
+        with agent.expect_navigation():
+            agent.click("#call-open")
+        assert agent.url.endswith("/console/intake?call=pbx-20261118-0002")
+        assert agent.input_value("#phone") == CALLER
+        assert agent.input_value("#call_id") == "pbx-20261118-0002"
+        numbers = agent.locator("#history-box #history tbody tr td.num a").all_inner_texts()
+        with site.db.read() as s:
+            taken = s.scalar(select(Ticket.number).where(Ticket.id == ticket_id))
+        assert [n.strip() for n in numbers] == [taken, still_open["number"], answered["number"]]
+        assert len(asked) == 1, "no question where nothing was typed"
     finally:
         people.close()
 

@@ -129,6 +129,10 @@ def frame(
         "nav": navigation(actor, request.url.path, db_session=session, known=nav_known),
         "flash": flash,
         "notices": calendar_notices(actor, request.url.path, db_session=session),
+        # An agent's every page listens for their calls (static/calls.js; after the newest now).
+        "calls_after": latest_id(actor.user_id, db_session=session)
+        if actor.role == "agent"
+        else None,
         **context,
     }
 

@@ -1,7 +1,8 @@
 // jiesu: the call centre's pop on the intake page. The agent's own calls arrive as Server-Sent
 // Events (GET /console/calls/events, `event: call`); each fills the intake form with the
 // caller's number and the call id (a hidden field the order keeps) and lists the caller's
-// earlier orders, open ones first. A draft is never replaced without asking: the agent may keep
+// earlier orders, open ones first (on any other page of an agent's console, a banner links to
+// the intake for the call). A draft is never replaced without asking: the agent may keep
 // it and take the call later (填入此来电). The address becomes /console/intake?call=…, which the
 // server draws the same way, so a reload keeps the call. No inline script (CSP): bound here.
 (function () {
@@ -70,8 +71,16 @@
     el("call-caller").textContent = call.caller;
     el("call-called").textContent = call.called;
     el("call-id").textContent = call.call_id;
-    el("call-fill").hidden = !waiting;
+    var button = el("call-fill");
+    if (button) button.hidden = !waiting;
     pop.hidden = false;
+  }
+
+  // On any other page (the layout's banner): show the call with its link; nothing the agent
+  // is typing here is touched.
+  function elsewhere(call) {
+    announce(call, false);
+    el("call-open").href = "/console/intake?call=" + encodeURIComponent(call.call_id);
   }
 
   function fill(call) {
@@ -106,8 +115,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     pop = el("call-pop");
     form = el("intake-form");
-    if (!pop || !form || !window.EventSource || !pop.dataset.callsEvents) return;
-    el("call-fill").addEventListener("click", function () {
+    if (!pop || !window.EventSource || !pop.dataset.callsEvents) return;
+    if (form) el("call-fill").addEventListener("click", function () {
       if (!pending) return;
       if (hasDraft(pending)) {
         window.location.assign("/console/intake?call=" + encodeURIComponent(pending.call_id));
@@ -121,7 +130,7 @@
       var call;
       try { call = JSON.parse(e.data); } catch (err) { return; }
       pop.dataset.callsAfter = String(call.id);
-      arrive(call);
+      if (form) arrive(call); else elsewhere(call);
     });
     source.addEventListener("open", function () { pop.dataset.listening = "1"; });
     window.addEventListener("pagehide", function () { source.close(); });
