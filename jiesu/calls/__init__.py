@@ -1,1 +1,1 @@
-"""calls (issue 15)."""
+"""The call centre (issue 15): the telephony reports incoming calls, the agent's intake pops."""
