@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -509,23 +509,30 @@ def _write_new(
     if progress:
         progress(2 * len(rows) // 3)
     started = time.perf_counter()
-    for start in range(0, len(fact_rows), 10_000):
-        db_session.execute(insert(MetricFact), fact_rows[start : start + 10_000])
-    for start in range(0, len(intake_rows), 10_000):
-        db_session.execute(insert(IntakeFact), intake_rows[start : start + 10_000])
-    # the rollups: the live path's upserts (add to what is there), one executemany each
+    for f in fact_rows:
+        if f["contact_due"] is not None:
+            f["contact_due"] = stamp(f["contact_due"])
+        if _sqlite(db_session):
+            f["day"] = f["day"].isoformat()
+    for r in intake_rows:
+        r["keys"] = orjson.dumps(r["keys"]).decode()
+        if _sqlite(db_session):
+            r["day"] = r["day"].isoformat()
+    writer.write(MetricFact.__table__, fact_rows)  # type: ignore[arg-type]
+    writer.write(IntakeFact.__table__, intake_rows)  # type: ignore[arg-type]
+    # the rollups: the live path's upserts (add to what is there), many rows a statement
     sql = assessment._prepared(db_session)
     conn = db_session.connection()
     columns = assessment.COUNTER_COLUMNS
     bumps = [{"unit_id": unit_id, "day": day} | {c: counters.get(c, 0) for c in columns}
              for (unit_id, day), counters in rollup.items() if any(counters.values())]  # fmt: skip
-    if bumps:
-        conn.execute(sql.bump, bumps)
+    for start in range(0, len(bumps), 500):
+        conn.execute(sql.bump.values(bumps[start : start + 500]))
     counts = [{"day": day, "district_id": district, "dim": key.partition(":")[0],
                "key": key.partition(":")[2], "n": n}
               for (day, district, key), n in intake.items()]  # fmt: skip
-    if counts:
-        conn.execute(sql.bump_intake, counts)
+    for start in range(0, len(counts), 2000):
+        conn.execute(sql.bump_intake.values(counts[start : start + 2000]))
     LAST_TIMINGS["facts"] = facts_seconds + time.perf_counter() - started
     if progress:
         progress(len(rows))
