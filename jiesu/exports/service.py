@@ -322,7 +322,8 @@ def rankings(
     def pct(rate: Any, key: str) -> float | None:
         if rate is None or rate.value is None:
             return None
-        return round(rate.value, 1) if key == "avg_hours" else round(rate.value * 100, 2)
+        value = float(rate.value)
+        return round(value, 1) if key == "avg_hours" else round(value * 100, 2)
 
     def stream(session: Session) -> Iterator[list[Any]]:
         for r in rows:

@@ -113,14 +113,10 @@ def console_filter(request: Request, bench: str | None) -> tuple[TicketFilter, s
 # One route per list and format (not `{fmt}`): the permission table names every path.
 
 
-def _page(permission: str) -> Any:
-    return Annotated[Principal, Depends(require_page(permission))]
-
-
-TicketsPage = _page("tickets.read")
-RankingsPage = _page("assessment.view")
-WarningsPage = _page("warnings.view")
-AdminPage = _page("admin")
+TicketsPage = Annotated[Principal, Depends(require_page("tickets.read"))]
+RankingsPage = Annotated[Principal, Depends(require_page("assessment.view"))]
+WarningsPage = Annotated[Principal, Depends(require_page("warnings.view"))]
+AdminPage = Annotated[Principal, Depends(require_page("admin"))]
 
 
 def _console_routes(fmt: str) -> None:
