@@ -259,8 +259,14 @@ Error = tuple[int, str, str]  # (line, column, reason)
 
 
 def _text(v: Any) -> str:
+    """A cell as text: numbers without a trailing .0, a spreadsheet's date cell as 2019-01-02
+    (with " 13:45:00" when it has a time), so an xlsx and its CSV hash alike."""
     if v is None:
         return ""
+    if isinstance(v, datetime):
+        return v.date().isoformat() if v.time() == time() else v.isoformat(" ")
+    if isinstance(v, date):
+        return v.isoformat()
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v).strip()
