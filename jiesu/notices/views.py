@@ -32,6 +32,9 @@ Admin = Annotated[Principal, Depends(require_page("admin"))]
 PAGE = 50
 SOURCES = {"sms": "短信回复退订", "admin": "管理员登记", "portal": "市民网站"}
 SAMPLE = {**tpl.WIDEST, "reply": "经核实，已安排维修人员更换楼道灯，现已恢复照明。" * 3}
+# How a template reads on the page: each placeholder by its Chinese name.
+SHOWN = {"number": "〔工单号〕", "tracking_code": "〔查询码〕", "status": "〔状态〕",
+         "reply": "〔答复内容〕", "link": "〔评价链接〕"}  # fmt: skip
 
 
 def _templates_view(settings: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +44,7 @@ def _templates_view(settings: dict[str, Any]) -> dict[str, Any]:
         sample = tpl.render(text, SAMPLE, signature=config.signature,
                             max_segments=config.max_segments)  # fmt: skip
         rows.append({"kind": kind, "label": tpl.KIND_LABELS.get(kind, kind), "template": text,
+                     "shown": text.format_map(SHOWN),
                      "sample": sample.text, "segments": sample.segments, "cut": sample.cut})  # fmt: skip
     return {"config": config, "templates": rows}
 
