@@ -310,3 +310,7 @@ def test_the_retry_schedule_grows_with_jitter() -> None:
     waits = [service.backoff(n, rng=rng).total_seconds() for n in range(1, 10)]
     bases = [30, 120, 600, 1800, 3600, 7200, 14400, 14400, 14400]
     assert all(0.8 * b <= w <= 1.2 * b for w, b in zip(waits, bases, strict=True))
+
+
+def test_the_registry_holds_webhooks_sms_and_email() -> None:
+    assert [c.name for c in service.channels()] == ["webhook", "sms", "email"]
