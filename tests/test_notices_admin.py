@@ -32,7 +32,9 @@ def test_the_admin_registers_an_opt_out_sees_it_masked_and_undoes_it(
         row = s.scalars(select(SmsOptOut)).one()
         assert row.phone == PHONE
         logged = s.scalars(select(AuditLog).where(AuditLog.action == "sms_opt_out")).one()
-        assert PHONE not in str(logged.detail)
+        assert logged.detail == {"target": "138****5678"}
+    audit_page = client.get("/console/admin/audit").text
+    assert "登记短信退订" in audit_page and PHONE not in audit_page
     r = client.post(f"/console/admin/notices/opt-outs/{row.id}/undo", data={"csrf_token": csrf},
                     follow_redirects=False)  # fmt: skip
     assert r.status_code == 303

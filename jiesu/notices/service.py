@@ -122,9 +122,12 @@ def save_unit_email(
     return row  # type: ignore[no-any-return]
 
 
-def delete_unit_email(email_id: int, *, db_session: Session) -> None:
+def delete_unit_email(email_id: int, *, db_session: Session) -> UnitNoticeEmail:
+    """Removes a unit's notice address; returns the removed row (for the audit log)."""
     row = db_session.get(UnitNoticeEmail, email_id)
     if row is None:
         raise NotFound("没有这个通知邮箱 / no such address")
+    row.unit  # noqa: B018  (loaded before the row is gone)
     db_session.delete(row)
     db_session.flush()
+    return row

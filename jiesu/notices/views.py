@@ -96,7 +96,7 @@ async def opt_out_add(request: Request, actor: Admin, db: DB) -> Response:
             service.opt_out(phone, db_session=session, now=now, source="admin",
                             actor_id=actor.user_id)  # fmt: skip
             audit("sms_opt_out", db_session=session, username=actor.username,
-                  ip=client_ip(request), now=now, phone=mask_phone(phone))  # fmt: skip
+                  ip=client_ip(request), now=now, target=mask_phone(service.normalise_phone(phone)))  # fmt: skip
     except DomainError as exc:
         return _refused(request, actor, db, exc, typed_phone=phone)
     return RedirectResponse("/console/admin/notices?done=saved", status_code=303)
@@ -108,7 +108,7 @@ def opt_out_undo(opt_out_id: SmallId, request: Request, actor: Admin, db: DB) ->
         with db.write() as session:
             row = service.undo_opt_out(opt_out_id, db_session=session)
             audit("sms_opt_out_undone", db_session=session, username=actor.username,
-                  ip=client_ip(request), now=utcnow(), phone=mask_phone(row.phone))  # fmt: skip
+                  ip=client_ip(request), now=utcnow(), target=mask_phone(row.phone))  # fmt: skip
     except DomainError as exc:
         return _refused(request, actor, db, exc)
     return RedirectResponse("/console/admin/notices?done=saved", status_code=303)
@@ -126,7 +126,8 @@ async def email_add(request: Request, actor: Admin, db: DB) -> Response:
                                           address=address, kinds=kinds,
                                           allowed_kinds=EMAIL_KINDS)  # fmt: skip
             audit("notice_email_saved", db_session=session, username=actor.username,
-                  ip=client_ip(request), unit=unit.code, address=row.address, kinds=kinds)  # fmt: skip
+                  ip=client_ip(request), unit=unit.code, target=row.address,
+                  kind="、".join(kind_label(k) for k in kinds) or "全部通知")  # fmt: skip
     except DomainError as exc:
         typed = {"unit": unit_text, "address": address, "kinds": kinds}
         return _refused(request, actor, db, exc, typed=typed)
@@ -137,9 +138,9 @@ async def email_add(request: Request, actor: Admin, db: DB) -> Response:
 def email_delete(email_id: SmallId, request: Request, actor: Admin, db: DB) -> Response:
     try:
         with db.write() as session:
-            service.delete_unit_email(email_id, db_session=session)
+            row = service.delete_unit_email(email_id, db_session=session)
             audit("notice_email_deleted", db_session=session, username=actor.username,
-                  ip=client_ip(request), email_id=email_id)  # fmt: skip
+                  ip=client_ip(request), unit=row.unit.code, target=row.address)  # fmt: skip
     except DomainError as exc:
         return _refused(request, actor, db, exc)
     return RedirectResponse("/console/admin/notices?done=saved", status_code=303)
