@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
 from conftest import auth
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -52,8 +53,6 @@ def test_the_admin_creates_a_subscriber_sees_the_secret_once_and_the_log(
 
 def test_a_dead_letter_is_redelivered_from_the_log_page(db: Database, client: TestClient,
                                                         monkeypatch: object) -> None:  # fmt: skip
-    import pytest
-
     mp = pytest.MonkeyPatch()
     mp.setenv("JIESU_DELIVERY_MAX_ATTEMPTS", "1")
     try:
@@ -115,3 +114,48 @@ def test_fan_out_keeps_no_phone_in_a_plain_subscribers_body(
     with db.read() as s:
         bodies = [d.body for d in s.scalars(select(Delivery))]
     assert bodies and all(PHONE not in str(b) for b in bodies)
+
+
+def test_the_admin_edits_tests_and_redelivers_a_subscribers_dead_letters(
+    db: Database, client: TestClient
+) -> None:
+    from standardwebhooks import Webhook
+    from test_delivery import Receiver, subscribe
+
+    receiver = Receiver()
+    try:
+        sub_id, secret = subscribe(db, "http://127.0.0.1:9/down", ["*"])
+        mp = pytest.MonkeyPatch()
+        mp.setenv("JIESU_DELIVERY_MAX_ATTEMPTS", "1")
+        try:
+            new_ticket(client)
+            new_ticket(client)
+            run_deliveries(db, channels=quick())
+        finally:
+            mp.undo()
+        with db.read() as s:
+            assert [d.status for d in s.scalars(select(Delivery))] == ["dead", "dead"]
+        admin = Console(app_of(client), "admin1")
+        page = admin.get("/console/admin/webhooks")
+        assert "2 条" in page.text and "重新投递失败的推送" in page.text
+        r = admin.post(f"/console/admin/webhooks/{sub_id}", {"name": "东二街道系统",
+                       "url": receiver.url, "event_types": ["ticket.receive", "deadline.*"],
+                       "unit": "S12", "personal_data": "on", "active": "on"})  # fmt: skip
+        assert r.status_code == 303
+        with db.read() as s:
+            sub = s.get(WebhookSubscriber, sub_id)
+            assert sub is not None and sub.url == receiver.url and sub.personal_data
+            assert sub.event_types == ["deadline.*", "ticket.receive"] and sub.unit_id
+        tested = admin.post(f"/console/admin/webhooks/{sub_id}/test")
+        assert "测试事件已送达" in tested.text
+        headers, body = receiver.requests[-1]
+        assert Webhook(secret).verify(body, headers)["type"] == "ping"
+        again = admin.post(f"/console/admin/webhooks/{sub_id}/redeliver")
+        assert "已安排重新投递 2 条" in again.text
+        run_deliveries(db, channels=quick())  # to the corrected url, with the same ids
+        with db.read() as s:
+            done = list(s.scalars(select(Delivery)))
+        assert [d.status for d in done] == ["delivered", "delivered"]
+        assert {h["webhook-id"] for h, _ in receiver.requests[1:]} == {f"msg_{d.id}" for d in done}
+    finally:
+        receiver.stop()

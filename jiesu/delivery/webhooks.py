@@ -137,6 +137,7 @@ class WebhookChannel:
         self.total_timeout = total_timeout
         self._client = client
         self._secrets: dict[int, str] = {}
+        self._urls: dict[int, str] = {}
         self._lock = threading.Lock()
 
     # ---- fan-out (inside the fan-out transaction) -------------------------------------------
@@ -182,8 +183,8 @@ class WebhookChannel:
     # ---- before sending (inside the claim transaction) --------------------------------------
 
     def prepare(self, messages: list[Message], *, db_session: Session) -> list[Message]:
-        """Load the signing secrets of the subscribers about to be sent to (send() reads no
-        database); the messages of removed or inactive subscribers are dropped (returned so the
+        """Load the signing secrets and urls of the subscribers about to be sent to (send()
+        reads no database); the messages of removed or inactive subscribers are dropped (returned so the
         service records them as skipped)."""
         ids = {m.target.subscriber_id for m in messages if m.target.subscriber_id}
         rows = db_session.scalars(
@@ -191,7 +192,10 @@ class WebhookChannel:
         ).all()
         with self._lock:
             for sub in rows:
+                # The current secret and url: a rotated secret signs from now on, a corrected
+                # url receives the retries and redeliveries of what was owed before.
                 self._secrets[sub.id] = sub.secret
+                self._urls[sub.id] = sub.url
         active = {s.id for s in rows if s.active}
         return [m for m in messages if m.target.subscriber_id not in active]
 
@@ -215,9 +219,8 @@ class WebhookChannel:
         timeout = httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
         started = time.monotonic()
         try:
-            response = client.post(
-                target.address, content=body.encode(), headers=headers, timeout=timeout
-            )
+            url = self._urls.get(target.subscriber_id or 0, target.address)
+            response = client.post(url, content=body.encode(), headers=headers, timeout=timeout)
         except httpx.TimeoutException as exc:
             return Outcome(False, f"超时 / timeout ({type(exc).__name__})")
         except httpx.HTTPError as exc:
