@@ -314,3 +314,19 @@ def test_the_retry_schedule_grows_with_jitter() -> None:
 
 def test_the_registry_holds_webhooks_sms_and_email() -> None:
     assert [c.name for c in service.channels()] == ["webhook", "sms", "email"]
+
+
+def test_a_subscriber_switched_off_after_the_fan_out_gets_nothing(
+    db: Database, client: TestClient, receivers: Any
+) -> None:
+    receiver = receivers()
+    sub_id, _ = subscribe(db, receiver.url, ["*"])
+    new_ticket(client)
+    now = datetime.now(UTC)
+    fan_out(db, quick(), now=now)
+    with db.write() as s:
+        service.update_subscriber(sub_id, SubscriberIn(name="停用", url=receiver.url,
+                                  event_types=["*"], active=False), db_session=s)  # fmt: skip
+    assert run_deliveries(db, now=now, channels=quick()) == 0
+    [d] = deliveries(db, sub_id)
+    assert d.status == "skipped" and d.attempts == 0 and receiver.requests == []
