@@ -50,7 +50,10 @@ DEFAULT_MAX_ATTEMPTS = 8
 LEASE_S = 60  # longer than any send's hard timeout: an expired lease means the sender died
 FANOUT_BATCH = 200
 SEND_BATCH = 64
-WORKERS = 16
+# One thread per claimed message, so every send of a batch starts at once and the batch's hard
+# deadline (counted from submission) never cuts short a send that had to queue for a thread
+# behind a hanging receiver's.
+WORKERS = SEND_BATCH
 WAIT_MARGIN_S = 5.0  # beyond a channel's own timeout before a send counts as timed out
 
 
