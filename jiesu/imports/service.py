@@ -131,12 +131,12 @@ def lookup(*, db_session: Session) -> Lookup:
     streets_any: dict[str, list[int]] = defaultdict(list)
     handling: dict[str, int] = {}
     for u in units:
-        names = [u.code, u.name, *([u.short_name] if u.short_name else []), *(u.aliases or [])]
+        known = [u.code, u.name, *([u.short_name] if u.short_name else []), *(u.aliases or [])]
         if u.kind == "district":
-            for n in names:
+            for n in known:
                 districts.setdefault(n, u.id)
         if u.kind == "street" and u.parent_id:
-            for n in names:
+            for n in known:
                 streets.setdefault((u.parent_id, n), u.id)
                 streets_any[n].append(u.id)
         if u.kind != "city" and u.function != "service_centre":
@@ -284,7 +284,7 @@ def lead_of(values: Mapping[str, Any], city: _City) -> int:
                                      city.codes.get(street or -1))  # fmt: skip
         if route is not None and route.unit in city.built.unit_by_code:
             return city.built.unit_by_code[route.unit]
-    return int(street or district)
+    return int(street or district or 0)
 
 
 def _tier(values: Mapping[str, Any], city: _City, db_session: Session) -> str | None:
