@@ -280,3 +280,86 @@ def test_an_xlsx_file_reads_like_the_csv(fuzhou: Database, tmp_path: Path) -> No
     with small.open("w", encoding="utf-8", newline="") as fh:
         csv.writer(fh).writerows(rows)
     assert run(fuzhou, small).unchanged == 20
+
+
+OLD_SYSTEM = """\
+source: old-system
+fields:
+  external_id: 编号
+  number: 工单号
+  title: 标题
+  content: 内容
+  created_at: 受理时间
+  district: 区县
+  street: 街道
+  requester_phone: 电话
+  status:
+    column: 状态
+    map: {已办结: closed, 直接答复: answered, 转警: transferred, 办理中: accepted}
+  transfer_to: {column: 转至, default: "110"}
+  replied_at: 答复时间
+  reply: 答复
+  satisfaction: {column: 满意度, map: {满意: satisfied, 不满意: dissatisfied}}
+"""
+OLD_ROWS = [
+    ["编号", "工单号", "标题", "内容", "受理时间", "区县", "街道", "电话", "状态", "转至",
+     "答复时间", "答复", "满意度"],
+    ["A-1", "2019080500001", "噪声扰民", "夜间施工噪声", "2019年8月5日 21时30分", "仓山",
+     "上渡街道", "13800000000", "已办结", "", "2019/8/7 10:00", "已责令停工。", "满意"],
+    ["A-2", "", "咨询公积金", "公积金提取", "20190806", "鼓楼区", "", "", "直接答复", "", "",
+     "按政策口径答复", ""],
+    ["A-3", "", "路口起火", "有烟", "43683.5", "晋安区", "", "", "转警", "119", "", "", ""],
+    ["A-4", "", "河道垃圾", "漂浮物", "2019-08-06 08:00", "晋安区", "茶园街道", "", "办理中",
+     "", "", "", ""],
+]  # fmt: skip
+
+
+def test_an_old_system_export_with_ids_numbers_and_statuses(
+    fuzhou: Database, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "old.yaml"
+    mapping.write_text(OLD_SYSTEM, encoding="utf-8")
+    path = tmp_path / "old.csv"
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        csv.writer(fh).writerows(OLD_ROWS)
+    spec = load_mapping(mapping)
+    with fuzhou.read() as s:
+        report = service.check(path, spec, db_session=s)
+    assert report.errors == []
+    with fuzhou.write() as s:
+        service.commit(report, spec, db_session=s)
+    assert report.created == 4
+    with fuzhou.read() as s:
+        orders = dict(s.execute(select(ImportedOrder.external_id, ImportedOrder.ticket_id)).all())
+        tickets = {ext: s.get(Ticket, tid) for ext, tid in orders.items()}
+        actions = {
+            ext: [e.action for e in s.scalars(
+                select(Event).where(Event.ticket_id == t.id).order_by(Event.seq))]
+            for ext, t in tickets.items() if t is not None
+        }  # fmt: skip
+        street = s.scalar(select(Unit.id).where(Unit.name == "上渡街道"))
+    one, two, three, four = (tickets[k] for k in ("A-1", "A-2", "A-3", "A-4"))
+    assert one is not None and two is not None and three is not None and four is not None
+    assert one.number == "2019080500001" and one.street_id == street
+    assert one.created_at == datetime(2019, 8, 5, 21, 30, tzinfo=TZ).astimezone(UTC)
+    assert one.satisfaction == "satisfied" and one.solved is True and one.status == "closed"
+    assert two.number == "2019080600001"  # the day's counter: the next free number
+    assert actions["A-2"] == ["receive", "answer", "close"]
+    assert three.created_at == datetime(2019, 8, 6, 12, tzinfo=TZ).astimezone(UTC)  # serial
+    assert actions["A-3"] == ["receive", "transfer", "close"]
+    assert actions["A-4"] == ["receive", "dispatch", "accept", "contact"]
+    assert four.status == "accepted" and four.closed_at is None
+    for ext in ("A-1", "A-4"):
+        with fuzhou.read() as s:
+            check_lifecycle(list(s.scalars(
+                select(Event).where(Event.ticket_id == tickets[ext].id).order_by(Event.seq))))  # type: ignore[union-attr]  # fmt: skip
+    # another source may not take a number that is already an order's
+    with fuzhou.read() as s:
+        other = service.check(path, spec, db_session=s, source="another")
+    assert [(line, column) for line, column, _ in other.errors] == [(2, "工单号")]
+    # the same source again: nothing new
+    with fuzhou.read() as s:
+        again = service.check(path, spec, db_session=s)
+    with fuzhou.write() as s:
+        service.commit(again, spec, db_session=s)
+    assert (again.created, again.unchanged) == (0, 4)

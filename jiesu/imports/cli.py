@@ -60,7 +60,7 @@ def import_command(
         with bar:
             task = bar.add_task("校验", total=None)
             with db.read() as session:
-                result = service.check(file, spec, db_session=session,
+                result = service.check(file, spec, db_session=session, source=source,
                                        progress=lambda n: bar.update(task, completed=n))  # fmt: skip
             bar.update(task, total=result.rows, completed=result.rows)
             checked = time.perf_counter() - started

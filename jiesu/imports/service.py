@@ -163,9 +163,10 @@ def lookup(*, db_session: Session) -> Lookup:
 
 def check(
     path: Path, mapping: Mapping_, *, db_session: Session, tz: ZoneInfo | None = None,
-    progress: Progress | None = None,
+    progress: Progress | None = None, source: str | None = None,
 ) -> Report:  # fmt: skip
-    """Read and convert every row; every error listed. Writes nothing."""
+    """Read and convert every row; every error listed. Writes nothing. `source`: the lineage
+    the rows will be written under (default the mapping's)."""
     report = Report()
     header, rows = read_rows(path, mapping)
     missing = sorted(c for c in mapping.columns() if c not in header)
@@ -194,18 +195,18 @@ def check(
             progress(report.rows)
     if progress:
         progress(report.rows)
-    _check_numbers(report, mapping, converter, db_session)
+    _check_numbers(report, source or mapping.source, converter, db_session)
     return report
 
 
-def _check_numbers(report: Report, mapping: Mapping_, conv: Converter, db_session: Session) -> None:
+def _check_numbers(report: Report, source: str, conv: Converter, db_session: Session) -> None:
     """A mapped ticket number must not belong to an order this source did not make."""
     wanted = {r.values["number"]: r for r in report.valid if r.values.get("number")}
     if not wanted:
         return
     mine = set(db_session.scalars(
         select(Ticket.number).join(ImportedOrder, ImportedOrder.ticket_id == Ticket.id)
-        .where(ImportedOrder.source == mapping.source)
+        .where(ImportedOrder.source == source)
     ))  # fmt: skip
     taken: set[str] = set()
     numbers = list(wanted)
