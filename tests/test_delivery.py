@@ -330,3 +330,30 @@ def test_a_subscriber_switched_off_after_the_fan_out_gets_nothing(
     assert run_deliveries(db, now=now, channels=quick()) == 0
     [d] = deliveries(db, sub_id)
     assert d.status == "skipped" and d.attempts == 0 and receiver.requests == []
+
+
+def test_two_workers_at_once_send_each_delivery_once(
+    db: Database, client: TestClient, receivers: Any
+) -> None:
+    receiver = receivers()
+    subscribe(db, receiver.url, ["ticket.receive"])
+    for _ in range(6):
+        new_ticket(client)
+    now = datetime.now(UTC)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            run_deliveries(db, now=now, channels=quick())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    ids = [h["webhook-id"] for h, _ in receiver.requests]
+    assert len(ids) == 6 and len(set(ids)) == 6
+    assert [d.status for d in deliveries(db)] == ["delivered"] * 6
