@@ -82,12 +82,13 @@ def backoff(failures: int, *, rng: random.Random | None = None) -> timedelta:
 
 
 def run_deliveries(
-    db: Database, *, now: datetime | None = None, channels: Sequence[Channel] | None = None
+    db: Database, *, now: datetime | None = None, using: Sequence[Channel] | None = None
 ) -> int:
     """One round: fan out new outbox rows, send the due deliveries. Returns how many were
-    tried (sent or timed out); skipped ones are recorded without a try."""
+    tried (sent or timed out); skipped ones are recorded without a try. `using`: these
+    channels instead of the registered ones (tests, the bench)."""
     now = now or utcnow()
-    chosen = list(channels) if channels is not None else globals()["channels"]()
+    chosen = list(using) if using is not None else channels()
     while fan_out(db, chosen, now=now) == FANOUT_BATCH:
         pass
     return send_due(db, chosen, now=now)
