@@ -86,7 +86,7 @@ def worker_loop(url: str, stop: Any, counts: Any) -> None:
     channel = WebhookChannel()
     rounds = tried = 0
     while not stop.is_set():
-        tried += run_deliveries(db, using=[channel])
+        tried += run_deliveries(db, channels=[channel])
         rounds += 1
         time.sleep(0.2)
     counts[:] = [rounds, tried]

@@ -139,7 +139,7 @@ def test_a_receiver_failing_three_times_then_succeeding_gets_one_signed_delivery
     new_ticket(client)
     now = datetime.now(UTC)
     for round_no in range(6):  # each round a day later: every backoff has run out
-        run_deliveries(db, now=now + timedelta(days=round_no), using=quick())
+        run_deliveries(db, now=now + timedelta(days=round_no), channels=quick())
     assert len(receiver.requests) == 4
     ids = {headers["webhook-id"] for headers, _ in receiver.requests}
     [d] = deliveries(db, sub_id)
@@ -165,14 +165,14 @@ def test_a_delivery_is_dead_after_n_failures_and_redelivered_from_the_console(
     new_ticket(client)
     now = datetime.now(UTC)
     for round_no in range(5):
-        run_deliveries(db, now=now + timedelta(days=round_no), using=quick())
+        run_deliveries(db, now=now + timedelta(days=round_no), channels=quick())
     [d] = deliveries(db, sub_id)
     assert d.status == "dead" and d.attempts == 3 and len(receiver.requests) == 3
     admin = auth(client, "admin1")
     r = client.post(f"/api/v1/admin/deliveries/{d.id}/redeliver", headers=admin)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "pending"
-    run_deliveries(db, using=quick())
+    run_deliveries(db, channels=quick())
     [d] = deliveries(db, sub_id)
     assert d.status == "delivered"
     assert {h["webhook-id"] for h, _ in receiver.requests} == {f"msg_{d.id}"}
@@ -187,7 +187,7 @@ def test_410_gone_is_a_dead_letter_at_once(
     receiver = receivers(fail=99, status=410)
     sub_id, _ = subscribe(db, receiver.url, ["*"])
     new_ticket(client)
-    run_deliveries(db, using=quick())
+    run_deliveries(db, channels=quick())
     [d] = deliveries(db, sub_id)
     assert d.status == "dead" and d.attempts == 1 and d.last_status_code == 410
 
@@ -236,10 +236,10 @@ def test_a_crash_between_fan_out_and_send_repeats_nothing(
     assert len(deliveries(db, sub_id)) == 2
     claimed = service.claim_due(db, quick(), now=now)  # then the sender dies before sending
     assert len(claimed) == 2
-    assert run_deliveries(db, now=now, using=quick()) == 0  # leased: nobody else sends
+    assert run_deliveries(db, now=now, channels=quick()) == 0  # leased: nobody else sends
     later = now + timedelta(seconds=service.LEASE_S + 1)
-    assert run_deliveries(db, now=later, using=quick()) == 2
-    run_deliveries(db, now=later + timedelta(days=1), using=quick())
+    assert run_deliveries(db, now=later, channels=quick()) == 2
+    run_deliveries(db, now=later + timedelta(days=1), channels=quick())
     assert len(receiver.requests) == 2
     assert sorted(h["webhook-id"] for h, _ in receiver.requests) == sorted(
         f"msg_{d.id}" for d in routed
@@ -277,7 +277,7 @@ def test_a_hanging_receiver_does_not_hold_up_another_subscriber(
     ok_id, _ = subscribe(db, healthy.url, ["*"])
     new_ticket(client)
     started = time.monotonic()
-    run_deliveries(db, using=quick())
+    run_deliveries(db, channels=quick())
     took = time.monotonic() - started
     assert took < 4.0  # bounded by the 1 s timeout, not by the receiver
     [good] = deliveries(db, ok_id)
@@ -294,14 +294,14 @@ def test_personal_data_leaves_only_to_a_subscriber_allowed_it(
     subscribe(db, plain.url, ["ticket.receive"])
     subscribe(db, trusted.url, ["ticket.receive"], personal_data=True)
     new_ticket(client)
-    run_deliveries(db, using=quick())
+    run_deliveries(db, channels=quick())
     [(_, masked)], [(_, full)] = plain.requests, trusted.requests
     assert PHONE not in masked.decode() and "张三丰" not in masked.decode()
     assert json.loads(masked)["data"]["requester_phone"] == "138****5678"
     assert json.loads(full)["data"]["requester_phone"] == PHONE
     assert json.loads(full)["data"]["requester_name"] == "张三丰"
     new_ticket(client, confidential=True)
-    run_deliveries(db, using=quick())
+    run_deliveries(db, channels=quick())
     assert PHONE not in trusted.requests[-1][1].decode()
 
 
@@ -327,7 +327,7 @@ def test_a_subscriber_switched_off_after_the_fan_out_gets_nothing(
     with db.write() as s:
         service.update_subscriber(sub_id, SubscriberIn(name="停用", url=receiver.url,
                                   event_types=["*"], active=False), db_session=s)  # fmt: skip
-    assert run_deliveries(db, now=now, using=quick()) == 0
+    assert run_deliveries(db, now=now, channels=quick()) == 0
     [d] = deliveries(db, sub_id)
     assert d.status == "skipped" and d.attempts == 0 and receiver.requests == []
 
@@ -344,7 +344,7 @@ def test_two_workers_at_once_send_each_delivery_once(
 
     def work() -> None:
         try:
-            run_deliveries(db, now=now, using=quick())
+            run_deliveries(db, now=now, channels=quick())
         except BaseException as exc:  # reported below
             errors.append(exc)
 

@@ -62,7 +62,7 @@ def test_a_dead_letter_is_redelivered_from_the_log_page(db: Database, client: Te
         listed = client.get("/api/v1/admin/webhooks", headers=auth(client, "admin1")).json()
         assert listed[0]["secret"] is None
         new_ticket(client)
-        run_deliveries(db, using=quick())
+        run_deliveries(db, channels=quick())
     finally:
         mp.undo()
     with db.read() as s:
@@ -130,7 +130,7 @@ def test_the_admin_edits_tests_and_redelivers_a_subscribers_dead_letters(
         try:
             new_ticket(client)
             new_ticket(client)
-            run_deliveries(db, using=quick())
+            run_deliveries(db, channels=quick())
         finally:
             mp.undo()
         with db.read() as s:
@@ -152,7 +152,7 @@ def test_the_admin_edits_tests_and_redelivers_a_subscribers_dead_letters(
         assert Webhook(secret).verify(body, headers)["type"] == "ping"
         again = admin.post(f"/console/admin/webhooks/{sub_id}/redeliver")
         assert "已安排重新投递 2 条" in again.text
-        run_deliveries(db, using=quick())  # to the corrected url, with the same ids
+        run_deliveries(db, channels=quick())  # to the corrected url, with the same ids
         with db.read() as s:
             done = list(s.scalars(select(Delivery)))
         assert [d.status for d in done] == ["delivered", "delivered"]

@@ -66,6 +66,9 @@ def channels() -> list[Channel]:
     return [WebhookChannel(), SmsChannel(), EmailChannel()]
 
 
+_registered = channels  # for run_deliveries, whose keyword `channels` hides the function
+
+
 def max_attempts() -> int:
     raw = os.environ.get("JIESU_DELIVERY_MAX_ATTEMPTS", "")
     return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_ATTEMPTS
@@ -82,13 +85,13 @@ def backoff(failures: int, *, rng: random.Random | None = None) -> timedelta:
 
 
 def run_deliveries(
-    db: Database, *, now: datetime | None = None, using: Sequence[Channel] | None = None
+    db: Database, *, now: datetime | None = None, channels: Sequence[Channel] | None = None
 ) -> int:
     """One round: fan out new outbox rows, send the due deliveries. Returns how many were
-    tried (sent or timed out); skipped ones are recorded without a try. `using`: these
-    channels instead of the registered ones (tests, the bench)."""
+    tried (sent or timed out); skipped ones are recorded without a try. `channels`: these
+    instead of the registered ones (tests, the bench)."""
     now = now or utcnow()
-    chosen = list(using) if using is not None else channels()
+    chosen = list(channels) if channels is not None else _registered()
     while fan_out(db, chosen, now=now) == FANOUT_BATCH:
         pass
     return send_due(db, chosen, now=now)
