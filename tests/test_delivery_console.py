@@ -37,6 +37,8 @@ def test_the_admin_creates_a_subscriber_sees_the_secret_once_and_the_log(
     assert sub.event_types == ["deadline.overdue", "ticket.dispatch"] and sub.unit_id
     again = admin.get("/console/admin/webhooks")
     assert sub.secret not in again.text and "东一街道网格系统" in again.text
+    row = again.text.split('id="webhooks"', 1)[1].split("<details", 1)[0]
+    assert "超期、派单" in row and "东一街道" in row and "ticket.dispatch" not in row
     rotated = admin.post(f"/console/admin/webhooks/{sub.id}/rotate")
     with db.read() as s:
         new_secret = s.get(WebhookSubscriber, sub.id).secret  # type: ignore[union-attr]

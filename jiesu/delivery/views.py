@@ -34,6 +34,24 @@ PAGE = 50
 STATUS_NAMES = {"pending": "等待投递", "sending": "投递中", "delivered": "已送达",
                 "dead": "投递失败", "skipped": "未发送"}  # fmt: skip
 CHANNEL_NAMES = {"webhook": "推送接口", "sms": "短信", "email": "电子邮件"}
+DEADLINE_NAMES = {"warn": "临期提醒", "overdue": "超期提醒", "promise": "容缺补件提醒"}
+
+
+def event_name(code: str) -> str:
+    """An event type as people read it: 派单, 超期提醒, 工单的全部变化 …"""
+    from jiesu.tickets.lifecycle import BY_NAME
+
+    choices = dict(EVENT_CHOICES)
+    if code in choices:
+        return choices[code]
+    family, _, name = code.partition(".")
+    if family == "ticket" and name in BY_NAME:
+        return BY_NAME[name].label
+    if family == "deadline" and name in DEADLINE_NAMES:
+        return DEADLINE_NAMES[name]
+    return "受理" if code == "ticket.receive" else code
+
+
 EVENT_CHOICES = (
     ("*", "全部事件"),
     ("ticket.*", "工单的全部变化"),
@@ -117,6 +135,12 @@ def _unit_codes(session: Session, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
     return dict(session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(ids))).all())
+
+
+def _unit_names(session: Session, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return dict(session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(ids))).all())
 
 
 def webhook_out(
@@ -270,7 +294,8 @@ def _webhooks_page(request: Request, actor: Principal, session: Session, *,
         ).all()
     )
     ctx = _frame(request, actor, session, "webhooks", subs=subs, codes=codes, dead=dead,
-                 secret=secret, EVENT_CHOICES=EVENT_CHOICES)  # fmt: skip
+                 secret=secret, EVENT_CHOICES=EVENT_CHOICES, event_name=event_name,
+                 unit_names=_unit_names(session, set(codes)))  # fmt: skip
     if flash:
         ctx["flash"] = flash
     return render(request, "console/webhook_list.html", ctx, status_code=status_code)
@@ -376,6 +401,7 @@ def deliveries_page(request: Request, actor: AdminPage, session: ReadSession) ->
         request, actor, session, "deliveries", result=result, values=values,
         subscriber=subscriber, subs=service.subscribers(db_session=session),
         STATUS_NAMES=STATUS_NAMES, CHANNEL_NAMES=CHANNEL_NAMES, query=urlencode(query),
+        event_name=event_name,
         page=page, PAGE=PAGE,
     )  # fmt: skip
     return render(request, "console/delivery_list.html", ctx)
