@@ -358,3 +358,25 @@ def test_the_delivery_log_exports_for_the_admin_with_addresses_masked(
                      ).status_code == 422  # fmt: skip
     assert Console(app_of(client), "dispatcher1").get(
         "/console/exports/deliveries.csv").status_code == 403  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("url", "who", "params"),
+    [
+        ("/console/exports/tickets.csv", "page", {"from": "2026-13-01"}),
+        ("/console/exports/tickets.xlsx", "page", {"to": "9999-12-31"}),
+        ("/api/v1/exports/tickets.csv", "api", {"created_from": "x"}),
+        ("/console/exports/rankings.csv", "page", {"period": "2026-13"}),
+        ("/api/v1/exports/rankings.xlsx", "api", {"period": "0001-01"}),
+        ("/console/exports/deliveries.csv", "page", {"from": "2026-02-30"}),
+    ],
+)
+def test_a_hostile_date_or_month_is_a_422_never_a_500(
+    world: tuple[TestClient, Database], url: str, who: str, params: dict[str, str]
+) -> None:
+    client, _ = world
+    if who == "api":
+        r = client.get(url, params=params, headers=auth(client, "admin1"))
+    else:
+        r = Console(app_of(client), "admin1").get(url, params=params)
+    assert r.status_code == 422, (url, params, r.status_code, r.text[:300])
