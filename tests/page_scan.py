@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 ALLOWED_WORDS = frozenset({
     "PDF", "Excel", "API", "XLSX", "CSV", "SMS", "URL", "IP", "OK", "ID", "App", "APP", "Wi", "Fi",
     "jiesu", "TOP", "Top", "GIS", "KPI", "PM", "AM", "ETC", "Ctrl", "Enter", "Tab", "Esc", "Shift",
-    "JPG", "JPEG", "PNG", "WebP", "GIF", "HEIC", "Open311", "ZIP",
+    "JPG", "JPEG", "PNG", "WebP", "GIF", "HEIC", "Open311", "GeoReport", "ZIP", "KTV",
 })  # fmt: skip
 LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z_0-9]{2,}")
 # Codes that mean nothing to a person when shown alone: category codes (0207, 020703), division
