@@ -137,7 +137,7 @@ def test_the_cli_refuses_in_chinese_without_a_traceback(db: Database,
     from jiesu.cli import app as cli
     from jiesu.reports import cli as report_cli
 
-    monkeypatch.setattr(report_cli, "_db", lambda: db)
+    monkeypatch.setattr(report_cli, "database", lambda: db)
     monkeypatch.setattr(B, "report_data", lambda kind, period, **kw: sample("月度分析 😀"))
     result = CliRunner().invoke(cli, ["report", "monthly", "--period", "2026-10"])
     assert result.exit_code == 1 and "报告未保存" in result.output, result.output
