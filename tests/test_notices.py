@@ -28,6 +28,7 @@ from jiesu.db.engine import Database
 from jiesu.delivery.channels import Message, Target
 from jiesu.delivery.models import Delivery, DeliveryAttempt
 from jiesu.delivery.service import run_deliveries
+from jiesu.notices import sms as sms_module
 from jiesu.notices.email import EmailChannel
 from jiesu.notices.models import SmsOptOut
 from jiesu.notices.service import opt_out, opted_out, save_unit_email, undo_opt_out
@@ -47,6 +48,13 @@ def city(day: int, hh: int, mm: int = 0) -> datetime:
 
 
 NOON = city(4, 12)
+
+
+@pytest.fixture(autouse=True)
+def _notices_never_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests deliver in 2030 the notices of orders made today (so every order is older
+    than the moment): the 72-hour staleness rule has its own test in test_notices.py."""
+    monkeypatch.setattr(sms_module, "STALE_AFTER", timedelta(days=36500))
 
 
 @pytest.fixture
@@ -162,6 +170,28 @@ def test_an_opted_out_phone_gets_nothing_and_the_delivery_says_so(
     new_ticket(client)
     run_deliveries(db, now=NOON, channels=[SmsChannel()])
     assert len(gateway.messages) == 1
+
+
+def test_a_notice_owed_for_more_than_72_hours_is_recorded_never_sent(
+    db: Database, client: TestClient, gateway: FakeSmsGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sms_module, "STALE_AFTER", timedelta(hours=72))
+    made = new_ticket(client)
+    with db.read() as s:
+        [row] = s.scalars(select(Outbox).where(Outbox.ticket_id == made)).all()
+        owed = row.created_at
+    # the worker was down three days and an hour (daytime, so quiet hours play no part)
+    run_deliveries(db, now=owed + timedelta(hours=73), channels=[SmsChannel()])
+    assert gateway.requests == []
+    [d] = sms_deliveries(db)
+    assert d.status == "skipped" and d.last_error == sms_module.STALE and d.attempts == 0
+    fresh = new_ticket(client, phone="13900001111")  # one owed for less goes out
+    with db.read() as s:
+        [row] = s.scalars(select(Outbox).where(Outbox.ticket_id == fresh)).all()
+        owed = row.created_at
+    run_deliveries(db, now=owed + timedelta(hours=71), channels=[SmsChannel()])
+    sent = [d for d in sms_deliveries(db) if d.ticket_id == fresh]
+    assert [d.status for d in sent] in (["delivered"], ["pending"])  # pending: quiet hours
 
 
 def test_quiet_hours_hold_an_sms_until_the_morning_but_not_an_urgent_one(

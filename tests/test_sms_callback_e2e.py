@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,11 +20,21 @@ from test_callbacks import INBOUND, OTHER, PHONE, Flow
 from jiesu.callbacks import links
 from jiesu.db.engine import Database
 from jiesu.delivery.service import run_deliveries
+from jiesu.notices import sms as sms_module
 from jiesu.notices.sms import SmsChannel
 from jiesu.tickets.models import Event
 
 # A working day at noon in the city (in the future, so every order is older): no quiet hours.
 NOON = datetime(2030, 3, 4, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _notices_never_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests deliver in 2030 the notices of orders made today (so every order is older
+    than the moment): the 72-hour staleness rule has its own test in test_notices.py."""
+    monkeypatch.setattr(sms_module, "STALE_AFTER", timedelta(days=36500))
+
+
 PUBLIC = "https://12345.example.gov.cn"
 
 pytestmark = pytest.mark.usefixtures("var_dir")

@@ -527,13 +527,13 @@ def _write_new(
     columns = assessment.COUNTER_COLUMNS
     bumps = [{"unit_id": unit_id, "day": day} | {c: counters.get(c, 0) for c in columns}
              for (unit_id, day), counters in rollup.items() if any(counters.values())]  # fmt: skip
-    for start in range(0, len(bumps), 500):
-        conn.execute(sql.bump.values(bumps[start : start + 500]))
+    if bumps:  # executemany of the one cached statement (compiling a VALUES list is slower)
+        conn.execute(sql.bump, bumps)
     counts = [{"day": day, "district_id": district, "dim": key.partition(":")[0],
                "key": key.partition(":")[2], "n": n}
               for (day, district, key), n in intake.items()]  # fmt: skip
-    for start in range(0, len(counts), 2000):
-        conn.execute(sql.bump_intake.values(counts[start : start + 2000]))
+    if counts:
+        conn.execute(sql.bump_intake, counts)
     LAST_TIMINGS["facts"] = facts_seconds + time.perf_counter() - started
     if progress:
         progress(len(rows))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPTED_OUT = "已退订"
+STALE_AFTER = timedelta(hours=72)  # older notices are recorded, never sent
+STALE = "积压超过72小时，不再发送"
 DEFAULT_TIMEOUT_S = 5.0
 KEY_HEADER = "X-Api-Key"
 _PHONE_RUN = re.compile(r"(?<!\d)(?:\+?86)?\d{7,}(?!\d)")
@@ -139,6 +141,10 @@ class SmsChannel:
             urgent_at_night=config.urgent_at_night,
         )  # fmt: skip
         skip = OPTED_OUT if opted_out(number, db_session=db_session) else None
+        if skip is None and now - row.created_at > STALE_AFTER:
+            # A notice owed for days (the worker was down, or the outbox predates delivery):
+            # a citizen told today about last week's receipt would only be confused.
+            skip = STALE
         body = {"text": message.text, "segments": message.segments, "notice": notice}
         return [Target("sms", number, number, body, not_before=not_before, skip=skip)]
 
