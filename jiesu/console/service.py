@@ -411,21 +411,18 @@ def categories(*, db_session: Session) -> list[CategoryOption]:
     return [CategoryOption(code, name, level) for code, name, level in rows]
 
 
-def earlier_tickets(phone: str, *, actor: Principal, db_session: Session) -> list[Ticket]:
-    """The caller's earlier tickets (the agent's screen when a call comes in)."""
-    rows, _ = list_tickets(
-        TicketFilter(phone=phone), actor=actor, db_session=db_session, page=1, page_size=10
-    )
-    return rows
-
-
 def count_tickets(*, db_session: Session) -> int:
     return db_session.scalar(select(func.count()).select_from(Ticket)) or 0
 
 
 # ---- the timeline, readable ----------------------------------------------------------------
 
-EXTRA_LABELS = {"receive": "受理", "rate": "市民评价", "escalate": "提级"}
+EXTRA_LABELS = {
+    "receive": "受理",
+    "rate": "市民评价",
+    "escalate": "提级",
+    "import_update": "导入更新",
+}
 BOOL_WORDS = {
     "approved": ("同意", "不同意"),
     "passed": ("通过", "退回重办"),

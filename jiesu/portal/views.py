@@ -258,7 +258,8 @@ async def rate(request: Request, db: DB) -> Response:
             if why_not:
                 raise Conflict(why_not)
             actor = citizen_principal(portal_principal(db_session=session))
-            take_action(ticket_id, "rate", fields, actor=actor, db_session=session)
+            take_action(ticket_id, "rate", {**fields, "via": "portal"}, actor=actor,
+                        db_session=session)  # fmt: skip
     except (StaleDataError, IntegrityError):
         error: DomainError = Conflict("工单刚刚有更新，请重新查询后再评价")
     except DomainError as exc:
