@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, func, literal_column, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from jiesu.access.policy import Principal
@@ -34,17 +34,12 @@ from jiesu.exports.writers import Column
 from jiesu.org.models import Unit
 from jiesu.settings import city_tz
 from jiesu.taxonomy.models import Category
-from jiesu.tickets.lifecycle import ASSESSED
-from jiesu.tickets.models import STATUS_NAMES, TEXT_BIGRAMS, Assignment, Event, Ticket
+from jiesu.tickets.models import STATUS_NAMES, Ticket
 from jiesu.tickets.service import (
-    _SEARCHABLE,
-    IN_UNIT_STATES,
-    SORTS,
     TicketFilter,
-    _local_midnight_utc,
-    _waiting,
+    filtered,
     masked_requester,
-    visible,
+    ticket_order,
 )
 from jiesu.tickets.shapes import normalise_phone
 from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES
@@ -128,77 +123,10 @@ def api_filter(
 def ticket_query(
     f: TicketFilter, *, actor: Principal, db_session: Session, now: datetime | None = None
 ) -> Select[Any]:
-    """The tickets of `f` that the actor may see, in the list's order: the same conditions as
+    """The tickets of `f` that the actor may see, in the list's order: the conditions of
     `tickets.service.list_tickets` (which pages them; this streams them all)."""
-    stmt = visible(select(Ticket), actor)
-    if f.status:
-        unknown = [s for s in f.status if s not in STATUS_NAMES]
-        if unknown:
-            raise Invalid(f"未知的状态 {', '.join(unknown)} / unknown status", field="status")
-        stmt = stmt.where(Ticket.status.in_(f.status))
-    if f.unit:
-        unit = db_session.scalar(select(Unit).where(Unit.code == f.unit))
-        if unit is None:
-            raise Invalid(f"未知的单位 {f.unit} / unknown unit", field="unit")
-        below = select(Unit.id).where(Unit.path.startswith(unit.path))
-        stmt = stmt.where(
-            Ticket.id.in_(select(Assignment.ticket_id).where(Assignment.unit_id.in_(below)))
-        )
-    if f.category:
-        stmt = stmt.where(
-            Ticket.category_id.in_(
-                select(Category.id).where(Category.code.startswith(f.category, autoescape=True))
-            )
-        )
-    if f.text:
-        number = Ticket.number == f.text
-        stmt = stmt.where(
-            or_(
-                number,
-                Ticket.title.icontains(f.text, autoescape=True),
-                Ticket.content.icontains(f.text, autoescape=True),
-            )
-        )
-        bind = db_session.get_bind()
-        if bind.dialect.name == "postgresql" and len(_SEARCHABLE.sub("", f.text)) >= 2:
-            bigrams = literal_column(TEXT_BIGRAMS).op("@>")(func.jiesu_bigrams(f.text))
-            stmt = stmt.where(or_(number, bigrams))  # the GIN index finds the candidates
-    if f.created_from:
-        stmt = stmt.where(Ticket.created_at >= _local_midnight_utc(f.created_from))
-    if f.created_to:
-        stmt = stmt.where(Ticket.created_at < _local_midnight_utc(f.created_to + timedelta(days=1)))
-    if f.phone:
-        stmt = stmt.where(Ticket.requester_phone == f.phone)
-    if f.mine or f.summoned:
-        part = select(Assignment.ticket_id).where(
-            Assignment.unit_id == actor.unit_id, Assignment.active
-        )
-        if f.summoned:
-            part = part.where(Assignment.role == "summoned", Assignment.replied_at.is_(None))
-        stmt = stmt.where(Ticket.id.in_(part))
-    if f.waiting:
-        states = ASSESSED if f.waiting == "exemption" else IN_UNIT_STATES
-        stmt = stmt.where(Ticket.status.in_(states), _waiting(f.waiting))
-    now = now or utcnow()
-    if f.overdue:
-        stmt = stmt.where(Ticket.status.in_(IN_UNIT_STATES), Ticket.due_at < now)
-    if f.due_within is not None:
-        stmt = stmt.where(
-            Ticket.status.in_(IN_UNIT_STATES),
-            Ticket.due_at >= now,
-            Ticket.due_at < now + f.due_within,
-        )
-    if f.supervised:
-        stmt = stmt.where(Ticket.id.in_(select(Event.ticket_id).where(Event.action == "supervise")))
-    if f.sort not in SORTS:
-        raise Invalid(f"未知的排序 {f.sort} / unknown sort", field="sort")
-    order = {
-        "-created": (Ticket.created_at.desc(), Ticket.id.desc()),
-        "created": (Ticket.created_at, Ticket.id),
-        "due": (Ticket.due_at.is_(None), Ticket.due_at, Ticket.id),
-        "-updated": (Ticket.updated_at.desc(), Ticket.id.desc()),
-    }[f.sort]
-    return stmt.order_by(*order)
+    stmt, _ = filtered(f, actor=actor, db_session=db_session, now=now)
+    return stmt.order_by(*ticket_order(f.sort))
 
 
 _TICKET_FIELDS = (

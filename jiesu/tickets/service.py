@@ -311,9 +311,11 @@ def _local_midnight_utc(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=city_tz())
 
 
-def list_tickets(
-    f: TicketFilter, *, actor: Principal, db_session: Session, page: int = 1, page_size: int = 20
-) -> tuple[list[Ticket], int]:
+def filtered(
+    f: TicketFilter, *, actor: Principal, db_session: Session, now: datetime | None = None
+) -> tuple[Select[Any], bool]:
+    """The tickets of `f` the actor may see, unordered and unpaged (the list pages them, an
+    export streams them all), and whether a text search is served by the GIN index."""
     stmt = visible(select(Ticket), actor)
     if f.status:
         unknown = [s for s in f.status if s not in STATUS_NAMES]
@@ -369,7 +371,7 @@ def list_tickets(
     if f.waiting:  # an exemption may be asked for until the order is closed (and after)
         states = ASSESSED if f.waiting == "exemption" else IN_UNIT_STATES
         stmt = stmt.where(Ticket.status.in_(states), _waiting(f.waiting))
-    now = utcnow()
+    now = now or utcnow()
     # Overdue and due-soon concern the work still in a unit's hands (a reply stops the clock).
     if f.overdue:
         stmt = stmt.where(Ticket.status.in_(IN_UNIT_STATES), Ticket.due_at < now)
@@ -381,15 +383,27 @@ def list_tickets(
         )
     if f.supervised:
         stmt = stmt.where(Ticket.id.in_(select(Event.ticket_id).where(Event.action == "supervise")))
-    total = db_session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    if f.sort not in SORTS:
-        raise Invalid(f"未知的排序 {f.sort} / unknown sort", field="sort")
-    order = {
+    return stmt, indexed_text
+
+
+def ticket_order(sort: str) -> tuple[Any, ...]:
+    """The ORDER BY of a list's sort (`SORTS`), or an `Invalid`."""
+    if sort not in SORTS:
+        raise Invalid(f"未知的排序 {sort} / unknown sort", field="sort")
+    return {
         "-created": (Ticket.created_at.desc(), Ticket.id.desc()),
         "created": (Ticket.created_at, Ticket.id),
         "due": (Ticket.due_at.is_(None), Ticket.due_at, Ticket.id),
         "-updated": (Ticket.updated_at.desc(), Ticket.id.desc()),
-    }[f.sort]
+    }[sort]
+
+
+def list_tickets(
+    f: TicketFilter, *, actor: Principal, db_session: Session, page: int = 1, page_size: int = 20
+) -> tuple[list[Ticket], int]:
+    stmt, indexed_text = filtered(f, actor=actor, db_session=db_session)
+    total = db_session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    order = ticket_order(f.sort)
     if (total or 0) <= SMALL_LIST and (indexed_text or not f.text):
         query = stmt.where(Ticket.id.in_(_page_of_few(stmt, f.sort, page, page_size)))
     elif f.status and f.sort in ("created", "-created"):
