@@ -209,7 +209,7 @@ QUERY_PARAMS = [
     ("/api/v1/warnings", "api:admin1", ["limit"], "number"),
     ("/console/tickets", "page:admin1", ["from", "to"], "date"),
     ("/console/tickets", "page:admin1", ["page"], "number"),
-    ("/console/tickets.csv", "page:admin1", ["from", "to"], "date"),
+    ("/console/exports/tickets.csv", "page:admin1", ["from", "to"], "date"),
     ("/console/dispatch", "page:admin1", ["from", "to"], "date"),
     ("/console/inbox", "page:s11.handler", ["from", "to"], "date"),
     ("/console/assessment", "page:admin1", ["period"], "period"),

@@ -7,8 +7,6 @@ can do nothing the API would refuse, and answers with the same reasons.
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,9 +80,8 @@ from jiesu.tickets.service import (
 from jiesu.tickets.shapes import MAX_CONTENT, TicketCreate, normalise_phone
 from jiesu.timelimits.deadlines import Deadline
 from jiesu.web.deps import DB, SESSION_COOKIE, ReadSession, check_csrf, client_ip, require_page
-from jiesu.web.labels import CHANNEL_NAMES, REQUEST_TYPE_NAMES
 from jiesu.web.params import BigId, form_day, form_page
-from jiesu.web.templating import local, render, secure_cookies, zh
+from jiesu.web.templating import render, secure_cookies, zh
 from jiesu.web.validation import message as validation_message
 
 router = APIRouter(include_in_schema=False)
@@ -354,40 +351,6 @@ def _list_page(
 @router.get("/console/tickets", response_class=HTMLResponse)
 def ticket_list(request: Request, actor: Reader, session: ReadSession) -> Response:
     return _list_page(request, actor, session, title="工单查询", base=TicketFilter())
-
-
-EXPORT_LIMIT = 10_000
-
-
-@router.get("/console/tickets.csv")
-def ticket_export(request: Request, actor: Reader, session: ReadSession) -> Response:
-    """The search list as CSV (Excel opens it), with the user's filters and permissions and
-    the requester masked as on screen; at most EXPORT_LIMIT rows."""
-    f, _, _ = _filters(request)
-    tickets, total = list_tickets(f, actor=actor, db_session=session, page=1,
-                                  page_size=EXPORT_LIMIT)  # fmt: skip
-    out = io.StringIO()
-    out.write("\ufeff")  # Excel reads UTF-8 with a BOM
-    writer = csv.writer(out)
-    writer.writerow(["工单编号", "标题", "诉求类型", "事项分类", "渠道", "诉求人", "电话",
-                     "地址", "状态", "主办单位", "受理时间", "办结时限"])  # fmt: skip
-    for t in tickets:
-        who = masked_requester(t)
-        writer.writerow([
-            t.number, _cell(t.title), REQUEST_TYPE_NAMES.get(t.request_type or "", ""),
-            t.category.full_name if t.category else "", CHANNEL_NAMES.get(t.channel, t.channel),
-            _cell(who.name or ""), who.phone or "", _cell(t.address or ""),
-            STATES.get(t.status, t.status), t.lead_unit.name if t.lead_unit else "",
-            local(t.created_at), local(t.due_at),
-        ])  # fmt: skip
-    headers = {"Content-Disposition": 'attachment; filename="tickets.csv"',
-               "X-Total-Count": str(total)}  # fmt: skip
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
-
-
-def _cell(text: str) -> str:
-    """A spreadsheet must not run what a citizen typed: =, +, -, @ start a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _workbench(
