@@ -21,7 +21,7 @@ from standardwebhooks import Webhook
 from jiesu.db.engine import Database
 from jiesu.delivery import service
 from jiesu.delivery.channels import Message, Outcome, Target
-from jiesu.delivery.models import Delivery, DeliveryAttempt
+from jiesu.delivery.models import Delivery, DeliveryAttempt, WebhookSubscriber
 from jiesu.delivery.service import SubscriberIn, create_subscriber, fan_out, run_deliveries
 from jiesu.delivery.webhooks import WebhookChannel, wants
 from jiesu.tickets.models import Outbox
@@ -181,7 +181,7 @@ def test_a_delivery_is_dead_after_n_failures_and_redelivered_from_the_console(
     assert r.status_code == 409  # a delivered one is never recorded twice
 
 
-def test_410_gone_is_a_dead_letter_at_once(
+def test_410_gone_is_a_dead_letter_at_once_and_switches_the_subscription_off(
     db: Database, client: TestClient, receivers: Any
 ) -> None:
     receiver = receivers(fail=99, status=410)
@@ -190,6 +190,12 @@ def test_410_gone_is_a_dead_letter_at_once(
     run_deliveries(db, channels=quick())
     [d] = deliveries(db, sub_id)
     assert d.status == "dead" and d.attempts == 1 and d.last_status_code == 410
+    with db.read() as s:
+        assert s.get(WebhookSubscriber, sub_id).active is False
+    new_ticket(client)  # nothing more goes to a receiver that said it is gone
+    run_deliveries(db, channels=quick())
+    assert len(receiver.requests) == 1
+    assert [x.status for x in deliveries(db, sub_id)] == ["dead"]
 
 
 def test_unit_scope_and_event_types_choose_the_subscribers(

@@ -54,6 +54,7 @@ SEND_BATCH = 64
 # deadline (counted from submission) never cuts short a send that had to queue for a thread
 # behind a hanging receiver's.
 WORKERS = SEND_BATCH
+GONE = 410  # a receiver's 410 switches its subscription off
 WAIT_MARGIN_S = 5.0  # beyond a channel's own timeout before a send counts as timed out
 
 
@@ -319,6 +320,13 @@ def _record(
         if not outcome.retry or d.attempts >= max_attempts():
             d.status = "dead"
             log.warning("delivery %s dead after %s tries: %s", d.id, d.attempts, outcome.detail)
+            if outcome.status_code == GONE and d.subscriber_id is not None:
+                # 410 Gone: the receiver says the endpoint is no more (Standard Webhooks); stop
+                # sending it anything until the admin switches the subscription on again
+                sub = session.get(WebhookSubscriber, d.subscriber_id)
+                if sub is not None and sub.active:
+                    sub.active = False
+                    log.warning("webhook subscriber %s switched off: 410 Gone", sub.id)
         else:
             d.status = "pending"
             d.next_at = now + backoff(d.attempts)
