@@ -26,6 +26,10 @@ from jiesu.delivery.service import SubscriberIn, create_subscriber, fan_out, run
 from jiesu.delivery.webhooks import WebhookChannel, wants
 from jiesu.tickets.models import Outbox
 
+# Deliveries happen at a fixed instant after every order the tests make (any hour, any date).
+LATER = datetime(2030, 3, 4, 4, 0, tzinfo=UTC)
+
+
 PHONE = "13812345678"
 
 
@@ -92,7 +96,7 @@ def subscribe(db: Database, url: str, types: list[str], **kwargs: Any) -> tuple[
     with db.write() as s:
         sub = create_subscriber(SubscriberIn(name="承办单位业务系统", url=url, event_types=types,
                                              **kwargs), db_session=s, actor_id=None,
-                                now=datetime.now(UTC))  # fmt: skip
+                                now=LATER)  # fmt: skip
         return sub.id, sub.secret
 
 
@@ -137,7 +141,7 @@ def test_a_receiver_failing_three_times_then_succeeding_gets_one_signed_delivery
     receiver = receivers(fail=3, status=503)
     sub_id, secret = subscribe(db, receiver.url, ["ticket.receive"])
     new_ticket(client)
-    now = datetime.now(UTC)
+    now = LATER
     for round_no in range(6):  # each round a day later: every backoff has run out
         run_deliveries(db, now=now + timedelta(days=round_no), channels=quick())
     assert len(receiver.requests) == 4
@@ -163,7 +167,7 @@ def test_a_delivery_is_dead_after_n_failures_and_redelivered_from_the_console(
     receiver = receivers(fail=3, status=500)
     sub_id, secret = subscribe(db, receiver.url, ["ticket.*"])
     new_ticket(client)
-    now = datetime.now(UTC)
+    now = LATER
     for round_no in range(5):
         run_deliveries(db, now=now + timedelta(days=round_no), channels=quick())
     [d] = deliveries(db, sub_id)
@@ -172,7 +176,7 @@ def test_a_delivery_is_dead_after_n_failures_and_redelivered_from_the_console(
     r = client.post(f"/api/v1/admin/deliveries/{d.id}/redeliver", headers=admin)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "pending"
-    run_deliveries(db, channels=quick())
+    run_deliveries(db, now=LATER, channels=quick())
     [d] = deliveries(db, sub_id)
     assert d.status == "delivered"
     assert {h["webhook-id"] for h, _ in receiver.requests} == {f"msg_{d.id}"}
@@ -187,13 +191,13 @@ def test_410_gone_is_a_dead_letter_at_once_and_switches_the_subscription_off(
     receiver = receivers(fail=99, status=410)
     sub_id, _ = subscribe(db, receiver.url, ["*"])
     new_ticket(client)
-    run_deliveries(db, channels=quick())
+    run_deliveries(db, now=LATER, channels=quick())
     [d] = deliveries(db, sub_id)
     assert d.status == "dead" and d.attempts == 1 and d.last_status_code == 410
     with db.read() as s:
         assert s.get(WebhookSubscriber, sub_id).active is False
     new_ticket(client)  # nothing more goes to a receiver that said it is gone
-    run_deliveries(db, channels=quick())
+    run_deliveries(db, now=LATER, channels=quick())
     assert len(receiver.requests) == 1
     assert [x.status for x in deliveries(db, sub_id)] == ["dead"]
 
@@ -206,7 +210,7 @@ def test_unit_scope_and_event_types_choose_the_subscribers(
     timers, _ = subscribe(db, "http://127.0.0.1:1/c", ["deadline.*"])
     every, _ = subscribe(db, "http://127.0.0.1:1/d", ["ticket.*"])
     dispatch(client, new_ticket(client), "S11")
-    fan_out(db, quick(), now=datetime.now(UTC))
+    fan_out(db, quick(), now=LATER)
     assert {d.event_type for d in deliveries(db, s11)} == {"ticket.dispatch"}
     assert all(d.body["data"]["unit"] == "S11" for d in deliveries(db, s11))
     assert deliveries(db, s12) == [] and deliveries(db, timers) == []
@@ -231,7 +235,7 @@ def test_a_crash_between_fan_out_and_send_repeats_nothing(
                 raise RuntimeError("killed mid fan-out")
             return super().targets(row, **kwargs)
 
-    now = datetime.now(UTC)
+    now = LATER
     with pytest.raises(RuntimeError):
         fan_out(db, [Crashing()], now=now)  # rolled back: nothing routed, nothing created
     assert deliveries(db) == []
@@ -261,7 +265,7 @@ def test_a_second_success_for_the_same_delivery_changes_nothing(
 ) -> None:
     sub_id, _ = subscribe(db, "http://127.0.0.1:1/x", ["*"])
     new_ticket(client)
-    now = datetime.now(UTC)
+    now = LATER
     fan_out(db, quick(), now=now)
     [claimed] = service.claim_due(db, quick(), now=now)
     message = claimed.message
@@ -283,14 +287,14 @@ def test_a_hanging_receiver_does_not_hold_up_another_subscriber(
     ok_id, _ = subscribe(db, healthy.url, ["*"])
     new_ticket(client)
     started = time.monotonic()
-    run_deliveries(db, channels=quick())
+    run_deliveries(db, now=LATER, channels=quick())
     took = time.monotonic() - started
     assert took < 4.0  # bounded by the 1 s timeout, not by the receiver
     [good] = deliveries(db, ok_id)
     [hung] = deliveries(db, hung_id)
     assert good.status == "delivered" and attempts(db, good.id)[0].duration_ms < 1000
     assert hung.status == "pending" and "超时" in (hung.last_error or "")
-    assert hung.next_at > datetime.now(UTC)  # backing off
+    assert hung.next_at > LATER  # backing off
 
 
 def test_personal_data_leaves_only_to_a_subscriber_allowed_it(
@@ -300,14 +304,14 @@ def test_personal_data_leaves_only_to_a_subscriber_allowed_it(
     subscribe(db, plain.url, ["ticket.receive"])
     subscribe(db, trusted.url, ["ticket.receive"], personal_data=True)
     new_ticket(client)
-    run_deliveries(db, channels=quick())
+    run_deliveries(db, now=LATER, channels=quick())
     [(_, masked)], [(_, full)] = plain.requests, trusted.requests
     assert PHONE not in masked.decode() and "张三丰" not in masked.decode()
     assert json.loads(masked)["data"]["requester_phone"] == "138****5678"
     assert json.loads(full)["data"]["requester_phone"] == PHONE
     assert json.loads(full)["data"]["requester_name"] == "张三丰"
     new_ticket(client, confidential=True)
-    run_deliveries(db, channels=quick())
+    run_deliveries(db, now=LATER, channels=quick())
     assert PHONE not in trusted.requests[-1][1].decode()
 
 
@@ -328,7 +332,7 @@ def test_a_subscriber_switched_off_after_the_fan_out_gets_nothing(
     receiver = receivers()
     sub_id, _ = subscribe(db, receiver.url, ["*"])
     new_ticket(client)
-    now = datetime.now(UTC)
+    now = LATER
     fan_out(db, quick(), now=now)
     with db.write() as s:
         service.update_subscriber(sub_id, SubscriberIn(name="停用", url=receiver.url,
@@ -345,7 +349,7 @@ def test_two_workers_at_once_send_each_delivery_once(
     subscribe(db, receiver.url, ["ticket.receive"])
     for _ in range(6):
         new_ticket(client)
-    now = datetime.now(UTC)
+    now = LATER
     errors: list[BaseException] = []
 
     def work() -> None:
