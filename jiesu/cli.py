@@ -18,6 +18,7 @@ from jiesu.cli_support import err, out
 from jiesu.exports.cli import app as export_app
 from jiesu.imports.cli import import_command
 from jiesu.intel.cli import app as intel_app
+from jiesu.knowledge.cli import app as knowledge_app
 from jiesu.reports.cli import metrics_app, report_app, warnings_app
 from jiesu.settings import REPO_ROOT, get_settings
 
@@ -45,6 +46,7 @@ app.add_typer(metrics_app, name="metrics")
 app.add_typer(report_app, name="report")
 app.add_typer(warnings_app, name="warnings")
 app.add_typer(export_app, name="export")
+app.add_typer(knowledge_app, name="knowledge")
 app.command("import")(import_command)
 
 DEMO_PACK = REPO_ROOT / "citypacks" / "beijing"

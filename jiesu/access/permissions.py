@@ -46,6 +46,15 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "warnings.view": frozenset({"dispatcher", "supervisor", "analyst", "admin"}),
     # A task is taken in (the analyst too: SPEC §1) and dispatched (dispatchers).
     "warnings.handle": frozenset({"dispatcher", "analyst", "admin"}),
+    # The knowledge base (知识库, SPEC §7): every account reads and searches it and may report an
+    # entry wrong or outdated; a department drafts and updates its own entries (the centre any);
+    # the service centre reviews and publishes; suggested entries go to their departments.
+    "knowledge.read": ALL,
+    "knowledge.flag": ALL,
+    "knowledge.edit": frozenset({"handler", "unit_admin", "supervisor", "admin"}),
+    "knowledge.review": frozenset({"supervisor", "admin"}),
+    "knowledge.suggestions": frozenset({"handler", "unit_admin", "supervisor", "analyst", "admin"}),
+    "knowledge.import": frozenset({"admin"}),
     # Administration: users, units, tokens, the audit log, the city's settings.
     "admin": frozenset({"admin"}),
 }

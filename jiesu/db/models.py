@@ -7,6 +7,7 @@ from jiesu.calls import models as call_models
 from jiesu.delivery import models as delivery_models
 from jiesu.imports import models as import_models
 from jiesu.intel import models as intel_models
+from jiesu.knowledge import models as knowledge_models
 from jiesu.notices import models as notice_models
 from jiesu.open311 import models as open311_models
 from jiesu.org import models as org_models
@@ -21,6 +22,7 @@ __all__ = [
     "delivery_models",
     "import_models",
     "intel_models",
+    "knowledge_models",
     "notice_models",
     "open311_models",
     "org_models",

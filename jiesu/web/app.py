@@ -45,6 +45,10 @@ from jiesu.delivery.views import router as delivery_api
 from jiesu.errors import DomainError
 from jiesu.exports.views import api as exports_api
 from jiesu.exports.views import router as exports_router
+from jiesu.knowledge.call_views import router as knowledge_call_router
+from jiesu.knowledge.learn_views import router as knowledge_learn_router
+from jiesu.knowledge.pages import router as knowledge_pages
+from jiesu.knowledge.views import router as knowledge_api
 from jiesu.notices.views import router as notices_console
 from jiesu.open311.views import admin_router as open311_admin
 from jiesu.open311.views import router as open311_router
@@ -363,6 +367,10 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(calls_console_router)  # the agent's pop (Server-Sent Events)
     app.include_router(exports_api, responses=ERROR_RESPONSES)  # downloads of any list
     app.include_router(exports_router)
+    app.include_router(knowledge_api, responses=ERROR_RESPONSES)  # 知识库 API
+    app.include_router(knowledge_call_router)  # the intake form's knowledge panel
+    app.include_router(knowledge_learn_router)  # suggested entries
+    app.include_router(knowledge_pages)  # 知识库 pages
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/api/docs", include_in_schema=False)
