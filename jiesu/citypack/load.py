@@ -62,6 +62,7 @@ def load_pack(pack: Pack, *, db_session: Session) -> Counter[str]:
     _ensure_portal_account(units, db_session, stats)
     _load_calendar(pack, db_session, stats)
     _load_settings(pack, db_session, stats)
+    _load_synonyms(pack, db_session, stats)
     if stats:
         bump_reference(db_session=db_session)
     db_session.flush()
@@ -308,3 +309,23 @@ def _load_settings(pack: Pack, s: Session, stats: Counter[str]) -> None:
     elif current.value != pack.settings:
         current.value = pack.settings
         stats["settings.updated"] += 1
+
+
+SYNONYMS_KEY = "synonyms"  # knowledge/synonyms.SETTING_KEY (the knowledge base reads it)
+
+
+def _load_synonyms(pack: Pack, s: Session, stats: Counter[str]) -> None:
+    """synonyms.csv's groups, one city_setting row (the knowledge base's search reads it); a
+    pack without the file leaves no row."""
+    current = s.get(CitySetting, SYNONYMS_KEY)
+    if not pack.synonyms:
+        if current is not None:
+            s.delete(current)
+            stats["synonyms.deleted"] += 1
+        return
+    if current is None:
+        s.add(CitySetting(key=SYNONYMS_KEY, value=pack.synonyms))
+        stats["synonyms.created"] += 1
+    elif current.value != pack.synonyms:
+        current.value = pack.synonyms
+        stats["synonyms.updated"] += 1

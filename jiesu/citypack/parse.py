@@ -65,6 +65,7 @@ LIMITS = {
     "unit.alias": 60, "category.code": 20, "category.name": 60, "category.keyword": 30,
     "user.username": 60, "user.name": 60, "user.password": 200, "dispatch.note": 200,
     "calendar.note": 60, "request_type": 20, "place.name": 60, "place.alias": 60,
+    "synonym.word": 30,
 }  # fmt: skip
 
 
@@ -169,6 +170,8 @@ class Pack:
     calendar: list[CalendarRow]
     errors: list[PackError]
     places: list[PlaceRow] = field(default_factory=list)
+    # synonyms.csv: the city's own synonym groups for the knowledge base (first word canonical)
+    synonyms: list[list[str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -265,8 +268,18 @@ def read_pack(root: str | Path) -> Pack:
     users = _read_users(r, units)
     calendar = _read_calendar(r)
     places = _read_places(r, units)
+    synonyms = _read_synonyms(r)
     return Pack(
-        r.root, settings, units, categories, dispatch, users, calendar, r.errors, places=places
+        r.root,
+        settings,
+        units,
+        categories,
+        dispatch,
+        users,
+        calendar,
+        r.errors,
+        places=places,
+        synonyms=synonyms,
     )
 
 
@@ -870,3 +883,30 @@ def _read_places(r: _Reader, units: list[UnitRow]) -> list[PlaceRow]:
             seen[(n, unit)] = line
         rows.append(PlaceRow(line, name, kind, unit, aliases))
     return rows
+
+
+def _read_synonyms(r: _Reader) -> list[list[str]]:
+    """synonyms.csv (optional): one group of words a caller uses for the same thing a line,
+    `|`-separated, the canonical (formal) word first; a word in two groups is a mistake."""
+    f = "synonyms.csv"
+    if not (r.root / f).exists():
+        return []
+    groups: list[list[str]] = []
+    seen: dict[str, int] = {}
+    for line, row in r.csv_rows(f, ("words",), ("note",)):
+        words = split_list(_cell(row, "words"))
+        if not words:
+            continue
+        if r.any_too_long(f, line, [("synonym.word", w) for w in words]):
+            continue
+        if len(set(words)) < 2:
+            r.error(f, line, "a group needs at least two different words")
+            continue
+        again = [w for w in words if w in seen]
+        if again:
+            r.error(f, line, f"'{again[0]}' is already in the group at line {seen[again[0]]}")
+            continue
+        for w in words:
+            seen[w] = line
+        groups.append(list(dict.fromkeys(words)))
+    return groups
