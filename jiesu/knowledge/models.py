@@ -26,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -164,3 +165,22 @@ class KnowledgeSuggestion(Base):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     decided_at: Mapped[datetime | None] = mapped_column()
     extra: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class KnowledgeVector(Base):
+    """The sentence encoder's vector of an entry's answering version (`encoder.py`, migration
+    0022): 384 float16 values as bytes, with the version's validity so that a search can keep
+    to what answers today without a join. Only entries that answer have one (publish writes it,
+    withdrawal and expiry remove it). `serial` grows with every write: (count, max serial)
+    tells a process that its matrix is stale."""
+
+    __tablename__ = "kb_vector"
+
+    entry_id: Mapped[int] = mapped_column(BigId, ForeignKey("kb_entry.id"), primary_key=True)
+    version_number: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(60))  # which encoder wrote it
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    serial: Mapped[int] = mapped_column(BigId, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
