@@ -95,7 +95,7 @@ def test_empty_and_unknown_inputs_are_left_for_the_lifecycle_to_refuse() -> None
 
 def test_every_action_field_kind_is_handled_by_the_form_converter() -> None:
     kinds = {f.kind for a in ACTIONS for f in a.fields}
-    assert kinds <= {"text", "bool", "choice", "unit", "units", "int", "ticket"}
+    assert kinds <= {"text", "bool", "choice", "unit", "units", "int", "ticket", "entry"}
 
 
 @pytest.mark.parametrize(

@@ -268,7 +268,8 @@ COMPOSITION_ROOTS = ("jiesu.cli", "jiesu.worker", "jiesu.web.app", "jiesu.web.as
 ABOVE_TICKETS = (
     "jiesu.analysis", "jiesu.reports", "jiesu.dashboard", "jiesu.console", "jiesu.portal",
     "jiesu.demo", "jiesu.intel", "jiesu.delivery", "jiesu.notices", "jiesu.callbacks",
-    "jiesu.calls", "jiesu.open311", "jiesu.imports", "jiesu.exports", *COMPOSITION_ROOTS,
+    "jiesu.calls", "jiesu.open311", "jiesu.imports", "jiesu.exports", "jiesu.knowledge",
+    *COMPOSITION_ROOTS,
 )  # fmt: skip
 # Pure rules: plain values in, plain values out (tested without a database or a server).
 PURE = (
@@ -280,7 +281,10 @@ PURE = (
 )  # fmt: skip
 # (intel/address.py is pure but for its database-side builder, which imports the tables.)
 # The one thing the ticket package takes from above: the shape of the intake advice it shows.
-TICKETS_MAY_IMPORT = frozenset({"jiesu.intel", "jiesu.intel.shapes"})
+# And of the knowledge base, the door an answer's entry goes through (resolve, count the use).
+TICKETS_MAY_IMPORT = frozenset(
+    {"jiesu.intel", "jiesu.intel.shapes", "jiesu.knowledge", "jiesu.knowledge.uses"}
+)
 STORAGE_AND_WEB = ("jiesu.db", "jiesu.web", "jiesu.console", "jiesu.portal")
 
 

@@ -19,6 +19,7 @@ from jiesu.access.policy import Principal
 from jiesu.db.base import utcnow
 from jiesu.intel.service import stored_advice
 from jiesu.intel.shapes import IntakeAdvice
+from jiesu.knowledge.call import AnswerBasis, answer_basis
 from jiesu.org.models import Unit
 from jiesu.settings import city_tz
 from jiesu.taxonomy.models import Category
@@ -109,6 +110,7 @@ NAV = (
     ("/console/callbacks", "回访评价", "workbench.callback", "callbacks"),
     ("/console/supervision", "督查督办", "workbench.supervision", "supervision"),
     ("/console/tickets", "工单查询", "tickets.read", None),
+    ("/console/knowledge", "知识库", "knowledge.read", None),
     ("/console/dashboard", "数据大屏", "dashboard.view", None),
     ("/console/assessment", "考评排名", "assessment.view", None),
     ("/console/warnings", "预警治理", "warnings.view", None),
@@ -226,6 +228,7 @@ class TicketView:
     primary: str | None = None  # the action the panel opens: the viewer's likely next step
     more: frozenset[str] = frozenset()  # rarely used actions, behind 更多操作
     assignment_states: dict[int, str] = field(default_factory=dict)  # by assignment id
+    basis: AnswerBasis | None = None  # 答复依据: the knowledge base entry it was answered with
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,7 @@ def ticket_view(ticket_id: int, *, actor: Principal, db_session: Session) -> Tic
         list(ticket.events), view.unit_names, timeline_names(ticket, db_session=db_session)
     )
     view.assignment_states = {a.id: assignment_state(a, ticket.status) for a in ticket.assignments}
+    view.basis = answer_basis(ticket.events, db_session=db_session)
     if actor.is_service_centre:
         view.advice = stored_advice(ticket.id, db_session=db_session)
     view.primary, view.more = arrange(actions)
@@ -481,6 +485,8 @@ def event_lines(
             text = unit_names.get(value, str(value))
         elif f.kind == "units":
             text = "、".join(unit_names.get(v, v) for v in value)
+        elif f.kind == "entry" and data.get("entry_version"):
+            text = f"{value} 第 {data['entry_version']} 版"
         elif f.name == "category":
             text, code = names.get(f"category:{value}", str(value)), str(value)
             if data.get("from"):

@@ -20,7 +20,9 @@ from jiesu.access.policy import Principal
 from jiesu.assessment.models import TicketLink
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Invalid
+from jiesu.knowledge import uses as knowledge_uses
 from jiesu.org.models import Unit
+from jiesu.settings import city_tz
 from jiesu.taxonomy.models import Category
 from jiesu.taxonomy.service import pack_settings
 from jiesu.tickets import flows
@@ -293,7 +295,14 @@ def _apply(
     """The transition's effects on the ticket and its assignments; returns the event's data."""
     data = {k: v for k, v in t.data.items() if k != "note"}
     name = t.action
-    if name == "dispatch":
+    if name == "answer" and t.data.get("entry"):
+        # Answered with a knowledge base entry: its answering version today, in the city's
+        # calendar (422 naming `entry` when the code answers nothing today).
+        entry_id, number = knowledge_uses.resolve_entry(
+            t.data["entry"], db_session=db_session, today=now.astimezone(city_tz()).date()
+        )
+        data["entry_version"], data["entry_id"] = number, entry_id
+    elif name == "dispatch":
         if t.data["lead"] in t.data.get("co_handlers", []):
             raise Invalid(
                 "主办单位不能同时是协办单位 / the lead cannot co-handle", field="co_handlers"

@@ -6,6 +6,8 @@ transaction, what it owes besides the change itself —
 - the assessment's facts and rollups (`assessment.refresh`, `refresh_intake`);
 - the notices, written to the outbox (so a crash loses neither the change nor its notice; the
   worker delivers them, `jiesu/worker.py`), each with its `notice` kind (docs/architecture.md);
+- a consultation answered with a knowledge base entry: the entry's use (`knowledge.uses`, the
+  one knowledge module the ticket package imports);
 - the actions it sets off: 举一反三, a proactive task's audited reply answers its linked orders.
   Those are returned (`FollowUp`) for `actions.take_action` to take, so that this module never
   imports the actions module that calls it.
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from jiesu.assessment import service as assessment
 from jiesu.assessment.models import TicketLink
+from jiesu.knowledge import uses as knowledge_uses
 from jiesu.org.models import Unit
 from jiesu.tickets.lifecycle import BY_NAME, STATES, Transition
 from jiesu.tickets.models import Event, Job, Outbox, Ticket
@@ -89,6 +92,11 @@ def after_transition(
     assessment.refresh(ticket, db_session=db_session)  # the rollups follow the timeline
     if transition.action == "recategorize":
         assessment.refresh_intake(ticket, db_session=db_session)
+    if transition.action == "answer" and event.data.get("entry_id"):  # answered with an entry
+        knowledge_uses.record_use(
+            int(event.data["entry_id"]), int(event.data["entry_version"]), ticket_id=ticket.id,
+            user_id=event.actor_id, db_session=db_session, now=now,
+        )  # fmt: skip
     passed = transition.action == "audit" and bool(transition.data.get("passed"))
     recipients = transition.notify
     if passed and "requester" not in recipients:  # 办结答复 and 回访邀请

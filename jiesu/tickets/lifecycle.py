@@ -162,7 +162,7 @@ class TicketFacts:
 class Field:
     name: str
     label: str
-    kind: str  # text | bool | choice | unit | units | int | ticket
+    kind: str  # text | bool | choice | unit | units | int | ticket | entry (a knowledge base code)
     required: bool = True
     choices: Mapping[str, str] | None = None
     min_length: int = 0
@@ -370,8 +370,10 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "answer", "直接答复", frozenset({"received"}), frozenset({"agent", "admin"}),
         Relation.centre, "answered",
-        fields=(Field("answer", "答复内容", "text", min_length=5), note()),
-        effects=("record the answer (knowledge base use)",), notify=("requester",),
+        fields=(Field("answer", "答复内容", "text", min_length=5),
+                Field("entry", "知识库条目", "entry", required=False, max_length=32), note()),
+        effects=("record the answer; with `entry`, the entry's answering version is linked "
+                 "(`entry`, `entry_version`) and its use counted",), notify=("requester",),
         why="A consultation answered on the call from the knowledge base.",
     ),
     Action(
