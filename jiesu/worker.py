@@ -1,13 +1,15 @@
 """The worker (`jiesu worker`): the composition root of what happens off the request.
 
-One loop, three steps, each in its own transactions:
+One loop of steps, each in its own transactions:
 
 - due jobs: time-limit warnings, overdue and promise notices, queued rule changes
   (`tickets.scheduled.run_due_jobs`);
 - deliveries: the outbox fanned out to webhooks, SMS and e-mail, retried with backoff, dead
   letters (`delivery.service.run_deliveries`);
 - every ten minutes (and at start): the reports that are owed, the month freeze and the
-  warnings scan (`reports.build.run_schedule`).
+  warnings scan (`reports.build.run_schedule`);
+- every ten minutes (and at start): knowledge-base entries past their last day expire, and
+  their owners are warned 30 days ahead (`knowledge.service.run_knowledge_jobs`).
 
 A step that fails is logged and the others go on (a broken SMS gateway never stops the
 timers). SIGTERM or SIGINT stops the loop after the step under way, so no step is cut short.
@@ -43,6 +45,12 @@ def deliveries(db: Database) -> int:
     return run_deliveries(db)
 
 
+def knowledge_jobs(db: Database) -> int:
+    from jiesu.knowledge.service import run_knowledge_jobs
+
+    return run_knowledge_jobs(db)
+
+
 def periodic(db: Database) -> int:
     from jiesu.reports.build import run_schedule
 
@@ -67,6 +75,7 @@ def default_steps() -> list[Step]:
     return [
         Step("reports and warnings", periodic, every_s=PERIODIC_EVERY_S),
         Step("due jobs", due_jobs),
+        Step("knowledge expiry", knowledge_jobs, every_s=PERIODIC_EVERY_S),
         Step("deliveries", deliveries),
     ]
 
