@@ -28,3 +28,28 @@ def suggest_command(
     with database().write() as session:
         written = refresh_suggestions(db_session=session, today=day, days=days)
     out.print(f"{written} open suggestions for the {days} days to {day}")
+
+
+# ---- part 1: expiry ---------------------------------------------------------------------------
+
+
+@app.command("expire")
+def expire_command(
+    today: str = typer.Option("", "--today", help="The city's day, YYYY-MM-DD (default: today)."),
+) -> None:
+    """Expire the entries past their last day and warn the owners of those ending within 30 days
+    (what the worker does every ten minutes)."""
+    from datetime import date
+
+    from jiesu.cli_support import database, out
+    from jiesu.db.base import utcnow
+    from jiesu.knowledge.service import city_today, expire_due, warn_expiring
+
+    try:
+        day = date.fromisoformat(today) if today else city_today(utcnow())
+    except ValueError as exc:
+        raise typer.BadParameter("YYYY-MM-DD", param_hint="--today") from exc
+    with database().write() as session:
+        expired = expire_due(db_session=session, today=day)
+        warned = warn_expiring(db_session=session, today=day)
+    out.print(f"{day}: {expired} entries expired, {warned} owners warned of entries ending soon")
