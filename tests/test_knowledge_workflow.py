@@ -11,26 +11,26 @@ from jiesu.errors import Conflict, Forbidden
 from jiesu.knowledge import workflow as W
 from jiesu.knowledge.models import VERSION_STATES
 
-O, C, S = W.OWNER, W.CENTRE, W.SYSTEM
+OW, C, S = W.OWNER, W.CENTRE, W.SYSTEM
 
 # The workflow as the issue states it, independently of `W.TABLE`: (state, action) → (next, sides).
 EXPECTED: dict[tuple[str, str], tuple[str, set[str]]] = {
-    ("draft", "edit"): ("draft", {O, C}),
-    ("returned", "edit"): ("draft", {O, C}),
-    ("draft", "submit"): ("submitted", {O, C}),
-    ("returned", "submit"): ("submitted", {O, C}),
-    ("submitted", "recall"): ("draft", {O}),
+    ("draft", "edit"): ("draft", {OW, C}),
+    ("returned", "edit"): ("draft", {OW, C}),
+    ("draft", "submit"): ("submitted", {OW, C}),
+    ("returned", "submit"): ("submitted", {OW, C}),
+    ("submitted", "recall"): ("draft", {OW}),
     ("submitted", "publish"): ("published", {C}),
     ("submitted", "return"): ("returned", {C}),
-    ("draft", "discard"): ("discarded", {O, C}),
-    ("returned", "discard"): ("discarded", {O, C}),
+    ("draft", "discard"): ("discarded", {OW, C}),
+    ("returned", "discard"): ("discarded", {OW, C}),
     ("published", "supersede"): ("superseded", {S}),
 }
 
 
 def test_the_states_are_the_tables_states() -> None:
     assert set(W.STATES) == set(VERSION_STATES)
-    assert W.PENDING == {"draft", "submitted", "returned"}
+    assert set(W.PENDING) == {"draft", "submitted", "returned"}
 
 
 @pytest.mark.parametrize("state", VERSION_STATES)
@@ -53,40 +53,40 @@ def test_every_state_action_and_side(state: str, action: str, side: str) -> None
 
 def test_published_and_finished_versions_cannot_be_edited_or_discarded() -> None:
     for state in ("submitted", "published", "superseded", "discarded"):
-        for side in (O, C):
+        for side in (OW, C):
             assert not W.allowed(state, "edit", side)
             assert not W.allowed(state, "discard", side)
 
 
 def test_only_the_centre_reviews_and_only_the_system_supersedes() -> None:
     with pytest.raises(Forbidden, match="热线中心"):
-        W.next_state("submitted", "publish", O)
+        W.next_state("submitted", "publish", OW)
     with pytest.raises(Forbidden, match="热线中心"):
-        W.next_state("submitted", "return", O)
+        W.next_state("submitted", "return", OW)
     with pytest.raises(Forbidden):
         W.next_state("published", "supersede", C)
 
 
 def test_the_refusal_names_the_state_and_the_action_in_chinese() -> None:
     with pytest.raises(Conflict) as caught:
-        W.next_state("published", "submit", O)
+        W.next_state("published", "submit", OW)
     assert "已发布" in caught.value.message and "提交审核" in caught.value.message
 
 
 def test_unknown_action_or_side_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
-        W.next_state("draft", "fly", O)
+        W.next_state("draft", "fly", OW)
     with pytest.raises(ValueError):
         W.next_state("draft", "edit", "citizen")
 
 
 def test_available_actions_per_side() -> None:
-    assert W.available("draft", {O}) == ["edit", "submit", "discard"]
-    assert W.available("submitted", {O}) == ["recall"]
-    assert W.available("submitted", {C, O}) == ["recall", "publish", "return"]
+    assert W.available("draft", {OW}) == ["edit", "submit", "discard"]
+    assert W.available("submitted", {OW}) == ["recall"]
+    assert W.available("submitted", {C, OW}) == ["recall", "publish", "return"]
     assert W.available("submitted", {C}) == ["publish", "return"]
-    assert W.available("returned", {O}) == ["edit", "submit", "discard"]
-    assert W.available("published", {O, C}) == []
+    assert W.available("returned", {OW}) == ["edit", "submit", "discard"]
+    assert W.available("published", {OW, C}) == []
     assert W.available("draft", set()) == []
 
 
