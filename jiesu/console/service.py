@@ -111,7 +111,6 @@ NAV = (
     ("/console/supervision", "督查督办", "workbench.supervision", "supervision"),
     ("/console/tickets", "工单查询", "tickets.read", None),
     ("/console/knowledge", "知识库", "knowledge.read", None),
-    ("/console/knowledge", "知识库", "knowledge.read", None),
     ("/console/dashboard", "数据大屏", "dashboard.view", None),
     ("/console/assessment", "考评排名", "assessment.view", None),
     ("/console/warnings", "预警治理", "warnings.view", None),
