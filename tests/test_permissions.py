@@ -114,6 +114,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/console/intake/history"): "workbench.intake",
     ("POST", "/console/intake/suggest"): "workbench.intake",
     ("POST", "/console/intake"): "workbench.intake",
+    # the knowledge base on the call (jiesu/knowledge/call_views.py): the intake's panel, 报错
+    ("POST", "/console/intake/knowledge"): "workbench.intake",
+    ("POST", "/console/knowledge/{code}/flags"): "knowledge.flag",
     ("GET", "/console/lookup/units"): "tickets.act",
     ("GET", "/console/lookup/categories"): "tickets.act",
     # the call centre: the telephony's API and the agent's pop (Server-Sent Events)
