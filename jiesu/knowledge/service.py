@@ -429,9 +429,10 @@ def recall(
     entry = _entry_for_update(entry_id, db_session=db_session)
     _require_side(actor, entry, workflow.OWNER, db_session=db_session)
     version = _pending_or_conflict(entry, db_session=db_session)
-    version.state = workflow.next_state(version.state, "recall", workflow.OWNER)
+    to = workflow.next_state(version.state, "recall", workflow.OWNER)
     if version.author_id is not None and version.author_id != actor.user_id:
         raise Forbidden("只有提交人可以撤回审核 / only its author may recall a version")
+    version.state = to
     version.submitted_at = None
     version.updated_at = now
     _touch(entry, now)
