@@ -170,7 +170,9 @@ def figures(
             select(Unit.id, Unit.name).where(
                 Unit.id.in_({s.owner_unit_id for s in open_rows[:TOP] if s.owner_unit_id})
             )
-        ).tuples()
+        )
+        .tuples()
+        .all()
     )
     themes = tuple(
         Theme(s.id, s.title, s.size, tuple(s.terms or ()), names.get(s.owner_unit_id or -1))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from jiesu.intel.text import normalise, strip_stop_words, words
 
-THRESHOLD = 0.30  # the cosine (average linkage) a group must keep: measured on the demo history
+THRESHOLD = 0.20  # the cosine (average linkage) a group must keep: measured on the demo history
 MIN_SIZE = 3  # fewer consultations than this are not a theme
 MAX_TEXTS = 4000  # the similarity matrix is n²: the most recent texts beyond this are dropped
 MAX_TERMS = 6
@@ -115,6 +115,7 @@ def _terms(members: Sequence[set[str]], everywhere: Counter[str], total: int) ->
         for w, count in inside.items()
         if count >= least
     ]
+    scored = [(s, w) for s, w in scored if s >= 0.25]  # not a word every text has
     scored.sort(key=lambda sw: (-sw[0], sw[1]))
     return tuple(w for _, w in scored[:MAX_TERMS])
 

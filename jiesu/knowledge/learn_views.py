@@ -47,7 +47,9 @@ def _page(
     owners = dict(
         session.execute(
             select(Unit.id, Unit.name).where(Unit.id.in_({s.owner_unit_id for s in rows}))
-        ).tuples()
+        )
+        .tuples()
+        .all()
     )
     ctx = frame(
         request, actor, session, title="知识库 · 建议新增条目", rows=rows, seen=seen,

@@ -64,8 +64,10 @@ class _Item:
     def __init__(self, ticket: Ticket, category: str | None, dispatched: bool) -> None:
         self.ticket = ticket.id
         self.title = ticket.title
-        self.text = f"{ticket.title} {ticket.content}"
         self.name = ticket.requester_name or ""
+        text = f"{ticket.title} {ticket.content}"
+        # the caller's name says nothing of the theme (and must not draw two calls together)
+        self.text = text.replace(self.name, "") if len(self.name) >= 2 else text
         self.category = category
         self.dispatched = dispatched
         self.lead_unit_id = ticket.lead_unit_id
@@ -225,6 +227,7 @@ def refresh_suggestions(
         row.period_start, row.period_end = start, end
         row.computed_at = now
         row.extra = {
+            **(row.extra or {}),  # a decision's note stays
             "questions": [learn.mask(i.title, names, limit=100) for i in members[:SAMPLES]],
             "cohesion": found.cohesion,
         }
