@@ -73,6 +73,9 @@ AUDIT_ACTIONS = {
     "settings_update": "修改考核与预警参数",
     "pack_export": "导出城市包",
     "export": "导出列表",
+    "kb_publish": "发布知识库条目",
+    "kb_return": "退回知识库条目",
+    "kb_withdraw": "下架知识库条目",
 }
 REQUEST_TYPE_NAMES = {
     "consult": "咨询",

@@ -91,6 +91,18 @@ LABELS: dict[str, str] = {
     "token_id": "令牌",
     "model_id": "模型",
     "action": "操作",
+    # the knowledge base (jiesu/knowledge): an entry's content, its filters
+    "keywords": "关键词",
+    "questions": "常见问法",
+    "valid_from": "生效日期",
+    "valid_to": "失效日期",
+    "source": "政策依据",
+    "link": "链接",
+    "change_note": "修改说明",
+    "owner": "主管单位",
+    "owner_unit_id": "主管单位",
+    "expiring_within_days": "到期天数",
+    "demo": "演示内容",
 }
 _SKIP = {"body", "query", "path", "header", "cookie", "form"}
 _LATIN = re.compile(r"[A-Za-z]")
