@@ -356,6 +356,10 @@ def _check_row(line: int, cells: dict[str, Any], *, actor: Principal,
         errors.append((line, TITLES[key], reason))
 
     text = {k: _text(cells.get(k)) for k in TITLES if k not in ("valid_from", "valid_to")}
+    for key, value in text.items():  # no column of any database stores a NUL
+        if "\x00" in value:
+            bad(key, "含有无法识别的控制字符（空字符）")
+            text[key] = value.replace("\x00", "")
     code = text["code"] or None
     if code is not None:
         if not CODE.fullmatch(code):

@@ -66,8 +66,9 @@ log = logging.getLogger("jiesu.web")
 
 MAX_BODY_BYTES = 256 * 1024
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-# Paths that take more: the portal's form with up to 3 photos of 2 MB each.
-LARGER_BODIES = {"/portal/submit": SUBMIT_BODY_LIMIT}
+# Paths that take more: the portal's form with up to 3 photos of 2 MB each; the knowledge
+# base's XLSX import (admin), a workbook of up to 20 MB.
+LARGER_BODIES = {"/portal/submit": SUBMIT_BODY_LIMIT, "/console/knowledge/import": 20 * 1024**2}
 
 
 # A NUL in text: PostgreSQL refuses it (a 500 if it got that far), SQLite would store it. Nor
