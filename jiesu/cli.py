@@ -240,6 +240,7 @@ def demo_init(
     _warn_on_calendar()
     if stats:
         out.print(f"loaded the Beijing demo pack: {sum(stats.values())} changes")
+    _load_demo_knowledge(db)
     with db.read() as session:
         existing = session.scalar(select(func.count()).select_from(Ticket)) or 0
     if existing == 0:
@@ -259,6 +260,35 @@ def demo_init(
     _train_demo_models(db)
     if existing == 0:  # the warnings page filled from the first start (the planted events)
         _scan_demo_warnings(db)
+        _suggest_demo_entries(db)
+
+
+def _load_demo_knowledge(db: Any) -> None:
+    """The demo knowledge base (`citypacks/beijing/demo_knowledge/`): entries not yet loaded are
+    published, marked demo content, before the history that answers with them."""
+    from jiesu.db.base import utcnow
+    from jiesu.demo.knowledge import DemoKnowledgeError, load_demo_base
+
+    try:
+        added = load_demo_base(db, DEMO_PACK, now=utcnow())
+    except DemoKnowledgeError as exc:
+        out.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    if added:
+        out.print(f"knowledge base: {added} demo entries published")
+
+
+def _suggest_demo_entries(db: Any) -> None:
+    """The base learns from the demo history: consultations answered without an entry or
+    dispatched, clustered into suggested entries (what the worker's nightly step does)."""
+    from datetime import datetime
+
+    from jiesu.knowledge.suggest import refresh_suggestions
+    from jiesu.settings import city_tz
+
+    with db.write() as session:
+        written = refresh_suggestions(db_session=session, today=datetime.now(city_tz()).date())
+    out.print(f"knowledge base: {written} suggested entries from the history")
 
 
 def _scan_demo_warnings(db: Any) -> None:

@@ -5,17 +5,18 @@ the end. Used by `generate.py` (the history) and `plant.py` (the planted warning
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from queue import Queue
 from threading import Thread
 from typing import Any
 
-from sqlalchemy import Connection, Table, func
+from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from jiesu.db.engine import WRITE, Database
+from jiesu.knowledge.models import KnowledgeUse
 from jiesu.tickets.models import Assignment, Event, Ticket, TicketCounter
 
 
@@ -67,6 +68,7 @@ class DayStories:
     tickets: list[dict[str, Any]]
     assignments: list[dict[str, Any]]
     events: list[list[Any]]
+    uses: list[dict[str, Any]] = field(default_factory=list)  # kb_use: answered with an entry
 
 
 class BulkLoad:
@@ -88,6 +90,7 @@ class BulkLoad:
         self.db = db
         self.ticket_id, self.assignment_id, self.event_id = ids
         self.stack = ExitStack()
+        self.use_id = 0  # the next kb_use id, read on entering
         self.queue: Queue[DayStories | None] | None = Queue(maxsize=2) if threaded else None
         self.error: BaseException | None = None
 
@@ -99,6 +102,9 @@ class BulkLoad:
             self.writer.raw.execute("PRAGMA foreign_keys=OFF")  # outside any transaction
             self.stack.callback(self.writer.raw.execute, "PRAGMA foreign_keys=ON")
         self.stack.enter_context(self.conn.begin())
+        self.use_id = 1 + int(
+            self.conn.execute(select(func.coalesce(func.max(KnowledgeUse.id), 0))).scalar() or 0
+        )
         self.keys = _drop_foreign_keys(self.conn) if self.pg else []
         if self.queue is not None:
             self.thread = Thread(target=self._drain, name="demo-writer", daemon=True)
@@ -134,10 +140,14 @@ class BulkLoad:
         for e in day.events:
             e[0], e[1] = self.event_id, e[1] + base
             self.event_id += 1
+        for u in day.uses:
+            u["id"], u["ticket_id"] = self.use_id, u["ticket_id"] + base
+            self.use_id += 1
         self.ticket_id += len(day.tickets)
         self.writer.write(Ticket.__table__, day.tickets)  # type: ignore[arg-type]
         self.writer.write(Assignment.__table__, day.assignments)  # type: ignore[arg-type]
         self.writer.write(Event.__table__, day.events)  # type: ignore[arg-type]
+        self.writer.write(KnowledgeUse.__table__, day.uses)  # type: ignore[arg-type]
         if day.last:
             _bump_counter(self.conn, day.key, day.last)
 
@@ -163,7 +173,7 @@ class BulkLoad:
             raise RuntimeError(f"demo history not written: {exc}") from exc
 
 
-BULK_TABLES = ("ticket", "assignment", "event")
+BULK_TABLES = ("ticket", "assignment", "event", "kb_use")
 
 
 def _drop_foreign_keys(conn: Connection) -> list[tuple[str, str, str]]:

@@ -27,6 +27,7 @@ from jiesu.citypack.parse import Duration
 from jiesu.db.base import utcnow
 from jiesu.db.engine import Database
 from jiesu.demo.bulk import BulkLoad, DayStories, sqlite_stamp
+from jiesu.demo.knowledge import count_uses, demo_base
 from jiesu.demo.story import CategoryChoice, Context, Place, Stamp, Storyteller, daily_count
 from jiesu.demo.texts import TextBank
 from jiesu.org.models import Unit, User
@@ -163,6 +164,7 @@ def load_context(db: Database, pack_dir: Path) -> Context:
         service_centre_id=service_centre.id,
         neighbours={p.street_code: neighbours[p.district_code] for p in places},
         urgent_child=urgent_child,
+        knowledge=demo_base(db),
     )
 
 
@@ -183,6 +185,7 @@ def tell_day(teller: Storyteller, day: date, count: int, first_seq: int, seed: i
         out.tickets.append(story.ticket)
         out.assignments.extend(story.assignments)
         out.events.extend(story.events)
+        out.uses.extend(story.uses)
     out.last = seq
     return out
 
@@ -309,6 +312,8 @@ def generate(
             n_assignments += len(day.assignments)
             bar.advance(progress_task, count)
     n_tickets += _plant(db, ctx, now, seed)
+    if ctx.knowledge is not None:
+        count_uses(db)
     schedule_open(db, now)
     written = time.perf_counter() - started
     if metrics:

@@ -389,6 +389,7 @@ def plant_all(db: Database, ctx: Context, now: datetime, seed: int) -> int:
                 out.tickets.append(story.ticket)
                 out.assignments.extend(story.assignments)
                 out.events.extend(story.events)
+                out.uses.extend(story.uses)
             out.last = seq if out.tickets else 0
             load.put(out)
             written += len(out.tickets)

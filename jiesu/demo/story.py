@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from jiesu.citypack.parse import Duration
+from jiesu.demo.knowledge import DemoBase
 from jiesu.demo.texts import CategoryTexts, TextBank
 from jiesu.taxonomy.routing import Catalogue
 from jiesu.timelimits.clocks import Clocks
@@ -145,6 +146,8 @@ class Context:
     neighbours: dict[str, list[str]] = field(default_factory=dict)  # street code -> same district
     # a category -> its urgent (T2h) subcategory, where a danger told under it is filed
     urgent_child: dict[str, CategoryChoice] = field(default_factory=dict)
+    # the demo knowledge base (`demo/knowledge.py`): which entry answers a consultation
+    knowledge: DemoBase | None = None
 
 
 # An event is written as a list in the event table's column order (the generator writes millions).
@@ -157,6 +160,7 @@ class Story:
     ticket: dict[str, Any]
     assignments: list[dict[str, Any]]
     events: list[list[Any]]  # EVENT_FIELDS
+    uses: list[dict[str, Any]] = field(default_factory=list)  # kb_use rows (answered with an entry)
 
 
 class Weighted:
@@ -352,8 +356,7 @@ class _Walk:
         rng, sc = self.rng, self.ctx.service_centre_id
         r = rng.random()
         if request_type == "consult" and r < 0.86:
-            self.ev("answer", self.later(0.03, 0.25), self.story.ticket["created_by_id"], sc,
-                    "answered", note="已依据知识库政策口径当场答复", data={"callback": False})  # fmt: skip
+            self.answer(sc)
             self.close()
             return
         if self.tier == "T2h" and r < 0.08:
@@ -370,6 +373,23 @@ class _Walk:
             self.close()
             return
         self.handle()
+
+    def answer(self, sc: int) -> None:
+        """Answered on the call: with the knowledge base's entry for the question where there is
+        one (its `kb_use` row kept for the bulk writer), from the agent's own knowledge else."""
+        ticket, base = self.story.ticket, self.ctx.knowledge
+        at, agent = self.later(0.03, 0.25), ticket["created_by_id"]
+        found = base.answer_for(self.cat.code, ticket["content"], at, self.rng) if base else None
+        if found is None:
+            self.ev("answer", at, agent, sc, "answered", note="已依据政策口径当场答复",
+                    data={"callback": False})  # fmt: skip
+            return
+        entry_id, code, version, head = found
+        self.ev("answer", at, agent, sc, "answered", note=head,
+                data={"callback": False, "entry": code, "entry_version": version})  # fmt: skip
+        self.story.uses.append({"id": None, "entry_id": entry_id, "version_number": version,
+                                "ticket_id": ticket["id"], "user_id": agent,
+                                "used_at": self.t.stamp(at)})  # fmt: skip
 
     def lead_for(self, exclude: str | None = None) -> tuple[int, str]:
         ctx, place = self.ctx, self.place
