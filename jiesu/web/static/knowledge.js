@@ -24,7 +24,8 @@
       "已选用：" + hit.code + " 第 " + hit.version + " 版 《" + hit.title + "》 "));
     var cancel = document.createElement("button");
     cancel.type = "button";
-    cancel.className = "link";
+    cancel.className = "secondary";
+    cancel.style.padding = "0 8px";
     cancel.setAttribute("data-kb-cancel", "");
     cancel.textContent = "取消";
     box.appendChild(cancel);
