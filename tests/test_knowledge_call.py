@@ -156,7 +156,7 @@ def test_the_panel_lists_the_entry_for_a_typed_consultation_with_its_words_marke
     first = r.text.split('<li class="kb-hit"')[1]
     assert "社会保障卡丢失后如何挂失和补办" in first
     assert "第 1 版" in first and "小城市住房和城乡建设委员会" in first
-    assert "演示内容" in first and "已用 <span class=\"kb-uses\">0</span> 次" in first
+    assert "演示内容" in first and '已用 <span class="kb-uses">0</span> 次' in first
     marked = re.findall(r"<mark>([^<]+)</mark>", first)
     assert marked and any("社保卡" in m or "补办" in m for m in marked), marked
     # It ends within 30 days: the panel says so; the whole answer travels for 用此条目答复.
@@ -380,9 +380,7 @@ def test_a_flag_from_the_call_goes_to_the_owner(client: TestClient, base: Databa
     assert entry_row(base, CARD).open_flags == 2
 
 
-def test_a_flag_names_an_order_only_one_the_agent_sees(
-    client: TestClient, base: Database
-) -> None:
+def test_a_flag_names_an_order_only_one_the_agent_sees(client: TestClient, base: Database) -> None:
     made = client.post(TICKETS, json={"channel": "phone", "content": "社保卡丢了怎么补办"},
                        headers=auth(client, "agent1")).json()  # fmt: skip
     htmx = {"HX-Request": "true"}
