@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jiesu.knowledge import search
 from jiesu.knowledge.models import KnowledgeEntry, KnowledgeVersion
 from jiesu.org.models import Unit
 
@@ -85,8 +86,6 @@ def panel(
     today, with what the page shows of each."""
     if len(query.strip()) < MIN_QUERY_CHARS:
         return []
-    from jiesu.knowledge import search  # part 2's; the ticket page's import needs none of it
-
     hits = search.search(query, db_session=db_session, today=today, limit=limit)
     if not hits:
         return []
