@@ -177,9 +177,7 @@ def _count_terms(counts: Counter[str], *, db_session: Session) -> None:
             ups,
         )
     if downs:
-        db_session.execute(
-            text("UPDATE kb_search_term SET df = df - :n WHERE term = :term"), downs
-        )
+        db_session.execute(text("UPDATE kb_search_term SET df = df - :n WHERE term = :term"), downs)
         db_session.execute(text("DELETE FROM kb_search_term WHERE df <= 0 AND term <> ''"))
 
 
@@ -189,7 +187,7 @@ def _remove(entry_id: int, *, db_session: Session) -> bool:
         return False
     table, key = _table_key(db_session)
     db_session.execute(text(f"DELETE FROM {table} WHERE {key} = :id"), {"id": entry_id})
-    counts = Counter({t: -1 for t in old})
+    counts = Counter(dict.fromkeys(old, -1))
     counts[""] -= 1
     _count_terms(counts, db_session=db_session)
     return True
@@ -447,21 +445,23 @@ def _passage(
 ) -> tuple[str, tuple[tuple[int, int], ...]]:
     """The best-matching sentence of the answering version (answer, question or title) with
     the spans of the matched words, cut to PASSAGE_CHARS around the first mark."""
-    phrases = {t.term for t in matched if t.kind in ("word", "synonym") and T.is_cjk(t.term)}
-    phrases |= {t.term for t in matched if t.kind in ("word", "latin") and not T.is_cjk(t.term)}
+    own = {t.term for t in matched if t.kind in ("word", "latin")}
+    others = {t.term for t in matched if t.kind == "synonym"} - own
     sounds = {t.term for t in matched if t.kind == "pinyin"}
     pieces: list[tuple[int, str]] = [(0, title)]
     if version is not None:
         pieces = [(0, version.title or title)]
         pieces += [(1, q) for q in version.questions or [] if q]
         pieces += [(2, s.strip()) for _i, s in T.sentences(version.answer or "") if s.strip()]
-    best: tuple[int, int, str, list[tuple[int, int]]] | None = None
+    best: tuple[float, int, str, list[tuple[int, int]]] | None = None
     for rank, piece in pieces:
         norm, where = T.aligned(piece)
-        spans = T.merge(
-            [*T.phrase_spans(norm, phrases), *T.pinyin_spans(norm, sounds - phrases)]
+        heard = T.pinyin_spans(norm, sounds)
+        spans = T.merge([*T.phrase_spans(norm, own | others), *heard])
+        # the most matched terms: the caller's own count fully, synonyms and sounds half
+        covered = sum(1.0 for t in own if t in norm) + 0.5 * (
+            sum(1 for t in others if t in norm) + len(heard)
         )
-        covered = sum(e - s for s, e in spans)
         marks = [(where[s], where[e - 1] + 1) for s, e in spans if e > s]
         if best is None or (covered, rank) > (best[0], best[1]):
             best = (covered, rank, piece, marks)

@@ -54,14 +54,13 @@ _SENTENCE = re.compile(r"[^。！？；!?;\n]+[。！？；!?;]?")
 # Query words that say nothing about the matter (how a caller speaks around it). Measured on
 # nothing but common sense; document frequency does the rest (their bigrams are in every
 # entry's questions, so they weigh little anyway).
-QUERY_STOP = frozenset(
-    """
+_QUERY_STOP = """
     请问 你好 您好 想问 问一下 问下 咨询 一下 我想 我要 我们 你们 他们 怎么 怎么办 怎样 如何 什么
     哪里 哪儿 哪个 可以 能不能 能否 是否 需要 要求 有没有 没有 是不是 知道 告诉 这个 那个 现在
     时候 的话 还是 或者 然后 就是 但是 因为 所以 已经 应该 一个 自己 啊 吧 呢 吗 啦 呀 哦 嗯
     咋整 咋办 咋弄 啥 咋 了 的 我 你 他 她 在 是 有 和 与 及 都 也 还 就 要 去 到 把 给
-    """.split()
-)
+"""
+QUERY_STOP = frozenset(_QUERY_STOP.split())
 
 
 @dataclass(frozen=True)
