@@ -20,7 +20,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,6 +38,7 @@ from jiesu.access.permissions import HOME, PERMISSIONS, ROLES
 from jiesu.assessment.models import Report, Warning
 from jiesu.auth.models import ApiToken, AuditLog
 from jiesu.auth.passwords import hash_password
+from jiesu.auth.service import principal_of
 from jiesu.console import views as console_views
 from jiesu.console.admin_views import SECTIONS
 from jiesu.console.service import queues
@@ -117,6 +118,26 @@ EXPECTED: dict[tuple[str, str], str] = {
     # the knowledge base on the call (jiesu/knowledge/call_views.py): the intake's panel, 报错
     ("POST", "/console/intake/knowledge"): "workbench.intake",
     ("POST", "/console/knowledge/{code}/flags"): "knowledge.flag",
+    # the knowledge base's pages (jiesu/knowledge/pages.py): list, entry, drafts, review, XLSX
+    ("GET", "/console/knowledge"): "knowledge.read",
+    ("GET", "/console/knowledge/export.xlsx"): "knowledge.read",
+    ("GET", "/console/knowledge/{code}"): "knowledge.read",
+    ("GET", "/console/knowledge/new"): "knowledge.edit",
+    ("POST", "/console/knowledge/new"): "knowledge.edit",
+    ("GET", "/console/knowledge/mine"): "knowledge.edit",
+    ("GET", "/console/knowledge/{code}/edit"): "knowledge.edit",
+    ("POST", "/console/knowledge/{code}/edit"): "knowledge.edit",
+    ("POST", "/console/knowledge/{code}/submit"): "knowledge.edit",
+    ("POST", "/console/knowledge/{code}/recall"): "knowledge.edit",
+    ("POST", "/console/knowledge/{code}/discard"): "knowledge.edit",
+    ("POST", "/console/knowledge/flags/{flag_id}/resolve"): "knowledge.edit",
+    ("GET", "/console/knowledge/review"): "knowledge.review",
+    ("POST", "/console/knowledge/{code}/publish"): "knowledge.review",
+    ("POST", "/console/knowledge/{code}/return"): "knowledge.review",
+    ("POST", "/console/knowledge/{code}/withdraw"): "knowledge.review",
+    ("GET", "/console/knowledge/import"): "knowledge.import",
+    ("POST", "/console/knowledge/import"): "knowledge.import",
+    ("POST", "/console/knowledge/import/commit"): "knowledge.import",
     ("GET", "/console/lookup/units"): "tickets.act",
     ("GET", "/console/lookup/categories"): "tickets.act",
     # the call centre: the telephony's API and the agent's pop (Server-Sent Events)
@@ -390,7 +411,33 @@ class Gate:
             .replace("{call_id}", "no-such-call")
             .replace("{opt_out_id}", "999999")
             .replace("{email_id}", "999999")
+            .replace("{flag_id}", "999999")
         )
+
+    def knowledge_entry(self) -> str:
+        """The code of a published knowledge entry owned by 东一街道 (S11), made on first use:
+        every role reads it, S11's staff and the centre edit it."""
+        code = "KB-GATE-1"
+        if "knowledge" not in self.extra:
+            from jiesu.knowledge.service import EntryContent, publish_direct
+
+            with self.db.write() as s:
+                admin = s.execute(
+                    select(User, Unit).join(Unit, Unit.id == User.unit_id)
+                    .where(User.username == "admin1")
+                ).one()  # fmt: skip
+                s11 = s.scalar(select(Unit.id).where(Unit.code == "S11"))
+                assert s11 is not None
+                content = EntryContent(
+                    title="暖气不热找谁报修", answer="供暖期内室温低于十八摄氏度的，可拨打供热单位的"
+                    "服务电话报修，供热单位应在二十四小时内上门查看。", category_code=None,
+                    owner_unit_id=s11, keywords=["暖气"], questions=["暖气不热怎么办"],
+                    valid_from=None, valid_to=None, source=None, link=None, change_note=None,
+                )  # fmt: skip
+                entry = publish_direct(content, actor=principal_of(*admin), db_session=s,
+                                       now=datetime(2026, 11, 3, 2, tzinfo=UTC), code=code)  # fmt: skip
+                self.extra["knowledge"] = entry.id
+        return code
 
     def fingerprint(self) -> dict[str, Any]:
         """What a refused write must leave as it was."""
@@ -540,6 +587,8 @@ def get_urls(gate: Gate, path: str) -> list[str]:
         return [f"{path}?unit=S11&what=counted"]
     if path == "/console/calls/events":  # the stream answers what is pending and ends
         return [f"{path}?wait=0"]
+    if "/knowledge/" in path and "{code}" in path:  # a published entry of 东一街道 (S11)
+        return [gate.fill(path.replace("{code}", gate.knowledge_entry()))]
     return [gate.fill(path)]
 
 
