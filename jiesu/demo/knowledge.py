@@ -103,9 +103,11 @@ def read_items(pack_dir: Path) -> tuple[list[DemoItem], list[str]]:
 
 
 def _text_list(value: Any) -> list[str] | None:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+    """A list of non-empty texts (a bare number such as 95598 read as its text)."""
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
         return None
-    return [v.strip() for v in value]
+    texts = [str(v).strip() for v in value]
+    return texts if all(texts) else None
 
 
 def _item(file: str, code: str, row: dict[str, Any]) -> tuple[DemoItem | None, list[str]]:
