@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jiesu.knowledge.models import KnowledgeEntry, KnowledgeSuggestion, KnowledgeUse
@@ -109,7 +109,7 @@ def figures(
         select(func.count(), func.count().filter(consult)).select_from(Ticket).where(*in_period)
     ).one()
     answered_ids = (
-        select(distinct(Event.ticket_id))
+        select(Event.ticket_id)
         .join(Ticket, Ticket.id == Event.ticket_id)
         .where(Event.action == "answer", *in_period)
     )
@@ -133,7 +133,7 @@ def figures(
         uses = uses.join(KnowledgeEntry, KnowledgeEntry.id == KnowledgeUse.entry_id).where(
             KnowledgeEntry.owner_unit_id.in_(owned)
         )
-    counts = dict(db_session.execute(uses).tuples().all())
+    counts = dict(db_session.execute(uses).all())
     top_ids = sorted(counts, key=lambda e: (-counts[e], e))[:TOP]
     entries = {
         e.id: e
@@ -170,9 +170,7 @@ def figures(
             select(Unit.id, Unit.name).where(
                 Unit.id.in_({s.owner_unit_id for s in open_rows[:TOP] if s.owner_unit_id})
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     themes = tuple(
         Theme(s.id, s.title, s.size, tuple(s.terms or ()), names.get(s.owner_unit_id or -1))

@@ -43,13 +43,11 @@ def _page(
     seen: dict[int, str] = {}
     if ids:
         stmt = visible(select(Ticket.id, Ticket.number).where(Ticket.id.in_(ids)), actor)
-        seen = dict(session.execute(stmt).tuples().all())
+        seen = dict(session.execute(stmt).all())
     owners = dict(
         session.execute(
             select(Unit.id, Unit.name).where(Unit.id.in_({s.owner_unit_id for s in rows}))
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     ctx = frame(
         request, actor, session, title="知识库 · 建议新增条目", rows=rows, seen=seen,
