@@ -102,7 +102,7 @@ def test_the_beijing_demo_files_validate_against_the_pack() -> None:
 
 
 def _pairs(text: str) -> set[str]:
-    text = re.sub(r"[\\W_]+", "", normalise(text))
+    text = re.sub(r"[\W_]+", "", normalise(text))
     return {text[k : k + 2] for k in range(len(text) - 1)}
 
 
