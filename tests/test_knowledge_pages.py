@@ -173,12 +173,15 @@ def test_draft_submit_return_publish_through_the_pages_and_who_changed_what(
     assert handler.post(f"{url}/submit").status_code == 303
     review = centre.get("/console/knowledge/review").text
     assert code in review and "居住证到期了怎么续签" in review
+    assert '<span class="badge" id="kb-review-count">1</span>' in review
     # a return needs its note; the handler sees the note
     assert centre.post(f"{url}/return", {"note": ""}).status_code == 422
     assert centre.post(f"{url}/return", {"note": "请写明办理地点的开放时间", "back": "review"}
                        ).headers["location"] == "/console/knowledge/review?done=return"  # fmt: skip
     mine = handler.get("/console/knowledge/mine").text
     assert "请写明办理地点的开放时间" in mine and code in mine
+    assert '<span class="badge" id="kb-mine-count">1</span>' in mine  # the returned version
+    assert "kb-mine-count" not in Console(app, "s12.handler").get("/console/knowledge/mine").text
     edited = {**form, "answer": form["answer"] + "派出所工作日 9:00-17:00 开放。",
               "keywords": "居住证\n续签", "change_note": "补充开放时间"}  # fmt: skip
     assert handler.post(f"{url}/edit", edited).status_code == 303

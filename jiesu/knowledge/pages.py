@@ -20,7 +20,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from starlette.background import BackgroundTask
 
 from jiesu.access.permissions import allows
@@ -97,8 +97,35 @@ def _frame(request: Request, actor: Principal, session: Session, *, title: str,
         may_review=allows("knowledge.review", actor.role),
         may_edit_any=allows("knowledge.edit", actor.role),
         may_import=allows("knowledge.import", actor.role),
+        counts=work_counts(actor, db_session=session),
     )  # fmt: skip
     return ctx
+
+
+def work_counts(actor: Principal, *, db_session: Session) -> dict[str, int]:
+    """The tabs' badges: versions waiting for the centre (待审核); for the owner's page, the
+    returned versions and open flags of the actor's units (the centre: all)."""
+    counts: dict[str, int] = {}
+    if allows("knowledge.review", actor.role):
+        counts["review"] = db_session.scalar(
+            select(func.count()).select_from(KnowledgeVersion)
+            .where(KnowledgeVersion.state == "submitted")
+        ) or 0  # fmt: skip
+    if allows("knowledge.edit", actor.role):
+        owner = aliased_owner()
+        scope = [] if xlsx.is_centre(actor) else [owner.path.startswith(actor.unit_path)]
+        returned = db_session.scalar(
+            select(func.count()).select_from(KnowledgeEntry)
+            .join(owner, owner.id == KnowledgeEntry.owner_unit_id)
+            .join(KnowledgeVersion, KnowledgeVersion.id == KnowledgeEntry.pending_version_id)
+            .where(KnowledgeVersion.state == "returned", *scope)
+        ) or 0  # fmt: skip
+        flags = db_session.scalar(
+            select(func.coalesce(func.sum(KnowledgeEntry.open_flags), 0))
+            .join(owner, owner.id == KnowledgeEntry.owner_unit_id).where(*scope)
+        ) or 0  # fmt: skip
+        counts["mine"] = int(returned) + int(flags)
+    return counts
 
 
 def _unit_names(session: Session, ids: set[int]) -> dict[int, str]:
@@ -261,8 +288,6 @@ def mine_page(request: Request, actor: Editor, session: ReadSession) -> Response
 
 
 def aliased_owner() -> Any:
-    from sqlalchemy.orm import aliased
-
     return aliased(Unit)
 
 
@@ -539,7 +564,8 @@ async def resolve_flag(flag_id: SmallId, request: Request, actor: Editor, db: DB
     form = FormValues(list((await request.form()).multi_items()))  # type: ignore[arg-type]
     status, note = form.first("status"), form.first("note")[:1000]
     back = form.first("back")
-    back = back if back.startswith("/console/knowledge") and "//" not in back else ""
+    safe = back.startswith("/console/knowledge") and "//" not in back and "\\" not in back
+    back = back if safe else ""
     _, now = today_now()
     try:
         if status not in ("fixed", "dismissed"):
