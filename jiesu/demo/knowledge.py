@@ -41,6 +41,7 @@ QUESTIONS = (2, 5)
 KEYWORDS = (1, 8)
 LINKED_SHARE = 0.9  # consultations an entry fits, answered with it (the rest from memory)
 COMMON_AFTER = 3  # a keyword shared by this many entries of a category tells nothing apart
+MIN_SCORE = 4  # an entry fits a consultation from this score (see DemoBase.best)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -309,34 +310,57 @@ class DemoEntry:
     keywords: tuple[str, ...]
     head: str  # the answer's first sentence: the answer event's note
     versions: tuple[tuple[datetime, int], ...]  # (published at, number), oldest first
+    phrases: tuple[str, ...] = ()  # the title and the callers' questions
+
+
+_NOT_WORD = re.compile(r"[\W_\d]+")
+
+
+def _pairs(text: str) -> set[str]:
+    """The text's two-character pieces (punctuation and digits dropped)."""
+    text = _NOT_WORD.sub(" ", text)
+    return {p for k in range(len(text) - 1) if " " not in (p := text[k : k + 2])}
 
 
 @dataclass
 class DemoBase:
     entries: tuple[DemoEntry, ...]
     share: float = LINKED_SHARE
-    _memo: dict[str, tuple[tuple[DemoEntry, tuple[str, ...]], ...]] = field(
+    _memo: dict[str, tuple[tuple[DemoEntry, tuple[str, ...], frozenset[str]], ...]] = field(
         default_factory=dict, repr=False
     )
 
-    def candidates(self, category_code: str) -> tuple[tuple[DemoEntry, tuple[str, ...]], ...]:
+    def candidates(
+        self, category_code: str
+    ) -> tuple[tuple[DemoEntry, tuple[str, ...], frozenset[str]], ...]:
         """The entries filed under the category, its parent or its children, each with its
-        keywords that tell it apart from the others (shared by fewer than COMMON_AFTER)."""
+        keywords and the two-character pieces of its title and questions that tell it apart
+        from the others (shared by fewer than COMMON_AFTER of them)."""
         found = self._memo.get(category_code)
         if found is None:
             near = [e for e in self.entries
                     if e.category.startswith(category_code) or category_code.startswith(e.category)]  # fmt: skip
-            counts = Counter(w for e in near for w in set(e.keywords))
+            words = Counter(w for e in near for w in set(e.keywords))
+            pairs = {e.code: _pairs(" ".join((*e.phrases, *e.keywords))) for e in near}
+            shared = Counter(p for e in near for p in pairs[e.code])
             found = tuple(
-                (e, tuple(w for w in e.keywords if counts[w] < COMMON_AFTER)) for e in near
-            )
+                (e, tuple(w for w in e.keywords if words[w] < COMMON_AFTER),
+                 frozenset(p for p in pairs[e.code] if shared[p] < COMMON_AFTER))
+                for e in near
+            )  # fmt: skip
             self._memo[category_code] = found
         return found
 
     def best(self, category_code: str, text: str, rng: random.Random) -> DemoEntry | None:
-        best, score = None, 0
-        for entry, words in self.candidates(category_code):
-            s = sum(len(w) for w in words if w in text)
+        """The entry whose own words the text has most of: a distinctive keyword counts twice
+        its length, a distinctive piece of its title or questions one; MIN_SCORE at least."""
+        candidates = self.candidates(category_code)
+        if not candidates:
+            return None
+        pieces = _pairs(text)
+        best, score = None, MIN_SCORE - 1
+        for entry, words, pairs in candidates:
+            s = 2 * sum(len(w) for w in words if w in text) + len(pieces & pairs)
             if s > score:
                 best, score = entry, s
         if best is None or rng.random() >= self.share:
@@ -406,6 +430,7 @@ def demo_base(db: Database) -> DemoBase | None:
                 keywords=tuple(v.keywords or ()),
                 head=_head(v.answer),
                 versions=tuple(history.get(e.id, ())),
+                phrases=(v.title, *(v.questions or ())),
             )
             for e, v in rows
         )
