@@ -12,13 +12,13 @@ import functools
 import re
 from collections import Counter
 from datetime import date
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import opencc
 import pytest
 import yaml
+
+from jiesu.knowledge.relevance import shared_pairs
 
 ROOT = Path(__file__).parent.parent
 PACK = ROOT / "citypacks" / "beijing"
@@ -50,8 +50,6 @@ B_DOMAINS = {
     "17_civil_affairs.yaml": "MZ",
     "18_utilities.yaml": "SD",
 }
-_T2S = opencc.OpenCC("t2s")
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def _demo_files() -> list[Path]:
@@ -87,12 +85,6 @@ def _queries() -> list[tuple[str, dict[str, Any]]]:
         assert isinstance(data, list), f"{path.name}: a list of queries"
         out.extend((path.name, q) for q in data)
     return out
-
-
-def _bigrams(text: str) -> set[str]:
-    """The 2-character Chinese words a text could share with another (traditional folded)."""
-    chars = _T2S.convert(text)
-    return {a + b for a, b in pairwise(chars) if _CJK.match(a) and _CJK.match(b)}
 
 
 def test_part_b_files_are_all_there_with_their_domain_codes() -> None:
@@ -213,7 +205,7 @@ def test_no_common_keyword_queries_really_share_no_word_with_the_title() -> None
         if "no_common_keyword" not in (q.get("kinds") or []):
             continue
         for code in q["expect"]:
-            shared = _bigrams(q["q"]) & _bigrams(titles.get(code, ""))
+            shared = shared_pairs(q["q"], titles.get(code, ""))
             assert not shared, (name, q["q"], code, sorted(shared))
 
 
