@@ -98,6 +98,9 @@ def test_an_agent_answers_a_consultation_with_the_entry_seen_while_typing(
     people = People(browser, site.url, {}, NOW)
     try:
         agent = people("agent1")
+        troubles: list[str] = []  # the content security policy's reports, script errors
+        agent.on("console", lambda m: troubles.append(m.text) if "Content Security Policy" in m.text else None)  # fmt: skip
+        agent.on("pageerror", lambda e: troubles.append(f"page error: {e}"))
         assert agent.url.endswith("/console/intake")
         agent.fill("#phone", "13766660001")
         agent.select_option("#request_type", "consult")
@@ -136,6 +139,7 @@ def test_an_agent_answers_a_consultation_with_the_entry_seen_while_typing(
         assert CODE in basis.inner_text() and "第 1 版" in basis.inner_text()
         assert f"《{TITLE}》" in basis.inner_text()
         assert basis.locator("a").get_attribute("href") == f"/console/knowledge/{CODE}"
+        assert not troubles, troubles
     finally:
         people.close()
 
