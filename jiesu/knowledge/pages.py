@@ -308,8 +308,8 @@ def changes(old: KnowledgeVersion | None, new: KnowledgeVersion, *, units: dict[
             return ""
         if name == "owner_unit_id":
             return units.get(value, str(value))
-        if name == "category_code":
-            return f"{categories.get(value, '')} {value}".strip()
+        if name == "category_code":  # by its name (a bare code means nothing to a reader)
+            return categories.get(value) or value
         if isinstance(value, date):
             return value.isoformat()
         return value
@@ -451,7 +451,7 @@ def _form_context(request: Request, actor: Principal, session: Session, *,
     if owner_fixed:
         uid = entry.owner_unit_id if entry else actor.unit_id
         owner_name = session.scalar(select(Unit.name).where(Unit.id == uid)) or ""
-    title = f"编辑 {entry.code}" if entry else "新建知识条目"
+    title = f"编辑：{entry.title}" if entry else "新建知识条目"
     return _frame(request, actor, session, title=title, entry=entry, form=form, picked=picked,
                   owner_fixed=owner_fixed, owner_name=owner_name)  # fmt: skip
 
@@ -652,7 +652,7 @@ def _entry_page(request: Request, actor: Principal, session: Session, code: str,
         "withdraw": review and entry.status in ("published", "expired"),
     }
     ctx = _frame(
-        request, actor, session, title=f"{entry.code} {entry.title}", entry=entry, owner=owner,
+        request, actor, session, title=entry.title, entry=entry, owner=owner,
         shown=shown, answering=answering, pending=pending if sees_pending else None,
         rows=rows, flags=flags, users=users, units=units, categories=categories,
         acts=acts, sees_pending=sees_pending, editable=editable, today=today, note=note,
