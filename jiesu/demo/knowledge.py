@@ -216,7 +216,7 @@ def load_demo_base(db: Database, pack_dir: Path, *, now: datetime) -> int:
     from sqlalchemy import select
 
     from jiesu.auth.service import principal_of
-    from jiesu.knowledge import search, service
+    from jiesu.knowledge import service
     from jiesu.knowledge.models import KnowledgeEntry
     from jiesu.org.models import Unit, User
     from jiesu.settings import city_tz
@@ -295,7 +295,6 @@ def load_demo_base(db: Database, pack_dir: Path, *, now: datetime) -> int:
                 service.raise_flag(entry.id, reason=reason, note=note, ticket_id=None,
                                    actor=principal(agents[k % len(agents)]), db_session=s,
                                    now=now - timedelta(days=rng.uniform(1, 9)))  # fmt: skip
-        search.reindex_all(db_session=s)
     return n
 
 
