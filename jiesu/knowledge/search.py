@@ -39,7 +39,7 @@ from jiesu.knowledge.models import KnowledgeEntry, KnowledgeVersion
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = 60  # entries the database hands to the re-ranker
+CANDIDATES = 40  # entries the database hands to the re-ranker
 POSTINGS_BUDGET = 4000  # the chosen terms' document frequencies add up to no more than this
 MAX_DB_TERMS = 24
 PASSAGE_CHARS = 140
@@ -93,12 +93,15 @@ class _Doc:
 
 
 def _doc(entry_id: int, version: KnowledgeVersion) -> _Doc:
-    fields = T.index_terms(
-        title=version.title or "",
-        questions=list(version.questions or []),
-        keywords=list(version.keywords or []),
-        answer=version.answer or "",
-    )
+    fields = {  # each term once per field: the re-ranker asks only whether it is there
+        f: list(dict.fromkeys(terms))
+        for f, terms in T.index_terms(
+            title=version.title or "",
+            questions=list(version.questions or []),
+            keywords=list(version.keywords or []),
+            answer=version.answer or "",
+        ).items()
+    }
     lines = [T.normalise(version.title or ""), *(T.normalise(q) for q in version.questions or [])]
     return _Doc(entry_id, version.number, fields, "\n".join(x for x in lines if x))
 
@@ -447,7 +450,8 @@ def _passage(
     the spans of the matched words, cut to PASSAGE_CHARS around the first mark."""
     own = {t.term for t in matched if t.kind in ("word", "latin")}
     others = {t.term for t in matched if t.kind == "synonym"} - own
-    sounds = {t.term for t in matched if t.kind == "pinyin"}
+    # a sound is marked only where the caller's own characters did not match (a typo)
+    sounds = {t.term for t in matched if t.kind == "pinyin" and t.source not in own}
     pieces: list[tuple[int, str]] = [(0, title)]
     if version is not None:
         pieces = [(0, version.title or title)]

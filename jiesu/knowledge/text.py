@@ -28,6 +28,7 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -100,6 +101,11 @@ def normalise(text: str) -> str:
 def aligned(text: str) -> tuple[str, list[int]]:
     """`normalise` done character by character: the normalised text and, for each of its
     characters, the index of the original character it came from (for marks)."""
+    nf = unicodedata.normalize("NFKC", text).lower()
+    if len(nf) == len(text):  # the common case: one character for one
+        simplified = _t2s(nf)
+        if len(simplified) == len(text):
+            return simplified, list(range(len(text)))
     out: list[str] = []
     where: list[int] = []
     nfkc = [unicodedata.normalize("NFKC", c).lower() for c in text]
@@ -128,14 +134,15 @@ def sentences(text: str) -> list[tuple[int, str]]:
 # ---- pinyin and words --------------------------------------------------------------------
 
 
-def syllables(run: str) -> list[str]:
+@lru_cache(maxsize=65536)
+def syllables(run: str) -> tuple[str, ...]:
     """One toneless pinyin syllable per character of a run of Chinese characters."""
     from pypinyin import Style, lazy_pinyin
 
     result = lazy_pinyin(run, style=Style.NORMAL, errors=lambda chars: list(chars))
     if len(result) != len(run):  # pypinyin keeps one item per Chinese character
-        return [lazy_pinyin(c, style=Style.NORMAL)[0] for c in run]
-    return [s.replace("ü", "v") for s in result]
+        result = [lazy_pinyin(c, style=Style.NORMAL)[0] for c in run]
+    return tuple(s.replace("ü", "v") for s in result)
 
 
 def _jieba() -> jieba.Tokenizer:
@@ -144,11 +151,12 @@ def _jieba() -> jieba.Tokenizer:
     return shared()
 
 
-def word_spans(run: str) -> list[tuple[int, int]]:
+@lru_cache(maxsize=65536)
+def word_spans(run: str) -> tuple[tuple[int, int], ...]:
     """The jieba words of a run (search mode: long words and the words inside them), as
     (start, end) spans, two characters or more."""
     spans = {(s, e) for _w, s, e in _jieba().tokenize(run, mode="search") if e - s >= 2}
-    return sorted(spans)
+    return tuple(sorted(spans))
 
 
 def runs(normalised: str) -> list[str]:
