@@ -190,7 +190,7 @@ def list_page(request: Request, actor: Reader, session: ReadSession) -> Response
         rows = sorted(session.execute(stmt).all(), key=lambda r: list(hits).index(r[0].id))
         pages = 1
     else:
-        rows = session.execute(stmt.limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)).all()
+        rows = list(session.execute(stmt.limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)))
         pages = max(1, -(-total // PAGE_SIZE))
     keep = {k: v for k, v in args.items() if v}
     query = "&".join(f"{k}={quote(v)}" for k, v in keep.items())
