@@ -276,6 +276,10 @@ def test_the_cli_exports_and_imports_with_the_named_users_rights(
         assert result.exit_code == 0, result.output
         assert {r[0] for r in rows_of(out.read_bytes())[1:]} == {"KB-T-001", "KB-T-002",
                                                                  "KB-T-003"}  # fmt: skip
+        everything = tmp_path / "全部.xlsx"
+        result = CliRunner().invoke(cli, ["knowledge", "export", str(everything)])
+        assert result.exit_code == 0, result.output
+        assert len(rows_of(everything.read_bytes())) == 1 + 4  # drafts too
         before = fingerprint(db)
         checked = CliRunner().invoke(cli, ["knowledge", "import", str(out), "--as", "admin1"])
         assert checked.exit_code == 0, checked.output
