@@ -31,6 +31,7 @@ from jiesu.db.engine import Database
 
 log = logging.getLogger("jiesu.worker")
 PERIODIC_EVERY_S = 600.0  # reports owed and the warnings scan: checked every ten minutes
+SUGGESTIONS_EVERY_S = 86_400.0  # the knowledge base's suggested entries: daily (and at start)
 
 
 def due_jobs(db: Database) -> int:
@@ -49,6 +50,13 @@ def knowledge_jobs(db: Database) -> int:
     from jiesu.knowledge.service import run_knowledge_jobs
 
     return run_knowledge_jobs(db)
+
+
+def knowledge_suggestions(db: Database) -> int:
+    from jiesu.knowledge.suggest import run_suggestions
+
+    log.info("knowledge suggestions: %d open", run_suggestions(db))
+    return 0  # a daily recount: nothing left waiting
 
 
 def periodic(db: Database) -> int:
@@ -76,6 +84,7 @@ def default_steps() -> list[Step]:
         Step("reports and warnings", periodic, every_s=PERIODIC_EVERY_S),
         Step("due jobs", due_jobs),
         Step("knowledge expiry", knowledge_jobs, every_s=PERIODIC_EVERY_S),
+        Step("knowledge suggestions", knowledge_suggestions, every_s=SUGGESTIONS_EVERY_S),
         Step("deliveries", deliveries),
     ]
 

@@ -379,3 +379,12 @@ def test_cli_suggest(db: Database, db_url: str, history: dict[str, list[int]],
     assert r.exit_code == 0, r.output
     assert "2" in r.output
     assert len(rows(db)) == 2
+
+
+def test_the_worker_step_refreshes_over_the_last_30_city_days(
+    db: Database, history: dict[str, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(suggest, "answered_by_base", no_search)
+    # 20 November, 23:30 in the city (15:30 UTC): the city's day, not UTC's
+    assert suggest.run_suggestions(db, now=datetime(2026, 11, 20, 15, 30, tzinfo=UTC)) == 2
+    assert {(s.period_start, s.period_end) for s in rows(db)} == {(date(2026, 10, 22), TODAY)}

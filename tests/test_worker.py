@@ -288,16 +288,23 @@ def test_the_periodic_step_runs_at_start_then_only_when_its_period_is_over() -> 
 def test_the_default_steps_do_jobs_then_deliveries_and_the_reports_every_ten_minutes() -> None:
     from jiesu.worker import (
         PERIODIC_EVERY_S,
+        SUGGESTIONS_EVERY_S,
         default_steps,
         deliveries,
         due_jobs,
         knowledge_jobs,
+        knowledge_suggestions,
         periodic,
     )
 
     steps = default_steps()
-    assert [s.run for s in steps] == [periodic, due_jobs, knowledge_jobs, deliveries]
-    assert [s.every_s for s in steps] == [PERIODIC_EVERY_S, 0.0, PERIODIC_EVERY_S, 0.0]
+    assert [s.run for s in steps] == [
+        periodic, due_jobs, knowledge_jobs, knowledge_suggestions, deliveries
+    ]  # fmt: skip
+    assert [s.every_s for s in steps] == [
+        PERIODIC_EVERY_S, 0.0, PERIODIC_EVERY_S, SUGGESTIONS_EVERY_S, 0.0
+    ]  # fmt: skip
+    assert SUGGESTIONS_EVERY_S == 24 * 3600  # the suggestions: once a day
 
 
 def test_sigterm_stops_the_worker_after_the_step_under_way() -> None:
