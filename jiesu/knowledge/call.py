@@ -90,27 +90,25 @@ def panel(
     if not hits:
         return []
     keys = {(h.entry_id, h.version) for h in hits}
-    rows = db_session.execute(
-        select(KnowledgeVersion.entry_id, KnowledgeVersion.number, KnowledgeVersion.answer).where(
+    rows = db_session.execute(  # one round trip: the answer's text, the demo mark, the owner
+        select(
+            KnowledgeVersion.entry_id,
+            KnowledgeVersion.number,
+            KnowledgeVersion.answer,
+            KnowledgeEntry.demo,
+            Unit.name,
+        )
+        .join(KnowledgeEntry, KnowledgeEntry.id == KnowledgeVersion.entry_id)
+        .join(Unit, Unit.id == KnowledgeEntry.owner_unit_id)
+        .where(
             KnowledgeVersion.entry_id.in_({k[0] for k in keys}),
             KnowledgeVersion.number.in_({k[1] for k in keys}),
         )
     )
-    answers = {(e, n): answer for e, n, answer in rows if (e, n) in keys}
-    demo = dict(
-        db_session.execute(
-            select(KnowledgeEntry.id, KnowledgeEntry.demo).where(
-                KnowledgeEntry.id.in_([h.entry_id for h in hits])
-            )
-        ).all()
-    )
-    owners = dict(
-        db_session.execute(
-            select(Unit.id, Unit.name).where(Unit.id.in_({h.owner_unit_id for h in hits}))
-        ).all()
-    )
+    found = {(e, n): (answer, bool(demo), owner) for e, n, answer, demo, owner in rows}
     out = []
     for h in hits:
+        answer, demo, owner = found.get((h.entry_id, h.version), ("", False, ""))
         days_left = (h.valid_to - today).days if h.valid_to is not None else None
         soon = days_left is not None and days_left <= EXPIRY_WARNING_DAYS
         out.append(
@@ -118,11 +116,11 @@ def panel(
                 code=h.code,
                 title=h.title,
                 version=h.version,
-                owner=owners.get(h.owner_unit_id, ""),
+                owner=owner,
                 pieces=pieces(h.passage, h.marks),
-                answer=answers.get((h.entry_id, h.version), ""),
+                answer=answer,
                 use_count=h.use_count,
-                demo=bool(demo.get(h.entry_id)),
+                demo=demo,
                 valid_to=h.valid_to if soon else None,
                 days_left=days_left if soon else None,
             )
