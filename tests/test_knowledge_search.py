@@ -393,3 +393,23 @@ def test_sqlite_and_postgresql_rank_alike(both: list[Database]) -> None:
 def _hits(d: Database, query: str) -> list[S.Hit]:
     with d.read() as session:
         return S.search(query, db_session=session, today=TODAY, limit=5)
+
+
+def test_the_cli_reindexes(base: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from jiesu.cli import app as cli
+    from jiesu.settings import get_settings
+
+    with base.write() as session:
+        session.execute(text("DELETE FROM kb_search_term"))
+    assert codes(base, "社保卡丢了") == []
+    monkeypatch.setenv("JIESU_DATABASE_URL", base.url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["knowledge", "reindex"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert f"{len(BASE)} 条" in result.output
+    assert top(base, "社保卡丢了") == "KB-SB-001"
