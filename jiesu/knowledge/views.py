@@ -74,6 +74,10 @@ def _local(t: datetime | None) -> datetime | None:
     return t.astimezone(city_tz()) if t else None
 
 
+def _at(t: datetime) -> datetime:
+    return t.astimezone(city_tz())
+
+
 class _Names:
     """Units and users by id, read once per answer."""
 
@@ -106,7 +110,7 @@ def _version_out(v: KnowledgeVersion, names: _Names) -> VersionOut:
         owner=names.unit(v.owner_unit_id), keywords=list(v.keywords or []),
         questions=list(v.questions or []), valid_from=v.valid_from, valid_to=v.valid_to,
         source=v.source, link=v.link, change_note=v.change_note, author=names.user(v.author_id),
-        created_at=_local(v.created_at), updated_at=_local(v.updated_at),
+        created_at=_at(v.created_at), updated_at=_at(v.updated_at),
         submitted_at=_local(v.submitted_at), reviewed_by=names.user(v.reviewed_by_id),
         reviewed_at=_local(v.reviewed_at), review_note=v.review_note,
         published_at=_local(v.published_at),
@@ -131,7 +135,7 @@ def _summary_fields(
         "open_flags": e.open_flags,
         "demo": e.demo,
         "revision": e.revision,
-        "updated_at": _local(e.updated_at),
+        "updated_at": _at(e.updated_at),
         "published_at": _local(e.published_at),
         "pending_state": pending.state if pending else None,
     }
@@ -177,7 +181,7 @@ def _flag_out(f: KnowledgeFlag, names: _Names) -> FlagOut:
         id=f.id, entry=entry.code, entry_title=entry.title, version_number=f.version_number,
         ticket_id=f.ticket_id, reason=f.reason, reason_name=FLAG_REASONS.get(f.reason, f.reason),
         note=f.note, status=f.status, raised_by=names.user(f.raised_by_id),
-        raised_at=_local(f.raised_at), resolved_by=names.user(f.resolved_by_id),
+        raised_at=_at(f.raised_at), resolved_by=names.user(f.resolved_by_id),
         resolved_at=_local(f.resolved_at), resolution_note=f.resolution_note,
     )  # fmt: skip
 
