@@ -337,6 +337,7 @@ def test_the_intake_keeps_what_was_typed_when_the_entry_is_refused(
     assert r.status_code == 422, r.text[:500]
     assert "知识库" in r.text and "KB-NONE-404" in r.text
     assert 'value="KB-NONE-404"' in r.text  # the field keeps it, for the agent to correct
+    assert 'from:#title, load"' in r.text  # and the panel searches again for what was typed
     with base.read() as s:
         assert s.scalar(select(Ticket.id)) is None  # nothing was taken in
     assert uses_of(base, CARD) == []
