@@ -419,7 +419,8 @@ def demo_base(db: Database) -> DemoBase | None:
                    KnowledgeVersion.published_at.is_not(None))
             .order_by(KnowledgeVersion.entry_id, KnowledgeVersion.number)
         ):  # fmt: skip
-            history.setdefault(entry_id, []).append((_aware(published), number))
+            if published is not None:
+                history.setdefault(entry_id, []).append((_aware(published), number))
     return DemoBase(
         tuple(
             DemoEntry(
