@@ -545,3 +545,32 @@ def test_a_flag_is_raised_once_and_resolved_by_the_owner(
         assert s.scalar(select(KnowledgeFlag.ticket_id).where(KnowledgeFlag.id == flag_id)) == (
             ticket_id
         )
+
+
+def test_concurrent_answers_with_one_entry_lose_no_count(
+    db: Database, city: dict[str, Principal]
+) -> None:
+    import threading
+
+    entry_id = _published(db, city)
+    tickets = [_ticket(db, city) for _ in range(6)]
+    start = threading.Barrier(len(tickets))
+    errors: list[BaseException] = []
+
+    def answer(ticket_id: int) -> None:
+        try:
+            start.wait()
+            with db.write() as s:
+                s.get(KnowledgeEntry, entry_id)  # each holds the count it read
+                record_use(entry_id, 1, ticket_id=ticket_id, user_id=None, db_session=s, now=NOW)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=answer, args=(t,)) for t in tickets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    with db.read() as s:
+        assert s.get(KnowledgeEntry, entry_id).use_count == len(tickets)  # type: ignore[union-attr]
