@@ -5,10 +5,15 @@ days, for the centre and for one owning department; then where they are shown.""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import time_machine
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
 from sqlalchemy import select
+from test_auth import Console, app_of
 from test_knowledge_learn import History
 
 from jiesu.db.engine import Database
@@ -91,3 +96,69 @@ def test_no_orders_is_no_rate(db: Database) -> None:
     assert percent(f.direct_answer_rate) == "—" and percent(0.5) == "50.0%"
     with db.read() as s:
         assert s.scalars(select(KnowledgeSuggestion)).first() is None
+
+
+# ---- where they are shown -----------------------------------------------------------------------
+
+
+def test_the_assessment_page_shows_the_centres_knowledge_figures(
+    db: Database, client: TestClient, small: History
+) -> None:
+    with time_machine.travel(datetime(2026, 11, 21, 2, 0, tzinfo=UTC), tick=False):
+        page = Console(app_of(client), "supervisor1").get(
+            "/console/assessment", params={"period": "2026-11"}
+        )
+        assert page.status_code == 200, page.text
+        section = page.text[page.text.index('id="knowledge-figures"') :]
+        assert "知识库与直接答复 · 2026-11" in section
+        # the whole month: the answer given at 00:30 on the 21st counts too (9 / 13)
+        assert "69.23%" in section and "直接答复 9 / 受理 13" in section
+        assert "占直接答复 55.6%" in section  # 5 / 9
+        # seen on 21 November: KB-E's last day (21 December) is now within 30 days too
+        assert "30天内到期 2 · 已过期 1 · 待处理纠错 2" in section
+        assert section.index("KB-A") < section.index("KB-B") < section.index("KB-F")
+        assert "主题7" in section and "东区教育委员会" in section
+        # a street sees no knowledge figures; the heating company sees its own entries'
+        street = Console(app_of(client), "s11.admin").get("/console/assessment")
+        assert street.status_code == 200 and 'id="knowledge-figures"' not in street.text
+
+
+def test_the_dashboard_tile_shows_today_and_this_month(
+    db: Database, client: TestClient, small: History
+) -> None:
+    # 5 November, 18:00 in the city: that day's orders are the month's so far
+    with time_machine.travel(datetime(2026, 11, 5, 10, 0, tzinfo=UTC), tick=False):
+        page = Console(app_of(client), "supervisor1").get("/console/dashboard")
+    assert page.status_code == 200, page.text
+    tile = page.text[page.text.index('id="kb-figures"') :]
+    tile = tile[: tile.index("</section>")]
+    assert 'id="fig-kb-direct-today">63.6%<' in tile  # 7 answered of 11 received
+    assert "直接答复 7 / 受理 11" in tile
+    assert 'id="fig-kb-uses">5<' in tile and "占直接答复 71.4%" in tile
+    assert 'id="fig-kb-entries">4<' in tile and 'id="fig-kb-suggestions">2<' in tile
+
+
+def test_the_monthly_report_has_a_knowledge_section(db: Database, small: History) -> None:
+    from jiesu.reports import render
+    from jiesu.reports.build import report_data
+
+    with db.read() as s:
+        data = report_data("monthly", "2026-11", db_session=s,
+                           now=datetime(2026, 12, 1, 2, 0, tzinfo=UTC))  # fmt: skip
+        daily = report_data("daily", "2026-11-05", db_session=s,
+                            now=datetime(2026, 12, 1, 2, 0, tzinfo=UTC))  # fmt: skip
+    figures_ = {f.label: f.value for f in data.knowledge}
+    assert figures_["直接答复率"] == pytest.approx(9 / 13)  # all of November
+    assert figures_["引用知识库答复"] == 5 and figures_["占直接答复"] == pytest.approx(5 / 9)
+    assert figures_["建议新增条目"] == 2
+    assert [(e.name, e.count) for e in data.knowledge_entries] == [
+        ("KB-A 供暖费缴纳", 3), ("KB-B 暖气不热报修", 1), ("KB-F 网签流程", 1)
+    ]  # fmt: skip
+    assert [(t.name, t.count) for t in data.knowledge_themes] == [("主题7", 7), ("主题5", 5)]
+    page = render.html(data)
+    assert "知识库与直接答复" in page and "KB-A 供暖费缴纳" in page and "主题7" in page
+    book = load_workbook(io.BytesIO(render.xlsx(data)))
+    assert "知识库" in book.sheetnames
+    overview = {row[0]: row[1] for row in book["概况"].iter_rows(values_only=True) if row[0]}
+    assert overview["引用知识库答复"] == 5
+    assert daily.knowledge == () and "知识库与直接答复" not in render.html(daily)

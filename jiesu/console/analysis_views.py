@@ -129,8 +129,10 @@ def assessment_page(
     months = [f"{_today():%Y-%m}"]
     for _ in range(12):
         months.append(A.previous_month(months[-1]))
+    knowledge = _knowledge(actor, own, start, end, session)
     ctx = frame(
         request, actor, session, title="考评排名", month=month, group=group, groups=GROUPS,
+        knowledge=knowledge,
         rows=rows, mine=mine, columns=COLUMNS, definitions=BY_KEY, drill=COLUMN_DRILL,
         months=months if month in months else [month, *months], error=error,
         ranking=ranking, view_q="&view=live" if live else "",
@@ -138,6 +140,17 @@ def assessment_page(
     )  # fmt: skip
     return render(request, "console/assessment.html", ctx,
                   status_code=422 if error else 200)  # fmt: skip
+
+
+def _knowledge(actor: Principal, own: A.UnitRow | None, start: date, end: date,
+               session: Any) -> Any:  # fmt: skip
+    """知识库与直接答复 (issue 16 §6): the centre's figures, or a department's own entries'."""
+    from jiesu.knowledge.figures import figures
+
+    if own is not None and own.kind not in ("department", "company"):
+        return None
+    return figures(start, min(end, _today()), db_session=session,
+                   unit_id=own.id if own is not None else None)  # fmt: skip
 
 
 @router.get("/console/assessment/drill", response_class=HTMLResponse)

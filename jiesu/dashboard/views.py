@@ -6,7 +6,7 @@ All three name `dashboard.view`; the page is a shell that `static/dashboard.js` 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,7 +17,9 @@ from jiesu.assessment import service as A
 from jiesu.console.views import frame
 from jiesu.dashboard.service import PERIODS, dashboard, district_boundaries
 from jiesu.dashboard.words import hot_words
+from jiesu.db.base import utcnow
 from jiesu.errors import Invalid
+from jiesu.settings import city_tz
 from jiesu.web.deps import ReadSession, require_page
 from jiesu.web.templating import render
 
@@ -43,8 +45,20 @@ def dashboard_page(
     scope = A.unit_index(db_session=session).by_code.get(district) if district else None
     title = f"{scope.name} · 数据大屏" if scope else "数据大屏"
     ctx = frame(request, actor, session, title=title, days=_period(days),
-                periods=PERIOD_NAMES, refresh=REFRESH_SECONDS, scope=scope)  # fmt: skip
+                periods=PERIOD_NAMES, refresh=REFRESH_SECONDS, scope=scope,
+                knowledge=knowledge_tile(session))  # fmt: skip
     return render(request, "console/dashboard.html", ctx)
+
+
+def knowledge_tile(session: Any, now: datetime | None = None) -> dict[str, Any]:
+    """知识库与直接答复 (issue 16 §6): today's and this month's direct-answer rate, the direct
+    answers given with an entry this month, the entries answering and those expiring soon."""
+    from jiesu.knowledge.figures import figures, percent
+
+    today = (now or utcnow()).astimezone(city_tz()).date()
+    day = figures(today, today, db_session=session)
+    month = figures(today.replace(day=1), today, db_session=session)
+    return {"day": day, "month": month, "percent": percent}
 
 
 def district_of(actor: Principal, session: Any) -> str | None:

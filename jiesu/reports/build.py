@@ -321,6 +321,8 @@ def report_data(kind: str, period: str, *, db_session: Session, now: datetime | 
                                 names=leaf_names)  # fmt: skip
         themes = tuple(CountRow(s.title, int(s.figures.get("total", s.figures.get("volume", 0))),
                                 note=s.explanation) for s in signals[:10])  # fmt: skip
+    knowledge = _knowledge(db_session, start, min(end, now.astimezone(city_tz()).date())) if (
+        kind == "monthly" and scope is None) else ((), (), ())  # fmt: skip
     # A district's report lists the warnings about its tree, counting the evidence its people
     # may open (as `analysis.service.listing` shows them to a district reader).
     reader = unit_reader(scope) if scope is not None else None
@@ -348,7 +350,34 @@ def report_data(kind: str, period: str, *, db_session: Session, now: datetime | 
         warnings=tuple(WarningRow(w.kind, w.title, w.explanation, len(w.evidence or []))
                        for w in warnings),
         notes=tuple(notes),
+        knowledge=knowledge[0], knowledge_entries=knowledge[1], knowledge_themes=knowledge[2],
     )  # fmt: skip
+
+
+def _knowledge(db_session: Session, start: date, end: date
+               ) -> tuple[tuple[Figure, ...], tuple[CountRow, ...], tuple[CountRow, ...]]:  # fmt: skip
+    """知识库与直接答复 (issue 16 §6): the month's direct answers and the base's part in them,
+    the entries used most, and the top themes callers asked that the base does not answer."""
+    from jiesu.knowledge.figures import figures
+
+    k = figures(start, end, db_session=db_session)
+    summary = (
+        Figure("直接答复率", k.direct_answer_rate, "%"),
+        Figure("咨询直接答复率", k.consultation_answer_rate, "%"),
+        Figure("引用知识库答复", k.with_entry, "件"),
+        Figure("占直接答复", k.entry_share, "%"),
+        Figure("在用知识条目", k.published, "条"),
+        Figure("30天内到期条目", k.expiring, "条"),
+        Figure("待处理纠错", k.open_flags, "条"),
+        Figure("建议新增条目", k.open_suggestions, "条"),
+    )
+    entries = tuple(CountRow(f"{e.code} {e.title}", e.uses, e.uses / k.with_entry)
+                    for e in k.top_entries)  # fmt: skip
+    themes = tuple(CountRow(t.title, t.size, note="、".join(t.terms[:4])
+                            + (f"（{t.owner}）" if t.owner else "")) for t in k.themes)  # fmt: skip
+    if not k.received and not k.published and not themes:
+        return (), (), ()
+    return summary, entries, themes
 
 
 def _value(rates: Mapping[str, Any], key: str) -> float | None:

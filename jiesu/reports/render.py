@@ -168,6 +168,8 @@ def _context(report: ReportData) -> dict[str, Any]:
         "types": _count_table(report.by_type),
         "keywords": _count_table(report.keywords),
         "themes": _count_table(report.themes),
+        "knowledge_entries": _count_table(report.knowledge_entries),
+        "knowledge_themes": _count_table(report.knowledge_themes),
         "seven_haves": _count_table(report.seven_haves),
         "five_qualities": _count_table(report.five_qualities),
     }
@@ -288,7 +290,7 @@ def _overview(book: Workbook, report: ReportData) -> None:
         _put(sheet, row, 2, value, fmt)
     start = len(facts) + 2
     _header(sheet, start, ("指标", "数值", "单位"), (16, 40, 8))
-    for row, fig in enumerate(report.summary, start=start + 1):
+    for row, fig in enumerate((*report.summary, *report.knowledge), start=start + 1):
         sheet.cell(row=row, column=1, value=fig.label)
         if fig.unit == "%":
             fmt = PERCENT_FORMAT
@@ -413,6 +415,13 @@ def xlsx(report: ReportData) -> bytes:
         ("诉求类型", [("诉求类型", report.by_type)]),
         ("高频词", [("高频词", report.keywords)]),
         ("每月一题", [("每月一题", report.themes)]),
+        (
+            "知识库",
+            [
+                ("引用最多的条目", report.knowledge_entries),
+                ("知识库未能答复的咨询主题", report.knowledge_themes),
+            ],
+        ),
         ("七有五性", [("七有", report.seven_haves), ("五性", report.five_qualities)]),
     ]
     for title, blocks in count_sheets:

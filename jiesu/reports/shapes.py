@@ -104,3 +104,8 @@ class ReportData:
     warnings: tuple[WarningRow, ...] = ()
     notes: tuple[str, ...] = ()
     district: str = ""  # a district's own report (its streets, its figures); "" for the city's
+    # 知识库与直接答复 (monthly, the city's): the rates and the base's state, the entries used
+    # most for direct answers, and the consultation themes the base does not answer yet.
+    knowledge: tuple[Figure, ...] = ()
+    knowledge_entries: tuple[CountRow, ...] = ()
+    knowledge_themes: tuple[CountRow, ...] = ()
