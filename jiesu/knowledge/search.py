@@ -40,9 +40,16 @@ from jiesu.knowledge.models import KnowledgeEntry, KnowledgeVersion
 log = logging.getLogger(__name__)
 
 CANDIDATES = 40  # entries the database hands to the re-ranker
-POSTINGS_BUDGET = 4000  # the chosen terms' document frequencies add up to no more than this
-MAX_DB_TERMS = 24
+# The terms the database is asked for: the most specific first, their document frequencies
+# adding up to POSTINGS_BUDGET at most (two terms at least), and no more than MAX_DB_TERMS once
+# they pass FREE_POSTINGS (a small base asks for every term). Measured at 50,000 entries
+# (docs/benchmarks.md): the database's ranking costs in rows × terms.
+POSTINGS_BUDGET = 1500
+MAX_DB_TERMS = 10
+FREE_POSTINGS = 400
+HARD_MAX_TERMS = 40
 PASSAGE_CHARS = 140
+PHRASING_TOP = 12  # candidates whose phrasing is compared with the query's (rapidfuzz)
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 MODES = ("lexical", "hybrid")
 INDEX_TABLES = ("kb_search_term", "kb_search", "kb_search_fts")  # + FTS5's kb_search_fts_*
@@ -260,7 +267,7 @@ class _Candidate:
     valid_to: date | None
     use_count: int
     published_at: datetime | None
-    fields: dict[str, set[str]]
+    fields: dict[str, str]  # per field its terms, space-separated with a space at each end
     texts: str
     score: float = 0.0
     field: str = "title"
@@ -298,7 +305,9 @@ def _chosen(terms: Sequence[T.QueryTerm], df: dict[str, int]) -> list[str]:
     out: list[str] = []
     total = 0
     for n, _w, term in ranked:
-        if len(out) >= MAX_DB_TERMS or (out and len(out) >= 2 and total + n > POSTINGS_BUDGET):
+        if len(out) >= HARD_MAX_TERMS or (len(out) >= 2 and total + n > POSTINGS_BUDGET):
+            break
+        if len(out) >= MAX_DB_TERMS and total + n > FREE_POSTINGS:
             break
         out.append(term)
         total += n
@@ -340,22 +349,27 @@ def _candidates(
         "owner": owner_unit_id,
     }
     where = _filters(category, owner_unit_id)
+    # The best rows are chosen on their rank alone; only they are read whole (a sort that
+    # carried every matching row's terms cost more than the ranking).
     if _dialect(db_session) == "postgresql":
         params["q"] = " | ".join(f"'{t}'" for t in terms)
         sql = (
             f"SELECT {_ENTRY_COLUMNS}, s.version, s.title, s.question, s.keyword, s.answer, "
-            "s.texts FROM kb_search s JOIN kb_entry e ON e.id = s.entry_id "
-            f"WHERE s.tsv @@ CAST(:q AS tsquery) AND {where} "
-            "ORDER BY ts_rank('{0.35, 0.8, 0.9, 1.0}', s.tsv, CAST(:q AS tsquery)) DESC, "
-            "e.id LIMIT :limit"
+            "s.texts FROM (SELECT s.entry_id AS id, ts_rank('{0.35, 0.8, 0.9, 1.0}', s.tsv, "
+            "CAST(:q AS tsquery)) AS r FROM kb_search s JOIN kb_entry e ON e.id = s.entry_id "
+            f"WHERE s.tsv @@ CAST(:q AS tsquery) AND {where} ORDER BY r DESC, id "
+            "LIMIT :limit) best JOIN kb_search s ON s.entry_id = best.id "
+            "JOIN kb_entry e ON e.id = best.id ORDER BY best.r DESC, best.id"
         )
     else:
         params["q"] = " OR ".join(f'"{t}"' for t in terms)
         sql = (
             f"SELECT {_ENTRY_COLUMNS}, f.version, f.title, f.question, f.keyword, f.answer, "
-            "f.texts FROM kb_search_fts f JOIN kb_entry e ON e.id = f.rowid "
-            f"WHERE kb_search_fts MATCH :q AND {where} "
-            "ORDER BY bm25(kb_search_fts, 1.0, 0.9, 0.8, 0.35, 0.0, 0.0), e.id LIMIT :limit"
+            "f.texts FROM (SELECT f.rowid AS id, bm25(kb_search_fts, 1.0, 0.9, 0.8, 0.35, "
+            "0.0, 0.0) AS r FROM kb_search_fts f JOIN kb_entry e ON e.id = f.rowid "
+            f"WHERE kb_search_fts MATCH :q AND {where} ORDER BY r, id LIMIT :limit) best "
+            "JOIN kb_search_fts f ON f.rowid = best.id JOIN kb_entry e ON e.id = best.id "
+            "ORDER BY best.r, best.id"
         )
     out = []
     for row in db_session.execute(text(sql), params):
@@ -382,7 +396,7 @@ def _candidates(
                 use_count=int(row[6] or 0),
                 published_at=published,
                 version=int(row[8]),
-                fields={f: set((row[9 + i] or "").split()) for i, f in enumerate(T.FIELDS)},
+                fields={f: f" {row[9 + i] or ''} " for i, f in enumerate(T.FIELDS)},
                 texts=row[13] or "",
             )
         )
@@ -416,15 +430,21 @@ def _rerank(
         rel = 0.0
         matched = []
         for term, w in weighted:
-            best_field, best = "", 0.0
-            for f in T.FIELDS:
-                if term.term in c.fields[f] and T.FIELD_WEIGHTS[f] > best:
-                    best_field, best = f, T.FIELD_WEIGHTS[f]
-            if best_field:
-                rel += w * best
-                by_field[best_field] += w * best
-                matched.append(term)
-        relevance = rel / possible + 0.25 * _phrasing(query_core, c.texts)
+            needle = f" {term.term} "
+            for f in T.FIELDS:  # best field first (FIELD_WEIGHTS descend)
+                if needle in c.fields[f]:
+                    rel += w * T.FIELD_WEIGHTS[f]
+                    by_field[f] += w * T.FIELD_WEIGHTS[f]
+                    matched.append(term)
+                    break
+        c.score = rel / possible
+        c.field = max(T.FIELDS, key=lambda f: (by_field[f], -T.FIELDS.index(f)))
+        c.matched = tuple(matched)
+    # the phrasing is compared for the best by their terms only (it adds at most 0.25)
+    for rank, c in enumerate(sorted(found, key=lambda c: (-c.score, c.entry_id))):
+        relevance = c.score
+        if rank < PHRASING_TOP:
+            relevance += 0.25 * _phrasing(query_core, c.texts)
         use = 1.0 + 0.03 * math.log1p(max(c.use_count, 0))
         fresh = 1.0
         if c.published_at is not None:
@@ -433,8 +453,6 @@ def _rerank(
         if c.valid_to is not None and c.valid_to <= today + timedelta(days=30):
             fresh -= 0.03
         c.score = round(relevance * use * fresh, 6)
-        c.field = max(T.FIELDS, key=lambda f: (by_field[f], -T.FIELDS.index(f)))
-        c.matched = tuple(matched)
 
     def order(c: _Candidate) -> tuple[float, int, float, int]:
         published = c.published_at.timestamp() if c.published_at else 0.0
@@ -664,7 +682,7 @@ def _by_ids(
                 valid_to=e.valid_to,
                 use_count=e.use_count or 0,
                 published_at=e.published_at,
-                fields={f: set() for f in T.FIELDS},
+                fields=dict.fromkeys(T.FIELDS, " "),
                 texts="",
                 field="answer",
             )
