@@ -138,6 +138,10 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/console/knowledge/import"): "knowledge.import",
     ("POST", "/console/knowledge/import"): "knowledge.import",
     ("POST", "/console/knowledge/import/commit"): "knowledge.import",
+    # the base learns (jiesu/knowledge/learn_views.py): suggested entries, drafted or dismissed
+    ("GET", "/console/knowledge/suggestions"): "knowledge.suggestions",
+    ("POST", "/console/knowledge/suggestions/{suggestion_id}/draft"): "knowledge.suggestions",
+    ("POST", "/console/knowledge/suggestions/{suggestion_id}/dismiss"): "knowledge.suggestions",
     # the knowledge base's API (jiesu/knowledge/views.py): search, entries, workflow, flags
     ("GET", "/api/v1/knowledge/search"): "knowledge.read",
     ("GET", "/api/v1/knowledge/entries"): "knowledge.read",
@@ -428,6 +432,7 @@ class Gate:
             .replace("{opt_out_id}", "999999")
             .replace("{email_id}", "999999")
             .replace("{flag_id}", "999999")
+            .replace("{suggestion_id}", "999999")
         )
 
     def knowledge_entry(self) -> str:
