@@ -20,9 +20,8 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from jiesu.access.policy import Principal
@@ -266,7 +265,7 @@ def run_suggestions(db: Database, *, now: datetime | None = None) -> int:
 # ---- who sees what, and the page's two decisions ----------------------------------------------
 
 
-def visible(actor: Principal, *, db_session: Session) -> Any:
+def visible(actor: Principal, *, db_session: Session) -> Select[KnowledgeSuggestion]:
     """The statement of the suggestions `actor` may see: the centre (and analysts, admins) all,
     a department its own and its units' (by unit path)."""
     stmt = select(KnowledgeSuggestion)
