@@ -41,10 +41,10 @@ log = logging.getLogger(__name__)
 
 CANDIDATES = 40  # entries the database hands to the re-ranker
 # The terms the database is asked for: the most specific first, their document frequencies
-# adding up to POSTINGS_BUDGET at most (two terms at least), and no more than MAX_DB_TERMS once
+# adding up to POSTINGS_BUDGET at most (one term at least), and no more than MAX_DB_TERMS once
 # they pass FREE_POSTINGS (a small base asks for every term). Measured at 50,000 entries
 # (docs/benchmarks.md): the database's ranking costs in rows × terms.
-POSTINGS_BUDGET = 1500
+POSTINGS_BUDGET = 1200
 MAX_DB_TERMS = 10
 FREE_POSTINGS = 400
 HARD_MAX_TERMS = 40
@@ -94,6 +94,8 @@ class _Doc:
     version: int
     fields: dict[str, list[str]]
     texts: str  # normalised title and questions, one a line (the phrasing comparison)
+    valid_from: date | None = None
+    valid_to: date | None = None
 
     def terms(self) -> set[str]:
         return {t for f in T.FIELDS for t in self.fields[f] if len(t) <= 64}
@@ -110,7 +112,8 @@ def _doc(entry_id: int, version: KnowledgeVersion) -> _Doc:
         ).items()
     }
     lines = [T.normalise(version.title or ""), *(T.normalise(q) for q in version.questions or [])]
-    return _Doc(entry_id, version.number, fields, "\n".join(x for x in lines if x))
+    texts = "\n".join(x for x in lines if x)
+    return _Doc(entry_id, version.number, fields, texts, version.valid_from, version.valid_to)
 
 
 def _tsvector(doc: _Doc) -> str:
@@ -140,10 +143,14 @@ def _insert_docs(docs: Sequence[_Doc], *, db_session: Session) -> None:
         db_session.execute(
             text(
                 "INSERT INTO kb_search (entry_id, version, tsv, title, question, keyword, "
-                "answer, texts) VALUES (:entry_id, :version, CAST(:tsv AS tsvector), :title, "
-                ":question, :keyword, :answer, :texts)"
+                "answer, texts, valid_from, valid_to) VALUES (:entry_id, :version, "
+                "CAST(:tsv AS tsvector), :title, :question, :keyword, :answer, :texts, "
+                ":valid_from, :valid_to)"
             ),
-            [{**_row(d), "tsv": _tsvector(d)} for d in docs],
+            [
+                {**_row(d), "tsv": _tsvector(d), "valid_from": d.valid_from, "valid_to": d.valid_to}
+                for d in docs
+            ],
         )
     else:
         db_session.execute(
@@ -305,7 +312,7 @@ def _chosen(terms: Sequence[T.QueryTerm], df: dict[str, int]) -> list[str]:
     out: list[str] = []
     total = 0
     for n, _w, term in ranked:
-        if len(out) >= HARD_MAX_TERMS or (len(out) >= 2 and total + n > POSTINGS_BUDGET):
+        if len(out) >= HARD_MAX_TERMS or (out and total + n > POSTINGS_BUDGET):
             break
         if len(out) >= MAX_DB_TERMS and total + n > FREE_POSTINGS:
             break
@@ -353,13 +360,19 @@ def _candidates(
     # carried every matching row's terms cost more than the ranking).
     if _dialect(db_session) == "postgresql":
         params["q"] = " | ".join(f"'{t}'" for t in terms)
+        if category or owner_unit_id is not None:  # the entry's columns are needed
+            inner = f"JOIN kb_entry e ON e.id = s.entry_id WHERE {where} AND"
+        else:  # the index's own copy of the validity: no join while ranking
+            inner = (
+                "WHERE (s.valid_from IS NULL OR s.valid_from <= :today) "
+                "AND (s.valid_to IS NULL OR s.valid_to >= :today) AND"
+            )
         sql = (
             f"SELECT {_ENTRY_COLUMNS}, s.version, s.title, s.question, s.keyword, s.answer, "
             "s.texts FROM (SELECT s.entry_id AS id, ts_rank('{0.35, 0.8, 0.9, 1.0}', s.tsv, "
-            "CAST(:q AS tsquery)) AS r FROM kb_search s JOIN kb_entry e ON e.id = s.entry_id "
-            f"WHERE s.tsv @@ CAST(:q AS tsquery) AND {where} ORDER BY r DESC, id "
-            "LIMIT :limit) best JOIN kb_search s ON s.entry_id = best.id "
-            "JOIN kb_entry e ON e.id = best.id ORDER BY best.r DESC, best.id"
+            f"CAST(:q AS tsquery)) AS r FROM kb_search s {inner} s.tsv @@ CAST(:q AS tsquery) "
+            "ORDER BY r DESC, id LIMIT :limit) best JOIN kb_search s ON s.entry_id = best.id "
+            f"JOIN kb_entry e ON e.id = best.id WHERE {where} ORDER BY best.r DESC, best.id"
         )
     else:
         params["q"] = " OR ".join(f'"{t}"' for t in terms)
