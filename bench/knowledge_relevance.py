@@ -15,6 +15,7 @@ For each: recall@1, recall@5 and MRR, overall and per kind, and the latency of o
 (ms per entry) and the vectors' size. The last line of stdout is JSON.
 
     .venv/bin/python bench/knowledge_relevance.py [--runs 3] [--pg postgresql+psycopg://…/db]
+    .venv/bin/python bench/knowledge_relevance.py --db sqlite:////tmp/kb.sqlite3  # kept
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-os.environ["JIESU_KB_ENCODER"] = "on"  # hybrid needs it; the other modes do not read it
+os.environ.pop("JIESU_KB_ENCODER", None)  # on for the measurement only (main)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,14 +54,24 @@ NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # the relevance test's instant
 MODES = ("lexical", "encoder", "hybrid")
 
 
+def _say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def _prepare(url: str) -> tuple[Database, dict[str, float]]:
     upgrade(url)
     db = Database(url)
-    with db.write() as s:
-        load_pack(read_pack(DEFAULT_PACK), db_session=s)
+    with db.read() as s:
+        loaded = s.scalar(select(func.count()).select_from(KnowledgeEntry))
+    if not loaded:  # a kept database (--db) has the pack already
+        with db.write() as s:
+            load_pack(read_pack(DEFAULT_PACK), db_session=s)
+    _say("pack loaded; loading the demo base")
     t = time.perf_counter()
     n = load_demo_base(db, DEFAULT_PACK, now=NOW)
+    _say(f"{n} entries loaded; encoding them")
     load_s = time.perf_counter() - t
+    os.environ["JIESU_KB_ENCODER"] = "on"  # hybrid needs it (publishing encoded nothing)
     encoder.encode_query("预热")  # the model loads once per process
     t = time.perf_counter()
     with db.write() as s:
@@ -97,6 +108,7 @@ def _measure(
         codes = dict(s.execute(select(KnowledgeEntry.id, KnowledgeEntry.code)).all())
         for mode in MODES:
             rank = _ranker(mode, s, today, codes)
+            _say(f"measuring {mode}")
             for x in queries[:5]:  # warm: caches, matrices, prepared statements
                 rank(x.q)
             p50s, p95s, ranked = [], [], {}
@@ -143,12 +155,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pg", help="an empty PostgreSQL database's URL (default: SQLite)")
+    ap.add_argument(
+        "--db",
+        help="a database to keep between runs (a URL): the pack and the base are loaded once, "
+        "entries new since are added",
+    )
     args = ap.parse_args()
     queries, problems = relevance.read_queries(SET)
     if problems:
         sys.exit("\n".join(problems))
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.pg or f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
+        url = args.db or args.pg or f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         db, setup = _prepare(url)
         try:
             results = _measure(db, queries, args.runs)
