@@ -99,3 +99,12 @@ def test_sentences_split_after_stops_and_lines() -> None:
         "带身份证",
     ]
     assert T.sentences("") == []
+
+
+def test_typed_pinyin_is_cut_into_syllables_and_paired() -> None:
+    assert T.split_pinyin("lajifenlei") == ("la", "ji", "fen", "lei")
+    assert T.split_pinyin("xian") == ("xian",)  # the fewest syllables
+    assert T.split_pinyin("gjj") == () and T.split_pinyin("app") == ()
+    terms = _by_term("lajifenlei")
+    assert {"laji", "jifen", "fenlei"} <= set(terms)
+    assert terms["laji"].kind == "latin"

@@ -208,6 +208,89 @@ def _looks_like_pinyin(run: str) -> bool:
     return run.isascii() and run.isalpha()
 
 
+_INITIALS = [
+    "b",
+    "p",
+    "m",
+    "f",
+    "d",
+    "t",
+    "n",
+    "l",
+    "g",
+    "k",
+    "h",
+    "j",
+    "q",
+    "x",
+    "zh",
+    "ch",
+    "sh",
+    "r",
+    "z",
+    "c",
+    "s",
+    "y",
+    "w",
+]
+_FINALS = [
+    "a",
+    "o",
+    "e",
+    "i",
+    "u",
+    "v",
+    "ai",
+    "ei",
+    "ui",
+    "ao",
+    "ou",
+    "iu",
+    "ie",
+    "ve",
+    "ue",
+    "er",
+    "an",
+    "en",
+    "in",
+    "un",
+    "vn",
+    "ang",
+    "eng",
+    "ing",
+    "ong",
+    "ia",
+    "iao",
+    "ian",
+    "iang",
+    "iong",
+    "ua",
+    "uo",
+    "uai",
+    "uan",
+    "uang",
+]
+SYLLABLES = frozenset([*(i + f for i in _INITIALS for f in _FINALS), *_FINALS])
+
+
+@lru_cache(maxsize=4096)
+def split_pinyin(run: str) -> tuple[str, ...]:
+    """Letters typed as pinyin cut into syllables, the fewest that cover it ("lajifenlei" →
+    la ji fen lei); () when they are not pinyin (initials such as "gjj", English words)."""
+    if not run.isascii() or not run.isalpha() or len(run) > MAX_TERM_CHARS:
+        return ()
+    best: list[tuple[str, ...] | None] = [()] + [None] * len(run)
+    for end in range(1, len(run) + 1):
+        for start in range(max(0, end - 6), end):
+            head = best[start]
+            if head is None or run[start:end] not in SYLLABLES:
+                continue
+            cut = (*head, run[start:end])
+            if best[end] is None or len(cut) < len(best[end] or ()):
+                best[end] = cut
+    return best[len(run)] or ()
+
+
 def query_terms(query: str, synonyms: Iterable[Sequence[str]] = ()) -> list[QueryTerm]:
     """A query's terms, each once, with kind and weight: the caller's characters (bigrams,
     words), their pinyin (typos and homophones), letters as typed (pinyin or initials), and
@@ -226,6 +309,9 @@ def query_terms(query: str, synonyms: Iterable[Sequence[str]] = ()) -> list[Quer
         if not is_cjk(run):
             if len(run) <= MAX_TERM_CHARS and (len(run) >= 2 or run.isdigit()):
                 add(run, "latin" if _looks_like_pinyin(run) else "word", run)
+                sounds = split_pinyin(run)  # typed pinyin: its pairs of syllables, as indexed
+                for i in range(len(sounds) - 1):
+                    add(sounds[i] + sounds[i + 1], "latin", run)
             continue
         if len(run) == 1:
             continue  # one character alone says too little (了, 啊, 卡)
