@@ -139,7 +139,10 @@ def syllables(run: str) -> tuple[str, ...]:
     """One toneless pinyin syllable per character of a run of Chinese characters."""
     from pypinyin import Style, lazy_pinyin
 
-    result = lazy_pinyin(run, style=Style.NORMAL, errors=lambda chars: list(chars))
+    def each(chars: str) -> Any:  # a character without pinyin stays, one item each
+        return list(chars)
+
+    result = lazy_pinyin(run, style=Style.NORMAL, errors=each)
     if len(result) != len(run):  # pypinyin keeps one item per Chinese character
         result = [lazy_pinyin(c, style=Style.NORMAL)[0] for c in run]
     return tuple(s.replace("ü", "v") for s in result)
