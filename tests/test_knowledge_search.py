@@ -413,3 +413,34 @@ def test_the_cli_reindexes(base: Database, monkeypatch: pytest.MonkeyPatch) -> N
     assert result.exit_code == 0, result.output
     assert f"{len(BASE)} 条" in result.output
     assert top(base, "社保卡丢了") == "KB-SB-001"
+
+
+def test_hybrid_fuses_the_encoders_candidates(
+    base: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jiesu.knowledge import encoder
+
+    with base.read() as session:
+        rows = session.execute(select(KnowledgeEntry.code, KnowledgeEntry.id)).all()
+        ids = {row[0]: row[1] for row in rows}
+    asked: list[str] = []
+
+    def candidates(query: str, **kwargs: object) -> list[tuple[int, float]]:
+        asked.append(query)
+        return [(ids["KB-LJ-001"], 0.9), (ids["KB-SB-001"], 0.8)]
+
+    monkeypatch.setattr(encoder, "enabled", lambda: True)
+    monkeypatch.setattr(encoder, "candidates", candidates)
+    with base.read() as session:
+        hits = S.search("社保卡丢了", db_session=session, today=TODAY, mode="hybrid")
+    assert asked == ["社保卡丢了"]
+    # first in both lists beats first in one; the encoder's own find comes in with its passage
+    assert [h.code for h in hits[:2]] == ["KB-SB-001", "KB-LJ-001"]
+    assert hits[0].score > hits[1].score
+    assert hits[1].passage and hits[1].version == 1
+
+    def broken(query: str, **kwargs: object) -> list[tuple[int, float]]:
+        raise RuntimeError("model missing")
+
+    monkeypatch.setattr(encoder, "candidates", broken)
+    assert codes(base, "社保卡丢了", mode="hybrid") == codes(base, "社保卡丢了", mode="lexical")
