@@ -75,7 +75,16 @@ def _prepare(url: str) -> tuple[Database, dict[str, float]]:
     encoder.encode_query("预热")  # the model loads once per process
     t = time.perf_counter()
     with db.write() as s:
-        encoded = encoder.reindex_all(db_session=s, force=True)
+        vectors = s.scalar(select(func.count()).select_from(KnowledgeVector))
+        published = s.scalar(
+            select(func.count())
+            .select_from(KnowledgeEntry)
+            .where(KnowledgeEntry.status == "published")
+        )
+        # a kept database's vectors stand when nothing was added (--db)
+        encoded = 0 if n == 0 and vectors == published else None
+        if encoded is None:
+            encoded = encoder.reindex_all(db_session=s, force=True)
     encode_s = time.perf_counter() - t
     with db.read() as s:
         size = s.scalar(select(func.sum(func.length(KnowledgeVector.vector)))) or 0
