@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from jiesu import __version__
+from jiesu.access.permissions import allows
 from jiesu.org.models import ROLE_NAMES
 from jiesu.settings import city_tz
 from jiesu.tickets.lifecycle import SATISFACTION, STATES
@@ -179,6 +180,7 @@ def _env() -> Environment:
         REQUEST_TYPE_NAMES=REQUEST_TYPE_NAMES,
         CHOICE_LABELS=CHOICE_LABELS,
         SATISFACTION=SATISFACTION,
+        allows=allows,  # a link only for the roles whose permission opens its page
     )
     return env
 
