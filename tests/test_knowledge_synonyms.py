@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from jiesu.citypack.export import export_pack
 from jiesu.citypack.load import load_pack
 from jiesu.citypack.parse import read_pack
 from jiesu.db.engine import Database
@@ -131,4 +132,23 @@ def test_groups_follow_the_loaded_pack(empty_url: str, tmp_path: Path) -> None:
             assert synonyms.groups(db_session=s) == synonyms.GENERAL
     finally:
         synonyms.clear_cache()
+        db.dispose()
+
+
+def test_the_export_keeps_the_city_words(empty_url: str, tmp_path: Path) -> None:
+    db = Database(empty_url)
+    try:
+        pack = read_pack(_pack_with(tmp_path / "a", "words\n京医通|就诊卡\n北京通|京通\n"))
+        with db.write() as s:
+            load_pack(pack, db_session=s)
+        with db.read() as s:
+            stats = export_pack(tmp_path / "out", db_session=s)
+        assert stats["synonyms"] == 2
+        assert read_pack(tmp_path / "out").synonyms == [["京医通", "就诊卡"], ["北京通", "京通"]]
+        with db.write() as s:
+            load_pack(read_pack(_pack_with(tmp_path / "b", None)), db_session=s)
+        with db.read() as s:
+            export_pack(tmp_path / "none", db_session=s)
+        assert not (tmp_path / "none" / "synonyms.csv").exists()
+    finally:
         db.dispose()

@@ -139,6 +139,12 @@ def pack_files(*, db_session: Session) -> tuple[dict[str, str], Counter[str]]:
         ("name", "kind", "unit", "aliases"),
         [(p.name, p.kind, written[p.unit_id].code, _join(p.aliases)) for p in places],
     )
+
+    synonyms = db_session.get(CitySetting, "synonyms")  # the knowledge base's city words
+    groups = [g for g in (synonyms.value if synonyms is not None else None) or [] if g]
+    if groups:
+        stats["synonyms"] = len(groups)
+        files["synonyms.csv"] = _csv(("words",), [(_join(g),) for g in groups])
     return files, stats
 
 
