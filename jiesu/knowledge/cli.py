@@ -41,11 +41,13 @@ def reindex_command() -> None:
     import time
 
     from jiesu.cli_support import database, out
+    from jiesu.knowledge import encoder
     from jiesu.knowledge.search import reindex_all
 
     started = time.perf_counter()
     with database().write() as session:
         n = reindex_all(db_session=session)
+        encoder.reindex_all(db_session=session)  # nothing when the encoder is off
     out.print(f"已重建检索索引：{n} 条已发布条目，用时 {time.perf_counter() - started:.1f} 秒",
               markup=False)  # fmt: skip
 

@@ -626,8 +626,10 @@ def _hybrid(
 ) -> list[Hit] | None:
     """Reciprocal rank fusion of the lexical ranking and the encoder's candidates; None when
     the encoder is not there (the lexical ranking stands)."""
+    if query.isascii():  # letters typed as pinyin: the encoder cannot read them (measured)
+        return None
     try:
-        from jiesu.knowledge import encoder  # type: ignore[attr-defined,unused-ignore]
+        from jiesu.knowledge import encoder
 
         if not encoder.enabled():
             return None

@@ -600,8 +600,8 @@ def _unindex(entry_id: int, *, db_session: Session) -> None:
     from jiesu.knowledge import encoder, search
 
     search.unindex_entry(entry_id, db_session=db_session)
-    if encoder.enabled():
-        encoder.unindex_entry(entry_id, db_session=db_session)
+    # whatever the setting: switching the encoder on later must find no stale vector
+    encoder.unindex_entry(entry_id, db_session=db_session)
 
 
 # ---- reading ---------------------------------------------------------------------------------
