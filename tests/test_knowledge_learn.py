@@ -2,7 +2,7 @@
 clustered into suggested entries for their departments, with the orders behind each.
 
 The pure clustering runs on hand-made texts; the refresh on a small history built through the
-ticket services at pinned instants (an answer *with* an entry is written as P4's `answer` with
+ticket services at pinned instants (an answer *with* an entry is written as the `answer` with
 `entry` leaves it: the event's data names the entry and a `kb_use` row counts it).
 """
 

@@ -800,6 +800,7 @@ EXPORTS = [
       for name in ("tickets", "rankings", "warnings") for fmt in ("csv", "xlsx")),
     "/console/exports/deliveries.csv",
     "/console/exports/deliveries.xlsx",
+    "/console/knowledge/export.xlsx",  # entries only: nothing of a requester may be in it
 ]  # fmt: skip
 WORKBENCHES = {
     "/console/dispatch": ("workbench.dispatch", "dispatch"),

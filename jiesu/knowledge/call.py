@@ -1,8 +1,8 @@
 """What the agent on the call sees of the knowledge base (issue 16, Deliver §3): the intake
 panel's hits as the page draws them, and the ticket page's 答复依据 (the entry an order was
-answered with). Part 4 owns this file; the routes are in `call_views.py`.
+answered with). The routes are in `call_views.py`.
 
-The search itself is `search.search` (part 2); this module only turns its hits into what the
+The search itself is `search.search`; this module only turns its hits into what the
 page shows: the passage cut into plain and marked pieces (the template escapes each piece and
 wraps the marked ones in `<mark>`, so nothing typed by anyone reaches the page unescaped), the
 owner's name, the demo badge, the answer's whole text for "用此条目答复", and the validity when

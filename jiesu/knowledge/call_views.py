@@ -1,5 +1,5 @@
 """The knowledge base on the call: the intake form's search-as-you-type panel, "answer with this
-entry", and reporting an entry wrong from the call. Part 4 owns this file.
+entry", and reporting an entry wrong from the call.
 
 - `POST /console/intake/knowledge` (htmx, as the agent types the title or the content): the
   panel 知识库 beside 智能建议 — the best entries answering today for the request's own words,

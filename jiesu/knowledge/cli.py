@@ -1,5 +1,4 @@
-"""`jiesu knowledge …`: import/export XLSX (part 5), reindex (part 2), suggest (part 6), expire
-(part 1). Each part adds its own commands here, in its own function."""
+"""`jiesu knowledge …`: import/export XLSX, reindex, suggest, expire."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import typer
 app = typer.Typer(help="知识库：导入导出、重建索引、到期检查、建议新增条目。", no_args_is_help=True)
 
 
-# ---- part 6: suggested entries ------------------------------------------------------------------
+# ---- suggested entries ------------------------------------------------------------------------
 
 
 @app.command("suggest")
@@ -32,7 +31,7 @@ def suggest_command(
     out.print(f"{written} open suggestions for the {days} days to {day}")
 
 
-# ---- part 2: the search index ------------------------------------------------------------------
+# ---- the search index -------------------------------------------------------------------------
 
 
 @app.command("reindex")
@@ -52,7 +51,7 @@ def reindex_command() -> None:
               markup=False)  # fmt: skip
 
 
-# ---- part 1: expiry ---------------------------------------------------------------------------
+# ---- expiry -----------------------------------------------------------------------------------
 
 
 @app.command("expire")
@@ -77,7 +76,7 @@ def expire_command(
     out.print(f"{day}: {expired} entries expired, {warned} owners warned of entries ending soon")
 
 
-# ---- part 5: XLSX import and export -------------------------------------------------------------
+# ---- XLSX import and export -------------------------------------------------------------------
 
 
 def _actor(username: str) -> object:

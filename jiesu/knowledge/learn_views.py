@@ -1,5 +1,5 @@
 """Suggested entries (the base learns): consultations the base could not answer, clustered, for
-their departments, with the orders behind each. Part 6 owns this file.
+their departments, with the orders behind each.
 
 `/console/knowledge/suggestions` (permission `knowledge.suggestions`): a department sees its own
 suggestions (and its units'), the centre all. Each shows its size, counts, words, masked samples

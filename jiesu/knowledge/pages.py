@@ -1,6 +1,6 @@
 """The knowledge base's console pages (知识库): browse and search, an entry with its versions,
 drafting and review, the owner's work (drafts, returns, flags, expiring entries), XLSX import and
-export. Part 5 owns this file.
+export.
 
 Every write goes through `knowledge/service.py` (the same rules as the API: a department edits
 its own entries, the centre reviews and publishes), so a page can do nothing the API would
@@ -300,7 +300,7 @@ def _content_dict(v: KnowledgeVersion | None) -> dict[str, Any]:
 def changes(old: KnowledgeVersion | None, new: KnowledgeVersion, *, units: dict[int, str],
             categories: dict[str, str]) -> list[dict[str, Any]]:  # fmt: skip
     """What `new` changed against `old`, as the page shows it: field name, before, after, and
-    for list fields what was added and removed (P1's `workflow.diff`)."""
+    for list fields what was added and removed (`workflow.diff`)."""
     from jiesu.knowledge.workflow import diff
 
     def shown(name: str, value: Any) -> Any:
@@ -482,7 +482,7 @@ def _day(text: str, field: str, label: str) -> date | None:
 
 def content_from_form(form: dict[str, str], *, actor: Principal, session: Session,
                       entry: KnowledgeEntry | None) -> Any:  # fmt: skip
-    """The form as P1's `EntryContent`; Invalid (field named) for what cannot be read."""
+    """The form as an `EntryContent`; Invalid (field named) for what cannot be read."""
     from jiesu.knowledge.service import EntryContent
 
     category = None
