@@ -42,6 +42,12 @@ KEYWORDS = (1, 8)
 LINKED_SHARE = 0.9  # consultations an entry fits, answered with it (the rest from memory)
 COMMON_AFTER = 3  # a keyword shared by this many entries of a category tells nothing apart
 MIN_SCORE = 4  # an entry fits a consultation from this score (see DemoBase.best)
+# Consultations in a category with entries that ask one of the questions the entries were
+# written for (the rest come from the pack's demo texts): every entry gets asked, not only the
+# few that the pack's texts happen to name.
+ASKED_SHARE = 0.6
+ASKING = ("", "您好，", "请问", "我想咨询一下，", "问一下，", "你好，我想问问", "打扰一下，")
+THANKS = ("", "", "谢谢。", "麻烦给说一下。", "谢谢您。")
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -365,6 +371,19 @@ class DemoBase:
         if best is None or rng.random() >= self.share:
             return None
         return best
+
+    def question_for(self, category_code: str, rng: random.Random) -> tuple[str, str] | None:
+        """(title, content) of a consultation asking one of the category's entries' questions
+        as a caller would, or None (no entry, or the pack's own texts this time)."""
+        candidates = self.candidates(category_code)
+        if not candidates or rng.random() >= ASKED_SHARE:
+            return None
+        entry = candidates[int(rng.random() * len(candidates))][0]
+        asked = entry.phrases[1:] or entry.phrases
+        question = asked[int(rng.random() * len(asked))].rstrip("？?。 ")
+        opening = ASKING[int(rng.random() * len(ASKING))]
+        closing = THANKS[int(rng.random() * len(THANKS))]
+        return question[:30], f"{opening}{question}？{closing}"
 
     def entry_for(self, category_code: str, text: str, rng: random.Random) -> str | None:
         """The code of the entry an agent would answer this consultation with, or None."""

@@ -267,6 +267,10 @@ class Storyteller:
         filled = ctx.texts.fill(cat.texts, request_type, place, rng, urgent=cat.tier == "T2h")
         title, content, address = filled.title, filled.content, filled.address
         request_type = filled.request_type
+        if request_type == "consult" and ctx.knowledge is not None and not filled.urgent:
+            asked = ctx.knowledge.question_for(cat.code, rng)  # a question the base answers
+            if asked is not None:
+                title, content = asked
         if filled.urgent and cat.tier != "T2h":  # a danger: the urgent subcategory, if any
             cat = ctx.urgent_child.get(cat.code, cat)
         name, phone = self.person()
