@@ -22,6 +22,7 @@ from jiesu.assessment import service as A
 from jiesu.cli import app as cli_app
 from jiesu.db.backup import BackupError, backup, libpq, restore, revision_of
 from jiesu.db.engine import Database
+from jiesu.db.migrate import upgrade
 from jiesu.demo.generate import generate
 from jiesu.settings import city_tz, get_settings
 from jiesu.tickets.models import Event, Ticket
@@ -111,8 +112,6 @@ def test_restore_refuses_a_non_empty_target_without_force(
 
 def test_restore_refuses_a_backup_from_newer_code(tmp_path: Path) -> None:
     source = tmp_path / "src.sqlite3"
-    from jiesu.db.migrate import upgrade
-
     upgrade(f"sqlite:///{source}")
     with sqlite3.connect(source) as c:
         c.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
@@ -125,8 +124,6 @@ def test_restore_refuses_a_backup_from_newer_code(tmp_path: Path) -> None:
 
 def test_an_old_backup_is_upgraded_to_head(tmp_path: Path) -> None:
     source = tmp_path / "old.sqlite3"
-    from jiesu.db.migrate import upgrade
-
     upgrade(f"sqlite:///{source}", "0020_knowledge")
     out = backup(f"sqlite:///{source}", tmp_path / "old.backup")
     done = restore(out, f"sqlite:///{tmp_path / 'new.sqlite3'}")
@@ -189,7 +186,7 @@ def test_libpq_form_keeps_the_password_off_the_command_line() -> None:
 
 def test_missing_tools_are_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(BackupError, match="pg_dump.*postgresql-client"):
+    with pytest.raises(BackupError, match=r"pg_dump.*postgresql-client"):
         backup("postgresql+psycopg://postgres@127.0.0.1:5432/nowhere", tmp_path / "x.backup")
 
 
