@@ -30,7 +30,7 @@ from jiesu.console.service import FormValues
 from jiesu.console.views import frame
 from jiesu.db.base import utcnow
 from jiesu.errors import DomainError, Forbidden, Invalid, NotFound
-from jiesu.knowledge import xlsx
+from jiesu.knowledge import service, xlsx
 from jiesu.knowledge.models import (
     ENTRY_STATUSES,
     FLAG_REASONS,
@@ -113,7 +113,7 @@ def work_counts(actor: Principal, *, db_session: Session) -> dict[str, int]:
         ) or 0  # fmt: skip
     if allows("knowledge.edit", actor.role):
         owner = aliased_owner()
-        scope = [] if xlsx.is_centre(actor) else [owner.path.startswith(actor.unit_path)]
+        scope = [] if service.is_centre(actor) else [owner.path.startswith(actor.unit_path)]
         returned = db_session.scalar(
             select(func.count()).select_from(KnowledgeEntry)
             .join(owner, owner.id == KnowledgeEntry.owner_unit_id)
@@ -252,7 +252,7 @@ def mine_page(request: Request, actor: Editor, session: ReadSession) -> Response
     today, _ = today_now()
     owner = aliased_owner()
     base = select(KnowledgeEntry).join(owner, owner.id == KnowledgeEntry.owner_unit_id)
-    if not xlsx.is_centre(actor):
+    if not service.is_centre(actor):
         base = base.where(owner.path.startswith(actor.unit_path))
     work = session.execute(
         base.add_columns(KnowledgeVersion)
@@ -441,7 +441,7 @@ FORM_FIELDS = ("title", "answer", "category_code", "owner", "keywords", "questio
 
 def _form_context(request: Request, actor: Principal, session: Session, *,
                   entry: KnowledgeEntry | None, form: dict[str, str]) -> dict[str, Any]:  # fmt: skip
-    owner_fixed = not xlsx.is_centre(actor)
+    owner_fixed = not service.is_centre(actor)
     picked = {
         "category_code": display_name(form.get("category_code"), "categories",
                                       db_session=session),
@@ -489,7 +489,7 @@ def content_from_form(form: dict[str, str], *, actor: Principal, session: Sessio
     if form.get("category_code"):
         category = resolve(form["category_code"], options("categories", db_session=session),
                            kind="categories", field="category_code", label="分类")  # fmt: skip
-    if not xlsx.is_centre(actor):
+    if not service.is_centre(actor):
         owner_id = entry.owner_unit_id if entry else actor.unit_id
     elif form.get("owner"):
         code = resolve(form["owner"], options("units", db_session=session), kind="units",
@@ -535,8 +535,6 @@ def new_page(request: Request, actor: Editor, session: ReadSession) -> Response:
 
 @router.post("/new", response_class=HTMLResponse)
 async def new_entry(request: Request, actor: Editor, db: DB) -> Response:
-    from jiesu.knowledge import service
-
     form = await _posted(request)
     _, now = today_now()
     try:
@@ -559,8 +557,6 @@ async def new_entry(request: Request, actor: Editor, db: DB) -> Response:
 @router.post("/flags/{flag_id}/resolve", response_class=HTMLResponse)
 async def resolve_flag(flag_id: SmallId, request: Request, actor: Editor, db: DB) -> Response:
     """The owner answers a flag: 已修正 (fixed) or 不采纳 (dismissed), with a note."""
-    from jiesu.knowledge import service
-
     form = FormValues(list((await request.form()).multi_items()))  # type: ignore[arg-type]
     status, note = form.first("status"), form.first("note")[:1000]
     back = form.first("back")
@@ -592,8 +588,6 @@ async def resolve_flag(flag_id: SmallId, request: Request, actor: Editor, db: DB
 
 
 def _entry(code: str, actor: Principal, session: Session) -> KnowledgeEntry:
-    from jiesu.knowledge import service
-
     if not CODE_PATH.fullmatch(code):
         raise NotFound("没有这个知识条目 / no such entry")
     entry: KnowledgeEntry = service.get_entry(code, actor=actor, db_session=session)
@@ -602,8 +596,6 @@ def _entry(code: str, actor: Principal, session: Session) -> KnowledgeEntry:
 
 def _entry_page(request: Request, actor: Principal, session: Session, code: str, *,
                 error: DomainError | None = None, note: str = "") -> Response:  # fmt: skip
-    from jiesu.knowledge import service
-
     today, _ = today_now()
     entry = _entry(code, actor, session)
     owner = session.get(Unit, entry.owner_unit_id)
@@ -614,7 +606,7 @@ def _entry_page(request: Request, actor: Principal, session: Session, code: str,
     pending = session.get(KnowledgeVersion, entry.pending_version_id) if (
         entry.pending_version_id) else None  # fmt: skip
     editable = xlsx.may_edit(actor, owner.path if owner else "")
-    sees_pending = editable or xlsx.is_centre(actor)
+    sees_pending = editable or service.is_centre(actor)
     if shown is None and sees_pending:
         shown = pending
     history = list(service.versions(entry.id, db_session=session))
@@ -638,7 +630,7 @@ def _entry_page(request: Request, actor: Principal, session: Session, code: str,
                         history} | {f.raised_by_id for f in flags}
                         | {f.resolved_by_id for f in flags})  # fmt: skip
     state = pending.state if pending is not None else None
-    review = xlsx.is_centre(actor)
+    review = service.is_centre(actor)
     acts = {
         "edit": editable,
         "submit": editable and state in ("draft", "returned"),
@@ -683,8 +675,6 @@ def edit_page(code: str, request: Request, actor: Editor, session: ReadSession) 
 
 @router.post("/{code}/edit", response_class=HTMLResponse)
 async def edit_entry(code: str, request: Request, actor: Editor, db: DB) -> Response:
-    from jiesu.knowledge import service
-
     form = await _posted(request)
     _, now = today_now()
     try:
@@ -703,8 +693,6 @@ async def edit_entry(code: str, request: Request, actor: Editor, db: DB) -> Resp
 
 
 async def _act(code: str, action: str, request: Request, actor: Principal, db: Any) -> Response:
-    from jiesu.knowledge import service
-
     form = FormValues(list((await request.form()).multi_items()))  # type: ignore[arg-type]
     note = form.first("note")[:500]
     _, now = today_now()

@@ -633,11 +633,14 @@ def answering_version(
     return _published(entry, db_session=db_session)
 
 
-def _visible(stmt: Select[Any], actor: Principal) -> Select[Any]:
+def visible(stmt: Select[Any], actor: Principal, owner: Any = Unit) -> Select[Any]:
+    """`stmt` (entries joined to their owner unit, `owner`) narrowed to what `actor` may see:
+    published entries to everyone, the rest to the owner's unit and those above it; the centre
+    every entry."""
     if is_centre(actor):
         return stmt
     return stmt.where(
-        or_(KnowledgeEntry.status == "published", Unit.path.startswith(actor.unit_path))
+        or_(KnowledgeEntry.status == "published", owner.path.startswith(actor.unit_path))
     )
 
 
@@ -661,7 +664,7 @@ def list_entries(
     `expiring_within_days`: published entries whose last day is within that many days of
     `today` (the city's today when not given)."""
     stmt = select(KnowledgeEntry).join(Unit, Unit.id == KnowledgeEntry.owner_unit_id)
-    stmt = _visible(stmt, actor)
+    stmt = visible(stmt, actor)
     if q and q.strip():
         pattern = "%" + _like(q.strip()[:100]) + "%"
         stmt = stmt.where(

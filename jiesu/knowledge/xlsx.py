@@ -20,12 +20,14 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session, aliased
 
 from jiesu.access.permissions import allows
 from jiesu.access.policy import Principal
+from jiesu.knowledge import service
 from jiesu.knowledge.models import KnowledgeEntry, KnowledgeVersion
+from jiesu.knowledge.service import is_centre, visible
 from jiesu.org.models import Unit
 from jiesu.taxonomy.models import Category
 
@@ -65,12 +67,6 @@ Error = tuple[int, str, str]  # (row as the spreadsheet numbers it, column title
 # ---- who sees what, and the list's filters ------------------------------------------------------
 
 
-def is_centre(actor: Principal) -> bool:
-    """The centre's reviewers (supervisors, admins): every entry, drafts included (as
-    `service.is_centre`)."""
-    return allows("knowledge.review", actor.role)
-
-
 def sees_drafts(actor: Principal) -> bool:
     """Whether the actor works on entries at all (their own unit's, or the centre all): the
     list offers them the status filter."""
@@ -100,10 +96,7 @@ def entry_query(f: EntryFilter, *, actor: Principal, today: date) -> Select[Any]
     """Entries (with their owner unit) the actor may see under the filter, newest first."""
     owner = aliased(Unit)
     stmt = select(KnowledgeEntry, owner).join(owner, owner.id == KnowledgeEntry.owner_unit_id)
-    if not is_centre(actor):  # published to everyone, the rest to the owner's unit and above
-        stmt = stmt.where(
-            or_(KnowledgeEntry.status == "published", owner.path.startswith(actor.unit_path))
-        )
+    stmt = visible(stmt, actor, owner)  # published to everyone, the rest to the owner's unit
     if f.status:
         stmt = stmt.where(KnowledgeEntry.status == f.status)
     if f.category:
@@ -442,8 +435,6 @@ def _same(v: KnowledgeVersion, c: Content, *, db_session: Session) -> bool:
 
 def commit(report: Report, *, actor: Principal, db_session: Session, now: datetime) -> Report:
     """Write the checked rows in the caller's transaction; nothing when any row is wrong."""
-    from jiesu.knowledge import service
-
     if report.errors:
         return report
     for row in report.valid:
