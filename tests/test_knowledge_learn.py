@@ -388,3 +388,9 @@ def test_the_worker_step_refreshes_over_the_last_30_city_days(
     # 20 November, 23:30 in the city (15:30 UTC): the city's day, not UTC's
     assert suggest.run_suggestions(db, now=datetime(2026, 11, 20, 15, 30, tzinfo=UTC)) == 2
     assert {(s.period_start, s.period_end) for s in rows(db)} == {(date(2026, 10, 22), TODAY)}
+    # a worker restarting the same day does not refresh again; a day later it does
+    first = {s.computed_at for s in rows(db)}
+    assert suggest.run_suggestions(db, now=datetime(2026, 11, 20, 16, 30, tzinfo=UTC)) == 2
+    assert {s.computed_at for s in rows(db)} == first
+    assert suggest.run_suggestions(db, now=datetime(2026, 11, 21, 15, 30, tzinfo=UTC)) == 2
+    assert {s.computed_at for s in rows(db)} != first

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from jiesu.access.policy import Principal
@@ -253,10 +253,25 @@ def _same_theme(
     return best
 
 
+FRESH_FOR = timedelta(hours=20)  # a refresh this recent (demo init's, a restart's) stands
+
+
 def run_suggestions(db: Database, *, now: datetime | None = None) -> int:
-    """The worker's daily step: refresh over the last 30 days, in one transaction."""
+    """The worker's daily step: refresh over the last 30 days, in one transaction; the open
+    suggestions' count. A worker (re)starting after a refresh of the same day (`jiesu demo
+    init` makes one) does not do it again."""
     now = now or datetime.now(UTC)
     with db.write() as session:
+        last = session.scalar(select(func.max(KnowledgeSuggestion.computed_at)))
+        if last is not None and now - last < FRESH_FOR:
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(KnowledgeSuggestion)
+                    .where(KnowledgeSuggestion.status == "open")
+                )
+                or 0
+            )
         return refresh_suggestions(
             db_session=session, today=now.astimezone(city_tz()).date(), now=now
         )
