@@ -10,6 +10,7 @@ from jiesu.intel import models as intel_models
 from jiesu.knowledge import models as knowledge_models
 from jiesu.notices import models as notice_models
 from jiesu.open311 import models as open311_models
+from jiesu.ops import models as ops_models
 from jiesu.org import models as org_models
 from jiesu.taxonomy import models as taxonomy_models
 from jiesu.tickets import models as ticket_models
@@ -25,6 +26,7 @@ __all__ = [
     "knowledge_models",
     "notice_models",
     "open311_models",
+    "ops_models",
     "org_models",
     "taxonomy_models",
     "ticket_models",
