@@ -85,11 +85,14 @@ def worker(
     """Run the worker: due timers (80% warnings, overdue notices), deliveries of the outbox
     (webhooks, SMS, e-mail), reports owed and the warnings scan. SIGTERM stops it after the
     step under way."""
-    import logging
-
+    from jiesu.ops.logs import configure
     from jiesu.worker import work
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        configure(get_settings().log_format)  # JSON lines, or text (JIESU_LOG_FORMAT)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     work(_db(), interval=interval, once=once)
 
 
@@ -115,18 +118,31 @@ def db_downgrade(
 
 @db_app.command("backup")
 def db_backup(
-    out_file: Annotated[Path, typer.Argument(metavar="OUT", help="The backup file.")],
+    out_file: Annotated[Path, typer.Argument(metavar="OUT", help="The backup archive to write.")],
 ) -> None:
-    """Write a consistent backup of the database (SQLite online copy, or pg_dump)."""
-    from jiesu.db.backup import BackupError, backup
+    """Write one archive: a consistent copy of the database (SQLite online copy, or pg_dump),
+    the var dir's uploads, knowledge imports and secret.key, and a manifest with checksums."""
+    from jiesu.db.backup import COUNTED, BackupError, backup
 
+    var_dir = get_settings().var_dir
     try:
-        backup(get_settings().database_url, out_file)
+        manifest = backup(get_settings().database_url, out_file, var_dir=var_dir)
     except BackupError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(1) from e
     size = out_file.stat().st_size
-    out.print(f"[green]备份完成 / backed up[/] {_safe_url()} → {out_file} ({size:,} bytes)")
+    out.print(f"[green]备份完成 / backed up[/] {_safe_url()} + {var_dir} → {out_file} "
+              f"({size:,} bytes)")  # fmt: skip
+    labels = {table: label for label, table in COUNTED}
+    for table, n in manifest["counts"].items():
+        out.print(f"  {labels.get(table, table)}: {n:,}")
+    files = manifest["files"]
+    out.print(f"  files: {len(files):,} ({sum(f['size'] for f in files):,} bytes)")
+    out.print(f"  secret key: {manifest['secret_key']}")
+    out.print(f"  Alembic: {manifest['alembic']}")
+    if manifest["secret_key"] == "env":
+        out.print("[yellow]签名密钥来自 JIESU_SECRET_KEY，不在备份中：请另行保管 / the signing key "
+                  "comes from JIESU_SECRET_KEY and is not in the backup: keep it apart[/]")  # fmt: skip
 
 
 @db_app.command("restore")
@@ -135,18 +151,43 @@ def db_restore(
     into: Annotated[
         str | None, typer.Option("--into", help="Target database URL (default: the deployment's).")
     ] = None,
+    var_dir: Annotated[
+        Path | None,
+        typer.Option("--var-dir", help="Where the files go (default: the deployment's var dir)."),
+    ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Overwrite a target that holds tables.")
+        bool,
+        typer.Option(
+            "--force", help="Overwrite a database that holds tables, and differing files."
+        ),
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only verify the archive's checksums; write nothing.")
     ] = False,
 ) -> None:
-    """Restore a backup into a database, then bring it to the code's schema."""
+    """Restore a backup (database and files), then bring the database to the code's schema."""
     from sqlalchemy.engine import make_url
 
-    from jiesu.db.backup import BackupError, restore
+    from jiesu.db.backup import COUNTED, BackupError, restore, verify
 
+    if check:
+        try:
+            manifest = verify(file)
+        except BackupError as e:
+            typer.echo(str(e), err=True)
+            raise typer.Exit(1) from e
+        out.print(f"[green]校验通过 / verified[/] {file}: {manifest['backend']}, jiesu "
+                  f"{manifest['jiesu']}, {manifest['created_at']}")  # fmt: skip
+        labels = {table: label for label, table in COUNTED}
+        for table, n in manifest["counts"].items():
+            out.print(f"  {labels.get(table, table)}: {n:,}")
+        out.print(f"  files: {len(manifest['files']):,}")
+        out.print(f"  Alembic: {manifest['alembic']}")
+        return
     target = into or get_settings().database_url
+    files_to = var_dir or get_settings().var_dir
     try:
-        done = restore(file, target, force=force)
+        done = restore(file, target, force=force, var_dir=files_to)
     except BackupError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(1) from e
@@ -155,6 +196,16 @@ def db_restore(
     for label, n in done.counts.items():
         out.print(f"  {label}: {n:,}")
     out.print(f"  Alembic: {done.revision}")
+    if done.manifest is None:
+        out.print("[yellow]旧格式备份（仅数据库）：uploads/、secret.key、knowledge_imports/ 需另行恢复 / "
+                  "a database-only backup (first format): put uploads/, secret.key and "
+                  "knowledge_imports/ back by hand[/]")  # fmt: skip
+    else:
+        out.print(f"  files → {files_to}: {done.files:,} written, {done.files_same:,} already "
+                  f"there (checksums verified; counts equal to the manifest's)")  # fmt: skip
+        if done.manifest["secret_key"] == "env":
+            out.print("[yellow]旧机器的签名密钥来自 JIESU_SECRET_KEY：请在本机设置同一值 / the old "
+                      "machine signed with JIESU_SECRET_KEY: set the same value here[/]")  # fmt: skip
     if done.upgraded:
         out.print(f"[yellow]备份比程序旧，已升级到 {done.head} / the backup was older than the code: "
                   f"upgraded to {done.head}[/]")  # fmt: skip
