@@ -33,11 +33,21 @@ class Settings:
     portal_submits_per_address: int = 20
     portal_submits_total: int = 300
     portal_submit_window_minutes: int = 10
+    # Who may scrape GET /metrics (addresses or networks, JIESU_METRICS_ALLOW); anyone else
+    # gets a 404, as for a path that does not exist. Loopback by default.
+    metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    # The logs' format (JIESU_LOG_FORMAT): JSON lines for a collector, or text for people.
+    log_format: str = "json"
 
 
 def parse_trusted_proxies(value: str) -> tuple[str, ...]:
     """JIESU_TRUSTED_PROXIES: comma-separated addresses or CIDR networks, e.g.
     `127.0.0.1, 10.0.0.0/8`. Each is checked, so a typo cannot silently trust nobody (or all)."""
+    return parse_networks(value, "JIESU_TRUSTED_PROXIES")
+
+
+def parse_networks(value: str, name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks from the setting `name`, each checked."""
     proxies = []
     for item in value.split(","):
         item = item.strip()
@@ -47,8 +57,8 @@ def parse_trusted_proxies(value: str) -> tuple[str, ...]:
             network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise ValueError(
-                f"JIESU_TRUSTED_PROXIES 中的 {item!r} 不是 IP 地址或网段 / {item!r} in "
-                "JIESU_TRUSTED_PROXIES is not an IP address or network"
+                f"{name} 中的 {item!r} 不是 IP 地址或网段 / {item!r} in "
+                f"{name} is not an IP address or network"
             ) from None
         proxies.append(str(network.network_address) if "/" not in item else str(network))
     return tuple(proxies)
@@ -80,7 +90,17 @@ def get_settings() -> Settings:
         portal_submits_per_address=_positive("JIESU_PORTAL_SUBMITS_PER_ADDRESS", 20),
         portal_submits_total=_positive("JIESU_PORTAL_SUBMITS_TOTAL", 300),
         portal_submit_window_minutes=_positive("JIESU_PORTAL_SUBMIT_WINDOW_MINUTES", 10),
+        metrics_allow=parse_networks(
+            os.environ.get("JIESU_METRICS_ALLOW", "127.0.0.1,::1"), "JIESU_METRICS_ALLOW"
+        ),
+        log_format=_log_format(),
     )
+
+
+def _log_format() -> str:
+    from jiesu.ops.logs import log_format
+
+    return log_format()
 
 
 @lru_cache(maxsize=1)

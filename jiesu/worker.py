@@ -12,7 +12,13 @@ One loop of steps, each in its own transactions:
   their owners are warned 30 days ahead (`knowledge.service.run_knowledge_jobs`).
 
 A step that fails is logged and the others go on (a broken SMS gateway never stops the
-timers). SIGTERM or SIGINT stops the loop after the step under way, so no step is cut short.
+timers). SIGTERM or SIGINT stops the loop after the step under way, so no step is cut short;
+a second one (or SIGKILL) ends the process at once: the step's transaction is not committed,
+so the database rolls it back and its jobs stay pending for the next worker, never half done.
+
+Each worker keeps its heartbeat row (`ops/heartbeat.py`): at start, at each step's start and
+end (at most once a second), every ten seconds while idle, `stopping` then `stopped` on a
+graceful exit. /metrics turns the rows into the workers' liveness.
 The ticket package does not know this module: it writes jobs and outbox rows in the change's
 transaction; what runs them is composed here (docs/architecture.md, import rules).
 """
@@ -28,6 +34,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from jiesu.db.engine import Database
+from jiesu.ops.heartbeat import IDLE_BEAT_S, Heartbeats
 
 log = logging.getLogger("jiesu.worker")
 PERIODIC_EVERY_S = 600.0  # reports owed and the warnings scan: checked every ten minutes
@@ -95,6 +102,7 @@ class Worker:
     steps: list[Step] = field(default_factory=default_steps)
     stop: threading.Event = field(default_factory=threading.Event)  # set: stop after the step
     signalled: bool = False  # a signal handler only sets this flag (it may not take a lock)
+    heartbeat: Heartbeats | None = None
 
     @property
     def stopping(self) -> bool:
@@ -110,22 +118,34 @@ class Worker:
             if not step.due(clock):
                 continue
             step.last = clock
+            self._beat(step.name)
             try:
                 n = step.run(self.db)
             except Exception as exc:  # one step's failure must not stop the others
+                self._beat(None)
                 if step.failing:
                     log.warning("worker step %r failed again: %s", step.name, exc)
                 else:
                     log.exception("worker step %r failed", step.name)
                 step.failing = True
                 continue
+            self._beat(None)
             if step.failing:
                 log.info("worker step %r works again", step.name)
                 step.failing = False
             if n:
-                log.info("%s: %d", step.name, n)
+                took = round((time.monotonic() - clock) * 1000, 1)
+                log.info("%s: %d", step.name, n,
+                         extra={"step": step.name, "done": n, "duration_ms": took})  # fmt: skip
             done += n
         return done
+
+    def _beat(self, step: str | None, every_s: float | None = None) -> None:
+        if self.heartbeat is not None:
+            if every_s is None:
+                self.heartbeat.beat(step)
+            else:
+                self.heartbeat.beat(step, every_s=every_s)
 
     def run(self, *, interval: float = 5.0, once: bool = False) -> None:
         """Rounds until stopped: at once while there was work, else after `interval` seconds.
@@ -137,20 +157,34 @@ class Worker:
                 return
             until = time.monotonic() + interval
             while not self.stopping and (left := until - time.monotonic()) > 0:
+                self._beat(None, IDLE_BEAT_S)
                 time.sleep(min(left, 0.1))
 
     def stop_on_signals(self) -> None:
-        """SIGTERM and SIGINT end the loop after the step under way."""
+        """SIGTERM and SIGINT end the loop after the step under way; a second one ends the
+        process at once (the default actions come back), its step rolled back."""
 
         def handler(signum: int, _frame: FrameType | None) -> None:
             self.signalled = True
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
 
 def work(db: Database, *, interval: float = 5.0, once: bool = False) -> None:
-    """The `jiesu worker` loop, stopping gracefully on SIGTERM/SIGINT."""
-    worker = Worker(db)
+    """The `jiesu worker` loop, stopping gracefully on SIGTERM/SIGINT, its heartbeat kept."""
+    beats = Heartbeats(db)
+    worker = Worker(db, heartbeat=beats)
     worker.stop_on_signals()
-    worker.run(interval=interval, once=once)
+    beats.start()
+    log.info("worker %s started", beats.name)
+    try:
+        worker.run(interval=interval, once=once)
+        if worker.stopping:
+            beats.stopping()
+            log.info("worker %s stopping after its step", beats.name)
+    finally:
+        beats.stopped()
+        log.info("worker %s stopped", beats.name)

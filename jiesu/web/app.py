@@ -52,6 +52,8 @@ from jiesu.knowledge.views import router as knowledge_api
 from jiesu.notices.views import router as notices_console
 from jiesu.open311.views import admin_router as open311_admin
 from jiesu.open311.views import router as open311_router
+from jiesu.ops.health import router as ops_router
+from jiesu.ops.middleware import Observability
 from jiesu.org.views import router as org_router
 from jiesu.portal.service import SUBMIT_BODY_LIMIT
 from jiesu.portal.views import router as portal_router
@@ -372,6 +374,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(knowledge_call_router)  # the intake form's knowledge panel
     app.include_router(knowledge_learn_router)  # suggested entries
     app.include_router(knowledge_pages)  # 知识库 pages
+    app.include_router(ops_router)  # /livez, /readyz, /metrics (jiesu/ops/health.py)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/api/docs", include_in_schema=False)
@@ -401,7 +404,10 @@ def create_app(db: Database | None = None) -> FastAPI:
         }
 
     app.add_middleware(InputGuard)
-    app.add_middleware(SecurityHeaders)  # outermost: the guard's answers carry the headers too
+    app.add_middleware(SecurityHeaders)  # the guard's answers carry the headers too
+    # Outermost: every answer (the guard's 413/422 included) gets its request id, access line
+    # and metrics (jiesu/ops/middleware.py).
+    app.add_middleware(Observability)
     return app
 
 

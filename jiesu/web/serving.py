@@ -16,22 +16,36 @@ code, no refused connection). A worker stops by itself when its supervisor is go
 Forwarded headers (X-Forwarded-For / -Proto) are believed only from JIESU_TRUSTED_PROXIES; by
 default nobody is trusted and the client is the TCP peer, so a client cannot choose the address
 the per-address sign-in limit and the audit log see.
+
+Logs: one configuration for the supervisor and every worker (`ops/logs.py`: JSON lines, or
+text with JIESU_LOG_FORMAT=text), the process id on every line; uvicorn's access line is off
+(it carries the query string) and the app's middleware writes its own.
+
+Metrics: with several workers the supervisor points PROMETHEUS_MULTIPROC_DIR at a fresh
+directory before any worker starts, so that a scrape of any worker sums them all; a worker that
+dies or is replaced is marked dead there (its in-flight gauge goes), and the directory is
+removed when the server stops.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Process
+
+from jiesu.ops.logs import logging_config
 
 APP = "jiesu.web.asgi:app"
 BACKLOG = 2048  # uvicorn's default
@@ -42,15 +56,10 @@ READY_S = 120.0  # SIGHUP: how long a replacement may take to import the app and
 log = logging.getLogger("uvicorn.error")
 
 
-def log_config() -> dict[str, Any]:
-    """uvicorn's logging with the process id on every line: with several workers each log line,
-    access lines included, names the worker that wrote it."""
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["formatters"]["default"]["fmt"] = "%(levelprefix)s [%(process)d] %(message)s"
-    config["formatters"]["access"]["fmt"] = (
-        '%(levelprefix)s [%(process)d] %(client_addr)s - "%(request_line)s" %(status_code)s'
-    )
-    return config
+def log_config(log_format: str | None = None) -> dict[str, Any]:
+    """The server's logging (`ops/logs.py`), the process id on every line: with several workers
+    each line names the worker that wrote it."""
+    return logging_config(log_format)
 
 
 def uvicorn_options(trusted_proxies: tuple[str, ...]) -> dict[str, Any]:
@@ -67,10 +76,13 @@ def serve(
     workers: int,
     reload: bool,
     trusted_proxies: tuple[str, ...],
+    log_format: str | None = None,
 ) -> int:
     """Run the server until it is stopped; the exit status."""
     options = uvicorn_options(trusted_proxies)
-    common: dict[str, Any] = {"log_level": "info", "log_config": log_config(), **options}
+    common: dict[str, Any] = {
+        "log_level": "info", "log_config": log_config(log_format), "access_log": False, **options,
+    }  # fmt: skip
     if reload:
         uvicorn.run(APP, host=host, port=port, reload=True, **common)
         return 0
@@ -91,10 +103,39 @@ def serve(
              host, sockets[0].getsockname()[1], workers)  # fmt: skip
     _log_forwarding(trusted_proxies)
     try:
-        return Supervisor(config, sockets).run()
+        with metrics_directory():
+            return Supervisor(config, sockets).run()
     finally:
         for sock in sockets:
             sock.close()
+
+
+@contextmanager
+def metrics_directory() -> Iterator[str]:
+    """A fresh PROMETHEUS_MULTIPROC_DIR for this server's workers (they inherit the setting),
+    removed when the server stops: figures from an earlier run never mix with this one's."""
+    path = tempfile.mkdtemp(prefix="jiesu-metrics-")
+    previous = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        else:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _mark_dead(pid: int | None) -> None:
+    """A worker that is gone: its live gauges (requests in flight) leave the sums."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if pid is None or not path:
+        return
+    from prometheus_client import multiprocess
+
+    with suppress(OSError):
+        multiprocess.mark_process_dead(pid, path)
 
 
 def _log_forwarding(trusted_proxies: tuple[str, ...]) -> None:
@@ -198,6 +239,7 @@ class Supervisor:
                 continue
             worker.kill()  # dead, or hung: it no longer answers its pings
             worker.join()
+            _mark_dead(worker.pid)
             if worker.exitcode == STARTUP_FAILURE:
                 # The app cannot start (import error, database unreachable …): restarting
                 # would fail the same way.
@@ -218,6 +260,7 @@ class Supervisor:
                 return
             old.terminate()
             _join_or_kill(old)
+            _mark_dead(old.pid)
             self.workers[index] = new
 
     def _stop_all(self) -> None:
@@ -225,6 +268,7 @@ class Supervisor:
             worker.terminate()
         for worker in self.workers:
             _join_or_kill(worker)
+            _mark_dead(worker.pid)
 
 
 class _StopQueued:
