@@ -307,6 +307,17 @@ def kind_of(file: Path) -> str:
     raise BackupError(f"不是 jiesu 备份文件 / not a backup this tool wrote: {file}")
 
 
+@contextmanager
+def _reading(file: Path) -> Iterator[tarfile.TarFile]:
+    """The archive open for reading; a cut or mangled one is a BackupError, not a traceback."""
+    try:
+        with tarfile.open(file, "r:") as tar:
+            yield tar
+    except (tarfile.TarError, EOFError) as e:
+        raise BackupError(f"备份文件不完整或已损坏 / the archive {file} is truncated or damaged: "
+                          f"{e}; nothing was restored") from e  # fmt: skip
+
+
 def read_manifest(tar: tarfile.TarFile, file: Path) -> dict[str, Any]:
     try:
         member = tar.getmember(MANIFEST)
@@ -379,7 +390,7 @@ def verify(file: Path) -> dict[str, Any]:
     if kind_of(file) != "archive":
         raise BackupError(f"{file} 是旧格式（仅数据库），没有清单可校验 / {file} is a database-only "
                           "backup of the first format: it has no manifest to verify")  # fmt: skip
-    with tarfile.open(file, "r:") as tar:
+    with _reading(file) as tar:
         manifest = read_manifest(tar, file)
         for member, entry in _members(tar, file, manifest):
             _copy_checked(tar, member, entry, None)
@@ -480,7 +491,7 @@ def _staging(near: Path | None) -> Iterator[Path]:
 
 
 def _restore_archive(file: Path, into: str, *, force: bool, var_dir: Path | None) -> Restored:
-    with tarfile.open(file, "r:") as tar:
+    with _reading(file) as tar:
         manifest = read_manifest(tar, file)
         backend = str(manifest["backend"])
         _check_target(backend, into, force)
