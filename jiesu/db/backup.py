@@ -2,8 +2,8 @@
 beside it, in one archive.
 
 The archive is a plain tar (photos and `pg_dump` output are compressed already) holding:
-- `database.sqlite3` (SQLite's online backup API: the app and the worker go on writing, the copy
-  is one moment) or `database.pgdump` (`pg_dump --format=custom --no-owner --no-privileges`);
+- `database.sqlite3.gz` (SQLite's online backup API: the app and the worker go on writing, the
+  copy is one moment; gzip level 1, a third of the size for a few seconds) or `database.pgdump` (`pg_dump --format=custom --no-owner --no-privileges`);
 - `files/…`: the var dir's `uploads/` (orders' photos), `knowledge_imports/` (knowledge files
   awaiting review) and `secret.key` (signs the rating links: without it, links already sent stop
   verifying);
@@ -26,6 +26,7 @@ never on a command line.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -58,7 +59,7 @@ PG_MAGIC = b"PGDMP"
 ARCHIVE_FORMAT = "jiesu-backup"
 ARCHIVE_VERSION = 2  # 1: the bare database file of the first `jiesu db backup`
 MANIFEST = "manifest.json"
-DB_MEMBER = {"sqlite": "database.sqlite3", "postgresql": "database.pgdump"}
+DB_MEMBER = {"sqlite": "database.sqlite3.gz", "postgresql": "database.pgdump"}
 FILES = "files/"
 # What of the var dir a deployment cannot lose; the database file itself is the other member.
 VAR_ITEMS = ("uploads", "knowledge_imports", "secret.key")
@@ -245,8 +246,13 @@ def backup(url: str, out: Path, *, var_dir: Path | None = None) -> dict[str, Any
     try:
         with tempfile.TemporaryDirectory(prefix=".jiesu-backup-", dir=out.parent) as tmp:
             backend = make_url(url).get_backend_name()
-            staged = Path(tmp) / DB_MEMBER.get(backend, "database")
+            staged = Path(tmp) / "database"
             snap = backup_database(url, staged)  # before the files: see the module's docstring
+            if backend == "sqlite":  # pg_dump's custom format is compressed already
+                with open(staged, "rb") as raw, gzip.open(staged.with_suffix(".gz"), "wb", 1) as z:
+                    shutil.copyfileobj(raw, z, _CHUNK)
+                staged.unlink()
+                staged = staged.with_suffix(".gz")
             manifest: dict[str, Any] = {
                 "format": ARCHIVE_FORMAT, "version": ARCHIVE_VERSION, "jiesu": __version__,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -524,6 +530,11 @@ def _restore_archive(file: Path, into: str, *, force: bool, var_dir: Path | None
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with open(dest, "wb") as f:
                     _copy_checked(tar, member, entry, f)
+            if manifest["database"]["path"].endswith(".gz"):
+                with gzip.open(staged_db, "rb") as z, open(stage / "database.raw", "wb") as raw:
+                    shutil.copyfileobj(z, raw, _CHUNK)
+                staged_db.unlink()
+                staged_db = stage / "database.raw"
             if backend == "sqlite":
                 revision = _restore_sqlite(staged_db, into)
             else:
