@@ -28,6 +28,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    event,
     exists,
     func,
     insert,
@@ -328,19 +329,89 @@ def refresh(
             conn.execute(sql.update_fact, key | {"d": after[0], "due": after[2]}
                          | {f"v_{c}": after[1].get(c, 0) for c in COUNTER_COLUMNS})  # fmt: skip
         if before is not None and after is not None and before[0] == after[0]:
-            _bump(conn, sql, unit_id, after[0], add(dict(after[1]), before[1], -1))
+            _bump(db_session, sql, unit_id, after[0], add(dict(after[1]), before[1], -1))
         else:
             if before is not None:
-                _bump(conn, sql, unit_id, before[0], add({}, before[1], -1))
+                _bump(db_session, sql, unit_id, before[0], add({}, before[1], -1))
             if after is not None:
-                _bump(conn, sql, unit_id, after[0], after[1])
+                _bump(db_session, sql, unit_id, after[0], after[1])
 
 
-def _bump(conn: Any, sql: _Statements, unit_id: int, day: date, delta: Mapping[str, int]) -> None:
+def _bump(
+    db_session: Session, sql: _Statements, unit_id: int, day: date, delta: Mapping[str, int]
+) -> None:
     if not any(delta.values()):
         return
-    conn.execute(sql.bump, {"unit_id": unit_id, "day": day}
-                 | {c: delta.get(c, 0) for c in COUNTER_COLUMNS})  # fmt: skip
+    pending = _pending(db_session)
+    if pending is not None:
+        add(pending.metric.setdefault((unit_id, day), {}), delta)
+        return
+    db_session.connection().execute(sql.bump, {"unit_id": unit_id, "day": day}
+                                    | {c: delta.get(c, 0) for c in COUNTER_COLUMNS})  # fmt: skip
+
+
+# ---- deferred increments ---------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    """A transaction's rollup increments not written yet, summed by row."""
+
+    metric: dict[tuple[int, date], dict[str, int]]
+    intake: dict[tuple[date, int, str, str], int]
+
+
+_PENDING = "jiesu_rollup_pending"
+
+
+def _pending(db_session: Session) -> _Pending | None:
+    return db_session.info.get(_PENDING)  # type: ignore[no-any-return]
+
+
+def defer_rollups(db_session: Session) -> None:
+    """Until `apply_rollups` (at the latest, the commit), sum this transaction's rollup
+    increments in memory instead of writing them.
+
+    Every create bumps the same rows: the centre's (unit, day) row and the district's intake
+    counts ("all", its channel …). An upsert locks its row until commit, so bumped at intake's
+    start they were held through the suggestions and made creates of one district (and the
+    centre's row: of the whole city) wait for each other. Written at the end, summed (a place
+    found by the suggestions moves the counts: −1 and +1 cancel out) and in key order (two
+    transactions never lock the same rows in opposite orders: no deadlock), they are held for
+    the few statements before commit. The counts stay exact: the same increments, later. The
+    sums live in the session's `info`, dropped if the transaction rolls back."""
+    if _PENDING in db_session.info:
+        return
+    db_session.info[_PENDING] = _Pending({}, {})
+    if not db_session.info.get(_HOOKED):
+        db_session.info[_HOOKED] = True
+        event.listen(db_session, "before_commit", lambda s: apply_rollups(db_session=s))
+        event.listen(db_session, "after_rollback", lambda s: s.info.pop(_PENDING, None))
+
+
+_HOOKED = "jiesu_rollup_hooked"
+
+
+def apply_rollups(*, db_session: Session) -> None:
+    """Write the increments `defer_rollups` kept: one upsert per row touched, in key order."""
+    pending = db_session.info.pop(_PENDING, None)
+    if pending is None:
+        return
+    sql = _prepared(db_session)
+    conn = db_session.connection()
+    metric = [
+        {"unit_id": unit_id, "day": day} | {c: delta.get(c, 0) for c in COUNTER_COLUMNS}
+        for (unit_id, day), delta in sorted(pending.metric.items())
+        if any(delta.values())
+    ]
+    intake = [
+        {"day": day, "district_id": district, "dim": dim, "key": key, "n": n}
+        for (day, district, dim, key), n in sorted(pending.intake.items())
+        if n
+    ]
+    for stmt, rows in ((sql.bump, metric), (sql.bump_intake, intake)):
+        for row in rows:  # one at a time: an executemany may reorder, and order is the point
+            conn.execute(stmt, row)
 
 
 # ---- intake counts ---------------------------------------------------------------------------
@@ -397,6 +468,11 @@ def refresh_intake(ticket: Ticket, *, db_session: Session, ctx: Context | None =
 
 def _bump_intake(db_session: Session, day: date, district: int, key: str, n: int) -> None:
     dim, _, value = key.partition(":")
+    pending = _pending(db_session)
+    if pending is not None:
+        row = (day, district, dim, value)
+        pending.intake[row] = pending.intake.get(row, 0) + n
+        return
     db_session.connection().execute(
         _prepared(db_session).bump_intake,
         {"day": day, "district_id": district, "dim": dim, "key": value, "n": n},

@@ -13,6 +13,7 @@ from jiesu.calls.service import link as link_call
 from jiesu.db.base import utcnow
 from jiesu.errors import Conflict, Forbidden, Invalid
 from jiesu.intel.service import advise, stored_advice
+from jiesu.ops.metrics import time_advice
 from jiesu.tickets.actions import take_action
 from jiesu.tickets.service import (
     TicketFilter,
@@ -20,6 +21,7 @@ from jiesu.tickets.service import (
     find_idempotent,
     get_ticket,
     list_tickets,
+    number_ticket,
     reveal_requester,
     ticket_deadlines,
     ticket_out,
@@ -72,11 +74,15 @@ def create(
                     out.suggestions = stored_advice(earlier.id, db_session=session)
                     return out
                 ticket = create_ticket(
-                    body, actor=principal, db_session=session, idempotency_key=key
-                )
+                    body, actor=principal, db_session=session, idempotency_key=key,
+                    number_later=True,
+                )  # fmt: skip
                 if body.call_id:  # taken from a call the telephony reported: keep it
                     link_call(body.call_id, ticket, actor=principal, db_session=session)
-                advice = advise(ticket, actor=principal, db_session=session)
+                with time_advice():
+                    advice = advise(ticket, actor=principal, db_session=session)
+                # Last, so that the day's counter row is locked only until the commit just after.
+                number_ticket(ticket, db_session=session)
                 out = ticket_out(ticket, principal)
                 out.suggestions = advice
             response.headers["Location"] = f"/api/v1/tickets/{ticket.id}"
