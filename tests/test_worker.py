@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from conftest import principal as person
@@ -313,8 +316,10 @@ def test_sigterm_stops_the_worker_after_the_step_under_way() -> None:
     ran: list[str] = []
 
     def interrupted(_db: Database) -> int:
-        if ran:  # a second round: the signal did not stop the loop (end it, and fail below)
-            worker.stop.set()
+        if ran:  # a second round: the signal did not stop the loop (end it, and fail below;
+            worker.stop.set()  # a second SIGTERM would now end the test process itself)
+            ran.append("again")
+            return 1
         os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or systemd would, mid-step
         time.sleep(0.05)  # the handler has run by now; the step still finishes
         ran.append("interrupted")
@@ -345,3 +350,158 @@ def test_a_timer_notice_names_its_kind(db: Database) -> None:
         payloads = s.scalars(select(Outbox.payload).where(Outbox.job_id.is_not(None))).all()
     assert {p["kind"] for p in payloads} == {"warn", "overdue"}
     assert all(p["notice"] == p["kind"] for p in payloads)
+
+
+# ---- heartbeats and stopping (jiesu/ops/heartbeat.py) -----------------------------------------
+
+PINNED = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
+
+
+def test_a_worker_beats_at_start_at_each_step_and_is_marked_stopped(db: Database) -> None:
+    from jiesu.ops.heartbeat import Heartbeats, read
+    from jiesu.worker import Step, Worker
+
+    clock, now = [0.0], [PINNED]
+    beats = Heartbeats(db, now=lambda: now[0], clock=lambda: clock[0], host="w1", pid=4242)
+    seen: list[tuple[str | None, str]] = []
+
+    def jobs(_db: Database) -> int:
+        row = read(db, "w1:4242")
+        assert row is not None
+        seen.append((row.step, row.state))
+        clock[0] += 2.0  # the step takes two seconds
+        now[0] += timedelta(seconds=2)
+        return 0
+
+    beats.start()
+    row = read(db, "w1:4242")
+    assert row is not None and (row.kind, row.state, row.pid, row.host) == (
+        "worker",
+        "running",
+        4242,
+        "w1",
+    )
+    assert row.started_at == PINNED and row.beat_at == PINNED and row.stopped_at is None
+    clock[0] += 1.0
+    worker = Worker(db, steps=[Step("due jobs", jobs)], heartbeat=beats)
+    worker.round()
+    assert seen == [("due jobs", "running")]  # the step under way is named while it runs
+    row = read(db, "w1:4242")
+    assert row is not None and row.step is None and row.beat_at == PINNED + timedelta(seconds=2)
+    # At most one write a second: a beat right after another is skipped.
+    assert not beats.beat("deliveries")
+    clock[0] += 1.0
+    assert beats.beat("deliveries")
+    beats.stopping()
+    assert (row := read(db, "w1:4242")) is not None and row.state == "stopping"
+    now[0] += timedelta(seconds=1)
+    beats.stopped()
+    row = read(db, "w1:4242")
+    assert row is not None and row.state == "stopped"
+    assert row.stopped_at == PINNED + timedelta(seconds=3) and row.started_at == PINNED
+
+
+def test_a_heartbeat_that_cannot_be_written_never_stops_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from jiesu.ops.heartbeat import Heartbeats
+
+    nowhere = Database("postgresql+psycopg://postgres@127.0.0.1:9/nowhere?connect_timeout=2")
+    try:
+        beats = Heartbeats(nowhere, now=lambda: PINNED)
+        beats.start()
+        assert not beats.beat("due jobs", every_s=0)
+    finally:
+        nowhere.dispose()
+    assert "heartbeat not written" in caplog.text
+
+
+def test_work_marks_its_heartbeat_stopped_when_it_ends(db: Database) -> None:
+    from jiesu.ops.models import Heartbeat
+    from jiesu.worker import work
+
+    work(db, once=True)
+    with db.read() as s:
+        rows = s.scalars(select(Heartbeat).where(Heartbeat.pid == os.getpid())).all()
+    assert [(r.kind, r.state, r.step) for r in rows] == [("worker", "stopped", None)]
+    assert rows[0].stopped_at is not None and rows[0].stopped_at >= rows[0].started_at
+
+
+def _logged_worker(url: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "JIESU_DATABASE_URL": url, "JIESU_LOG_FORMAT": "json"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "jiesu.cli", "worker", "--interval", "0.05"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_until_under_way(db: Database, at_least: int) -> None:
+    deadline = time.monotonic() + 60
+    with db.read() as s:
+        while time.monotonic() < deadline:
+            done = s.scalar(select(func.count()).select_from(Job).where(Job.status != "pending"))
+            s.rollback()
+            if done and done >= at_least:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the worker did not get under way")
+
+
+def _catches_sigterm(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(re.search(r"SigCgt:\s*([0-9a-f]+)", status).group(1), 16)  # type: ignore[union-attr]
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def _each_job_whole(db: Database) -> int:
+    """Every job done has its two notices and every pending one none; how many are pending."""
+    with db.read() as s:
+        per_job = Counter(s.scalars(select(Outbox.job_id).where(Outbox.job_id.is_not(None))))
+        statuses = dict(s.execute(select(Job.id, Job.status)).all())
+    for job, status in statuses.items():
+        assert per_job.get(job, 0) == (2 if status == "done" else 0), (job, status)
+    return sum(status == "pending" for status in statuses.values())
+
+
+@pytest.mark.slow
+def test_sigterm_lets_the_worker_finish_its_step_and_mark_itself_stopped(
+    db: Database, db_url: str
+) -> None:
+    from jiesu.ops.models import Heartbeat
+
+    dispatched(db, 30)
+    proc = _logged_worker(db_url)
+    _wait_until_under_way(db, 20)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    left = _each_job_whole(db)
+    assert 0 < left < 180, "the stop should land mid-run"
+    with db.read() as s:
+        row = s.scalar(select(Heartbeat).where(Heartbeat.pid == proc.pid))
+    assert row is not None and row.state == "stopped" and row.stopped_at is not None
+    messages = [json.loads(line)["message"] for line in err.splitlines() if line.startswith("{")]
+    assert any("stopping after its step" in m for m in messages), err
+    _finish(db_url)
+    assert _each_job_whole(db) == 0
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_ends_the_worker_at_once_and_its_step_rolls_back(
+    db: Database, db_url: str
+) -> None:
+    dispatched(db, 30)
+    proc = _logged_worker(db_url)
+    _wait_until_under_way(db, 20)
+    proc.send_signal(signal.SIGTERM)
+    # Two signals sent at once may reach Python's handler as one: send the second once the
+    # first has been handled (the process no longer catches SIGTERM: SigCgt bit 15 cleared).
+    deadline = time.monotonic() + 10
+    while _catches_sigterm(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM
+    assert 0 < _each_job_whole(db) < 180  # whatever was under way: all of a job, or none
+    _finish(db_url)
+    assert _each_job_whole(db) == 0
