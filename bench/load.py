@@ -212,6 +212,35 @@ class CpuWatch:
         out["machine_busy_pct"] = round(
             100 * cores * (busy - self.machine[0]) / max(1, total - self.machine[1]), 1
         )
+        out["seconds"] = round(wall, 2)
+        return out
+
+
+class WindowWatch(threading.Thread):
+    """A CpuWatch over the measured window only [t0, t1] (perf_counter), warm-up left out."""
+
+    def __init__(self, groups: dict[str, list[int]], dbname: str, t0: float, t1: float) -> None:
+        super().__init__(daemon=True)
+        self.groups, self.dbname, self.t0, self.t1 = groups, dbname, t0, t1
+        self.result: dict[str, float] = {}
+        self.start()
+
+    def run(self) -> None:
+        time.sleep(max(0.0, self.t0 - time.perf_counter()))
+        watch = CpuWatch(self.groups, self.dbname)
+        time.sleep(max(0.0, self.t1 - time.perf_counter()))
+        self.result = watch.stop()
+
+    def per_request(self, ops: dict[str, dict[str, Any]]) -> dict[str, float]:
+        """The window's CPU %, and CPU ms per request (all operations) for each group."""
+        self.join()
+        out = dict(self.result)
+        count = sum(o["count"] for o in ops.values())
+        wall = out.pop("seconds", 0.0)
+        for key in list(out):
+            if key.endswith("_cpu_pct") and count:
+                ms = out[key] / 100 * wall * 1000 / count
+                out[key.removesuffix("_pct") + "_ms_per_request"] = round(ms, 2)
         return out
 
 
@@ -630,12 +659,16 @@ def prime(base: str, j: Jiesu, rounds: int = 3) -> tuple[float, int]:
 
 
 def http_phase(
-    phase: str, base: str, args: argparse.Namespace, make: Any
-) -> tuple[dict[str, dict[str, Any]], Recorder]:
+    phase: str, base: str, args: argparse.Namespace, make: Any, groups: dict[str, list[int]],
+    dbname: str,
+) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:  # fmt: skip
+    """The operations' figures and the server side's CPU over the measured window."""
     t0 = time.perf_counter() + args.warmup
     rec = Recorder(phase, t0, t0 + args.duration)
+    watch = WindowWatch(groups, dbname, t0, t0 + args.duration)
     asyncio.run(_run_tasks(base, args.concurrency, lambda c, i: make(c, i, rec)))
-    return summarise(rec.stats, args.duration), rec
+    ops = summarise(rec.stats, args.duration)
+    return ops, watch.per_request(ops)
 
 
 def raw_phase(
@@ -647,9 +680,9 @@ def raw_phase(
     sql = raw_insert_sql()
     rows = [row_of(Body.model_validate(b), datetime.now(UTC)) for b in bodies]
     conns = [psycopg.connect(libpq_url(url)) for _ in range(args.concurrency)]
-    watch = CpuWatch({}, dbname)
     t0 = time.perf_counter() + args.warmup
     rec = Recorder("raw_postgres", t0, t0 + args.duration)
+    watch = WindowWatch({}, dbname, t0, t0 + args.duration)
     lock = threading.Lock()
 
     def worker(i: int, conn: psycopg.Connection[Any]) -> None:
@@ -675,11 +708,12 @@ def raw_phase(
             t.start()
         for t in threads:
             t.join()
-        cpu = watch.stop()
+        ops = summarise(rec.stats, args.duration)
+        cpu = watch.per_request(ops)
     finally:
         for c in conns:
             c.close()
-    return summarise(rec.stats, args.duration), cpu
+    return ops, cpu
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -742,15 +776,13 @@ def jiesu_phase(
 ) -> None:
     args = t.args
     log(f"run {n + 1}/{args.runs}: {phase} …")
-    watch = CpuWatch(t.groups, t.dbname)
     mix = Mix(weights)  # one for all connections: the whole client keeps the weights
 
     def task(c: httpx.AsyncClient, i: int, rec: Recorder) -> Any:
         rng = random.Random(args.seed * 1000 + n * 100 + i)
         return jiesu_task(c, t.jiesu, mix, rec, rng, i)
 
-    run[phase], _ = http_phase(phase, t.base, args, task)
-    run["server"][phase] = watch.stop()
+    run[phase], run["server"][phase] = http_phase(phase, t.base, args, task, t.groups, t.dbname)
 
 
 def one_run(t: Target, n: int) -> dict[str, Any]:
@@ -763,14 +795,15 @@ def one_run(t: Target, n: int) -> dict[str, Any]:
     if t.minimal_base is None:
         return run
     log(f"run {n + 1}/{args.runs}: minimal_endpoint …")
-    watch = CpuWatch({"app_workers": t.minimal_workers}, t.dbname)
     bodies = t.jiesu.material.bodies
 
     def task(c: httpx.AsyncClient, i: int, rec: Recorder) -> Any:
         return minimal_task(c, bodies, rec, random.Random(args.seed * 1000 + n * 100 + i))
 
-    ops, _ = http_phase("minimal_endpoint", t.minimal_base, args, task)
-    run["server"]["minimal_endpoint"] = watch.stop()
+    groups = {"app_workers": t.minimal_workers}
+    ops, run["server"]["minimal_endpoint"] = http_phase(
+        "minimal_endpoint", t.minimal_base, args, task, groups, t.dbname
+    )
     run["minimal_endpoint"] = ops.get("create", {})
     log(f"run {n + 1}/{args.runs}: raw_postgres …")
     raw, run["server"]["raw_postgres"] = raw_phase(t.url, args, bodies, t.dbname)
@@ -920,11 +953,15 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"\nratios: jiesu creates/s ÷ minimal {x['jiesu_per_s_vs_minimal']}, "
               f"jiesu p99 ÷ minimal p99 {x['jiesu_p99_vs_minimal']}, "
               f"minimal ÷ raw {x['minimal_per_s_vs_raw']}")  # fmt: skip
-    print("\nCPU % (100 = one core) per phase:")
+    print("\nCPU over the measured window: % (100 = one core) | ms per request")
     for phase, cpu in r["server"].items():
-        if phase != "app_workers_rss_mb":
-            print(f"  {phase:18s} " + ", ".join(f"{k.removesuffix('_cpu_pct')} {v}"
-                                              for k, v in cpu.items()))  # fmt: skip
+        if phase == "app_workers_rss_mb":
+            continue
+        pcts = ", ".join(f"{k.removesuffix('_cpu_pct')} {v}" for k, v in cpu.items()
+                         if k.endswith("_pct"))  # fmt: skip
+        per = ", ".join(f"{k.removesuffix('_cpu_ms_per_request')} {v}" for k, v in cpu.items()
+                        if k.endswith("_per_request"))  # fmt: skip
+        print(f"  {phase:18s} {pcts} | {per}")
     rss = r["server"]["app_workers_rss_mb"]
     print(f"app workers' RSS MB: before {rss['before']}, after {rss['after']}")
 
