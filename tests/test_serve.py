@@ -1,12 +1,14 @@
 """`jiesu serve` as an operator runs it: a real process on a port, one or several workers.
 
-Each server here is `jiesu serve` in a subprocess on a fresh SQLite file. Its log lines carry the
-process id (jiesu.web.serving.log_config), which is how a test sees which worker answered a
-connection and which address the app saw, without anything test-only in the app.
+Each server here is `jiesu serve` in a subprocess on a fresh SQLite file. Its log lines (JSON
+by default, jiesu/ops/logs.py) carry the process id, and the access lines the client's address
+and the request id, which is how a test sees which worker answered a connection, without
+anything test-only in the app: a test names its requests with X-Request-ID.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -18,10 +20,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
@@ -96,11 +101,30 @@ class Served:
             return False
         return f"JIESU_DATABASE_URL={self.url}".encode() in environ
 
-    def access(self, path: str) -> list[tuple[int, str, int]]:
-        """(worker pid, client host, client port) of each logged request for `path`."""
-        pattern = re.compile(r"\[(\d+)\] (\S+):(\d+) - \"\w+ " + re.escape(path) + " ")
-        found = (pattern.search(line) for line in list(self.lines))
-        return [(int(m.group(1)), m.group(2), int(m.group(3))) for m in found if m]
+    def records(self) -> list[dict[str, Any]]:
+        """The JSON lines logged so far."""
+        found = []
+        for line in list(self.lines):
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    found.append(json.loads(line))
+        return found
+
+    def access(self, request_id: str) -> list[tuple[int, str, int]]:
+        """(worker pid, client host, client port) of each logged request named `request_id`."""
+        found = []
+        for r in self.records():
+            if r.get("logger") == "jiesu.access" and r.get("request_id") == request_id:
+                host, _, port = str(r["client"]).rpartition(":")
+                found.append((int(r["pid"]), host, int(port)))
+        return found
+
+    def finished(self, pid: int) -> bool:
+        """Whether worker `pid` logged that it finished (a graceful stop)."""
+        return any(
+            r.get("pid") == pid and str(r.get("message", "")).startswith("Finished server process")
+            for r in self.records()
+        )
 
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -134,8 +158,10 @@ def two_workers(templates: Templates, tmp_path_factory: pytest.TempPathFactory) 
     yield from _serve(templates, tmp_path_factory.mktemp("serve"), 2)
 
 
-def _get(conn: http.client.HTTPConnection, path: str, **headers: str) -> tuple[int, bytes]:
-    conn.request("GET", path, headers=headers)
+def _get(
+    conn: http.client.HTTPConnection, path: str, request_id: str | None = None
+) -> tuple[int, bytes]:
+    conn.request("GET", path, headers={"X-Request-ID": request_id} if request_id else {})
     response = conn.getresponse()
     return response.status, response.read()
 
@@ -147,16 +173,16 @@ def test_several_workers_answer_a_reused_connection_without_the_delayed_ack_stal
     # Without TCP_NODELAY every response after the first on a kept-alive connection waited for
     # the client's delayed ACK: 44 ms median against about 1 ms with one worker.
     conn = two_workers.connection()
-    assert _get(conn, "/healthz?reused")[0] == 200  # the connection is open, the worker warm
+    assert _get(conn, "/healthz", "reused")[0] == 200  # the connection is open, the worker warm
     timings = []
     for _ in range(30):
         started = time.perf_counter()
-        status, body = _get(conn, "/healthz?reused")
+        status, body = _get(conn, "/healthz", "reused")
         timings.append((time.perf_counter() - started) * 1000)
         assert status == 200 and json.loads(body)["status"] == "ok"
     conn.close()
-    assert two_workers.wait_for(lambda: len(two_workers.access("/healthz?reused")) == 31, 30)
-    ports = {port for _, _, port in two_workers.access("/healthz?reused")}
+    assert two_workers.wait_for(lambda: len(two_workers.access("reused")) == 31, 30)
+    ports = {port for _, _, port in two_workers.access("reused")}
     assert len(ports) == 1, "the requests did not share one connection"
     assert statistics.median(timings) < 20, f"median {statistics.median(timings):.1f} ms"
 
@@ -166,21 +192,49 @@ def test_connections_spread_over_the_workers(two_workers: Served) -> None:
     # Rounds of 16 connections opened together, as a load tester or a proxy's pool does. With
     # one socket shared by the workers, the first to wake accepted a whole round (6 out of 6).
     for round_ in range(3):
-        path = f"/healthz?spread={round_}"
+        name = f"spread-{round_}"
         conns = [two_workers.connection() for _ in range(16)]
         for conn in conns:
             conn.connect()
         ports = {conn.sock.getsockname()[1] for conn in conns}
         for conn in conns:
-            conn.request("GET", path)
+            conn.request("GET", "/healthz", headers={"X-Request-ID": name})
         for conn in conns:
             assert conn.getresponse().status == 200
             conn.close()
-        assert two_workers.wait_for(lambda: len(two_workers.access(path)) == 16, 30)  # noqa: B023
-        by_port = {port: pid for pid, _, port in two_workers.access(path)}
+        assert two_workers.wait_for(lambda: len(two_workers.access(name)) == 16, 30)  # noqa: B023
+        by_port = {port: pid for pid, _, port in two_workers.access(name)}
         assert set(by_port) == ports
         assert len(two_workers.worker_pids()) == 2
         assert set(by_port.values()) == two_workers.worker_pids(), f"round {round_}"
+
+
+@pytest.mark.slow
+def test_metrics_of_several_workers_are_summed_in_one_scrape(two_workers: Served) -> None:
+    # Fresh connections until both workers have answered some (the kernel spreads them).
+    sent = 0
+    while sent < 16 or len({pid for pid, _, _ in two_workers.access("m-live")}) < 2:
+        assert sent < 200, "the connections never reached both workers"
+        conn = two_workers.connection()
+        assert _get(conn, "/livez", "m-live")[0] == 200
+        conn.close()
+        sent += 1
+        two_workers.wait_for(lambda: len(two_workers.access("m-live")) == sent, 10)  # noqa: B023
+    per_worker = Counter(pid for pid, _, _ in two_workers.access("m-live"))
+    assert len(per_worker) == 2 and sum(per_worker.values()) == sent
+    conn = two_workers.connection()
+    status, body = _get(conn, "/metrics")
+    conn.close()
+    assert status == 200
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    key = ("jiesu_http_requests_total", (("method", "GET"), ("route", "/livez"), ("status", "2xx")))
+    assert found[key] == sent  # both workers' counts, in whichever worker answered the scrape
+    assert found[("jiesu_http_requests_in_flight", ())] == 1  # the scrape itself
+    assert found[("jiesu_database_up", ())] == 1
 
 
 @pytest.mark.slow
@@ -193,7 +247,7 @@ def test_a_worker_that_dies_is_replaced(two_workers: Served) -> None:
     # The new worker serves on the dead one's socket: every connection is answered.
     for _ in range(8):
         conn = two_workers.connection()
-        assert _get(conn, "/healthz?after")[0] == 200
+        assert _get(conn, "/healthz", "after")[0] == 200
         conn.close()
     assert two_workers.proc.poll() is None
 
@@ -211,7 +265,7 @@ def test_sighup_replaces_the_workers_without_refusing_a_connection(two_workers: 
         while not done.is_set():
             try:
                 conn = two_workers.connection()
-                status, _ = _get(conn, "/healthz?hup")
+                status, _ = _get(conn, "/healthz", "hup")
                 conn.close()
                 answered += 1
                 if status != 200:
@@ -233,7 +287,7 @@ def test_sighup_replaces_the_workers_without_refusing_a_connection(two_workers: 
     assert failures == []
     assert answered > 10
     for pid in old:
-        assert any(f"[{pid}] Finished server process" in line for line in two_workers.lines)
+        assert two_workers.finished(pid)
 
 
 @pytest.mark.slow
@@ -248,7 +302,7 @@ def test_a_stop_signal_stops_every_worker_gracefully(
         assert _get(conn, "/healthz")[0] == 200
         assert server.stop(sig) == 0
         for pid in pids:
-            assert any(f"[{pid}] Finished server process" in line for line in server.lines)
+            assert server.finished(pid)
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
         conn.close()
@@ -279,11 +333,23 @@ def test_forwarded_for_is_ignored_unless_the_proxy_is_trusted(
 ) -> None:
     # One worker: what `make run` starts. A client on loopback used to pick its own address
     # with X-Forwarded-For, a new one per try, past the per-address sign-in limit.
-    for server in _serve(templates, tmp_path, 1):
+    for server in _serve(templates, tmp_path, 1, JIESU_LOG_FORMAT="text"):
         assert _failed_sign_in_address(server) == "127.0.0.1"
         # uvicorn alone shuts down gracefully, then ends by the signal it was sent.
         assert server.stop() in (0, -signal.SIGTERM)
         assert server.count("Finished server process") == 1
+    # The logs for people (JIESU_LOG_FORMAT=text): one line each, the pid, the request's fields.
+    access = [line for line in server.lines if " jiesu.access: POST " in line]
+    assert len(access) == 1 and not server.records()
+    assert re.search(
+        r"INFO \[\d+\] jiesu\.access: POST /api/v1/auth/token 401 [\d.]+ ms request_id=[0-9a-f]{32} "
+        r"method=POST route=/api/v1/auth/token path=/api/v1/auth/token status=401 "
+        r"duration_ms=[\d.]+ client=127\.0\.0\.1:\d+$",
+        access[0],
+    ), access[0]
+    assert any(
+        re.search(r"INFO \[\d+\] uvicorn\.error: Finished server process", x) for x in server.lines
+    )
 
 
 @pytest.mark.slow
@@ -369,4 +435,4 @@ def test_workers_stop_when_the_supervisor_is_killed(templates: Templates, tmp_pa
         assert not server.live_workers()
         server._reader.join(10)
         for pid in pids:
-            assert any(f"[{pid}] Finished server process" in line for line in server.lines)
+            assert server.finished(pid)
