@@ -3,7 +3,7 @@ beside it, in one archive.
 
 The archive is a plain tar (photos and `pg_dump` output are compressed already) holding:
 - `database.sqlite3.gz` (SQLite's online backup API: the app and the worker go on writing, the
-  copy is one moment; gzip level 1, a third of the size for a few seconds) or `database.pgdump` (`pg_dump --format=custom --no-owner --no-privileges`);
+  copy is one moment; `PRAGMA integrity_check`ed, then gzip level 1: a third of the size) or `database.pgdump` (`pg_dump --format=custom --no-owner --no-privileges`);
 - `files/…`: the var dir's `uploads/` (orders' photos), `knowledge_imports/` (knowledge files
   awaiting review) and `secret.key` (signs the rating links: without it, links already sent stop
   verifying);
@@ -38,7 +38,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,6 +249,8 @@ def backup(url: str, out: Path, *, var_dir: Path | None = None) -> dict[str, Any
             staged = Path(tmp) / "database"
             snap = backup_database(url, staged)  # before the files: see the module's docstring
             if backend == "sqlite":  # pg_dump's custom format is compressed already
+                with closing(sqlite3.connect(staged)) as copy:
+                    _sqlite_check(copy, "integrity_check")  # now, while the original exists
                 with open(staged, "rb") as raw, gzip.open(staged.with_suffix(".gz"), "wb", 1) as z:
                     shutil.copyfileobj(raw, z, _CHUNK)
                 staged.unlink()
@@ -536,7 +538,7 @@ def _restore_archive(file: Path, into: str, *, force: bool, var_dir: Path | None
                 staged_db.unlink()
                 staged_db = stage / "database.raw"
             if backend == "sqlite":
-                revision = _restore_sqlite(staged_db, into)
+                revision = _restore_sqlite(staged_db, into, "quick_check")
             else:
                 revision = _restore_pg(staged_db, into)
             done = Restored(revision, "", False, version=int(manifest["version"]),
@@ -563,13 +565,21 @@ def _compare_counts(manifest: dict[str, Any], into: str) -> None:
                           "backup's manifest: " + "; ".join(wrong))  # fmt: skip
 
 
-def _restore_sqlite(file: Path, into: str) -> str | None:
+def _sqlite_check(conn: sqlite3.Connection, pragma: str) -> None:
+    verdict = [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchall()]
+    if verdict != ["ok"]:
+        raise BackupError(f"数据库文件已损坏 / the database fails PRAGMA {pragma}: "
+                          + "; ".join(map(str, verdict[:5])))  # fmt: skip
+
+
+def _restore_sqlite(file: Path, into: str, check: str = "integrity_check") -> str | None:
+    """Copy a checked SQLite file into `into`. An archive's copy was integrity-checked when it
+    was taken and its bytes are proven by the checksum: the quick check (a ninth of the time at
+    100k tickets, 1.5 s against 13.6 s) then suffices; a bare file of the first format gets the
+    full one."""
     src = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
     try:
-        verdict = [r[0] for r in src.execute("PRAGMA integrity_check").fetchall()]
-        if verdict != ["ok"]:
-            raise BackupError("备份文件已损坏 / the backup fails PRAGMA integrity_check: "
-                              + "; ".join(map(str, verdict[:5])))  # fmt: skip
+        _sqlite_check(src, check)
         revision = _sqlite_revision(src)
         _check_revision(into, revision)  # before anything is overwritten
         path = _sqlite_path(into)
