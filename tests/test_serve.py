@@ -13,11 +13,13 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -436,3 +438,23 @@ def test_workers_stop_when_the_supervisor_is_killed(templates: Templates, tmp_pa
         server._reader.join(10)
         for pid in pids:
             assert server.finished(pid)
+
+
+def test_each_server_gets_a_fresh_metrics_directory_and_orphans_go() -> None:
+    from jiesu.web.serving import METRICS_PREFIX, metrics_directory
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan = Path(tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{gone.pid}-"))  # a killed server's
+    alive = Path(tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-"))  # a running one's
+    try:
+        before = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        with metrics_directory() as path:
+            assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == path
+            assert Path(path).is_dir() and not list(Path(path).iterdir())
+            assert not orphan.exists() and alive.exists()
+        assert not Path(path).exists()
+        assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") == before
+    finally:
+        shutil.rmtree(alive, ignore_errors=True)
+        shutil.rmtree(orphan, ignore_errors=True)

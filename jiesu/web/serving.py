@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -114,7 +115,8 @@ def serve(
 def metrics_directory() -> Iterator[str]:
     """A fresh PROMETHEUS_MULTIPROC_DIR for this server's workers (they inherit the setting),
     removed when the server stops: figures from an earlier run never mix with this one's."""
-    path = tempfile.mkdtemp(prefix="jiesu-metrics-")
+    _remove_orphans()
+    path = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
     previous = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     try:
@@ -125,6 +127,23 @@ def metrics_directory() -> Iterator[str]:
         else:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = previous
         shutil.rmtree(path, ignore_errors=True)
+
+
+METRICS_PREFIX = "jiesu-metrics-"
+
+
+def _remove_orphans() -> None:
+    """The directories of servers that were killed (SIGKILL leaves no time to clean up)."""
+    for found in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*-*"):
+        pid = found.name.removeprefix(METRICS_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or found.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(found, ignore_errors=True)
+        except PermissionError:  # alive, someone else's
+            continue
 
 
 def _mark_dead(pid: int | None) -> None:
