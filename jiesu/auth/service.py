@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from jiesu.access.policy import Principal
@@ -294,24 +295,44 @@ def principal_for_token(
     token: str, *, db_session: Session, kinds: tuple[str, ...] = ("login", "system")
 ) -> Principal:
     """The principal of a live token. Session cookies and bearer tokens are not interchangeable:
-    a console cookie cannot be replayed as a bearer token, nor an API token as a cookie."""
-    row = db_session.execute(
-        select(ApiToken, User, Unit)
-        .join(User, User.id == ApiToken.user_id)
-        .join(Unit, Unit.id == User.unit_id)
-        .where(ApiToken.token_hash == _digest(token), ApiToken.kind.in_(kinds))
-    ).first()
+    a console cookie cannot be replayed as a bearer token, nor an API token as a cookie.
+
+    Exact on every request (a revoked token, a disabled account stop working at once), and
+    cheap: one indexed query for the columns a principal needs, a Core statement built once,
+    no ORM rows (loading the token, user and unit as ORM objects was 8% of a create's CPU)."""
+    row = (
+        db_session.connection()
+        .execute(_token_query(), {"digest": _digest(token), "kinds": list(kinds)})
+        .first()
+    )
     if row is None:
         raise Unauthorized("登录凭据无效 / invalid token")
-    row_token, user, unit = row
-    expires_at, revoked_at = row_token.expires_at, row_token.revoked_at
+    kind, scope_role, scope_channel, expires_at, revoked_at = row[:5]
+    user_id, username, name, role, user_active, unit_id, unit_path, function, unit_active = row[5:]
+    if expires_at is not None and expires_at.tzinfo is None:  # SQLite hands back naive UTC
+        expires_at = expires_at.replace(tzinfo=UTC)
     if revoked_at is not None or (expires_at is not None and expires_at <= utcnow()):
         raise Unauthorized("登录凭据已失效，请重新登录 / token expired or revoked")
-    if not user.active or not unit.active:
+    if not user_active or not unit_active:
         raise Unauthorized("账号或所属单位已停用 / account or its unit disabled")
-    return principal_of(
-        user, unit, token=row_token, via="session" if row_token.kind == "session" else "bearer"
-    )
+    return Principal(
+        user_id=user_id, username=username, name=name, role=scope_role or role,
+        unit_id=unit_id, unit_path=unit_path, unit_function=function, channel=scope_channel,
+        via="session" if kind == "session" else "bearer",
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _token_query() -> Any:
+    t, u, n = ApiToken.__table__.c, User.__table__.c, Unit.__table__.c
+    return (
+        select(t.kind, t.scope_role, t.scope_channel, t.expires_at, t.revoked_at,
+               u.id, u.username, u.name, u.role, u.active,
+               n.id, n.path, n.function, n.active)
+        .select_from(ApiToken.__table__.join(User.__table__, u.id == t.user_id)
+                     .join(Unit.__table__, n.id == u.unit_id))
+        .where(t.token_hash == bindparam("digest"), t.kind.in_(bindparam("kinds", expanding=True)))
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=1)

@@ -39,7 +39,13 @@ from jiesu.intel.shapes import (
 from jiesu.org.models import Unit, User
 from jiesu.settings import get_settings
 from jiesu.taxonomy.models import Category, CitySetting, RequestType
-from jiesu.taxonomy.service import cached, load_catalogue, pack_settings, unit_options
+from jiesu.taxonomy.service import (
+    bump_reference,
+    cached,
+    load_catalogue,
+    pack_settings,
+    unit_options,
+)
 from jiesu.tickets.lifecycle import CENTRE_INTAKE
 from jiesu.tickets.models import Event, Ticket
 
@@ -158,6 +164,7 @@ def activate_model(
         other.active = False
     db_session.flush()
     row.active, row.activated_at = True, utcnow()
+    bump_reference(db_session=db_session)  # every process's `active_model` sees it
     if actor is not None:
         audit("model_activate", db_session=db_session, user=db_session.get(User, actor.user_id), ip=ip,
               target=f"{row.kind} v{row.version}")  # fmt: skip
@@ -167,6 +174,7 @@ def activate_model(
 def deactivate_models(kind: str, *, db_session: Session) -> None:
     for row in db_session.scalars(select(IntelModel).where(IntelModel.kind == kind)):
         row.active = False
+    bump_reference(db_session=db_session)
 
 
 _loaded: dict[tuple[str, int], TextClassifier] = {}
@@ -185,14 +193,24 @@ class ModelRef:
 def active_model(
     kind: str, *, db_session: Session
 ) -> tuple[ModelRef | None, TextClassifier | None]:
-    """The active model of a kind, loaded once per process (artifacts are immutable by id)."""
-    found = db_session.execute(
-        select(IntelModel.id, IntelModel.name, IntelModel.version).where(
-            IntelModel.kind == kind, IntelModel.active)
-    ).first()  # fmt: skip
-    if found is None:
+    """The active model of a kind, loaded once per process (artifacts are immutable by id).
+
+    Which model is active is reference data: kept with the units and categories (`cached`,
+    one fingerprint query per request for all of them) rather than asked on every intake (a
+    query per kind, 6.5% of a create). Activating or deactivating a model bumps the reference
+    mark (`activate_model`, `deactivate_models`), so every process sees it at its next
+    request."""
+
+    def find() -> ModelRef | None:
+        found = db_session.execute(
+            select(IntelModel.id, IntelModel.name, IntelModel.version).where(
+                IntelModel.kind == kind, IntelModel.active)
+        ).first()  # fmt: skip
+        return ModelRef(*found) if found is not None else None
+
+    ref = cached(f"active_model:{kind}", find, db_session=db_session)
+    if ref is None:
         return None, None
-    ref = ModelRef(*found)
     key = (str(db_session.get_bind().url), ref.id)
     model = _loaded.get(key)
     if model is None:

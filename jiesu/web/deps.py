@@ -98,9 +98,13 @@ def _principal(
 async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    session: Annotated[Session, Depends(read_session)],
+    db: Annotated[Database, Depends(get_db)],
 ) -> Principal:
-    principal = _principal(request, credentials, session)
+    # A session of its own, closed at once: as a `read_session` dependency it held a pooled
+    # connection (idle in a transaction) until the response was sent, two connections per
+    # create with the write's, and 16 concurrent creates emptied a worker's pool.
+    with db.read() as session:
+        principal = _principal(request, credentials, session)
     if principal.via == "session":
         await check_csrf(request)
     return principal
