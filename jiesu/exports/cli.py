@@ -1,6 +1,9 @@
 """`jiesu export tickets|rankings|warnings|deliveries --format csv|xlsx --as USERNAME -o FILE`:
 the console's exports from the command line, through the same row sources and writers, with the
-named user's permissions, scope and masking (and an audit-log entry, as in the console)."""
+named user's permissions, scope and masking (and an audit-log entry, as in the console).
+
+`jiesu export parquet OUT`: the assessment facts and anonymised orders for the province
+(`exports/parquet.py`, docs/province.md); no user: it is the deployment's own export."""
 
 from __future__ import annotations
 
@@ -164,6 +167,42 @@ def deliveries(
     path = run("deliveries", fmt, username, output, status=status, channel=channel,
                subscriber=subscriber, number=number, day_from=day_from, day_to=day_to)  # fmt: skip
     _report(path, started)
+
+
+@app.command("parquet")
+def parquet(
+    out: Annotated[Path, typer.Argument(help="输出目录（按 city=/month= 分区）")],
+    first: Annotated[str | None, typer.Option("--from", help="起始月份 YYYY-MM")] = None,
+    last: Annotated[str | None, typer.Option("--to", help="截止月份 YYYY-MM")] = None,
+    city: Annotated[str | None, typer.Option(help="城市编码（默认取城市包的 code）")] = None,
+    with_text: Annotated[
+        bool, typer.Option("--with-text", help="附带标题和内容（电话、姓名已遮盖）")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="每批行数")] = 50_000,
+) -> None:
+    """省级分析用 Parquet：考评事实与脱敏工单（docs/province.md）。"""
+    from jiesu.db.engine import Database
+    from jiesu.exports.parquet import export, month_arg
+    from jiesu.settings import get_settings
+
+    started = time.perf_counter()
+    try:
+        first, last = month_arg(first), month_arg(last)
+    except ValueError:
+        _fail("月份须为 YYYY-MM / months are YYYY-MM")
+    db = Database(get_settings().database_url)
+    try:
+        with db.read() as session:
+            stats = export(out, db_session=session, first=first, last=last, city=city,
+                           with_text=with_text, batch_size=batch_size)  # fmt: skip
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        db.dispose()
+    took = time.perf_counter() - started
+    rows = ", ".join(f"{k} {v:,}" for k, v in stats.rows.items())
+    typer.echo(f"{out}  city={stats.city}  {len(stats.months)} months  {rows}  {took:.1f} s",
+               err=True)  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover
