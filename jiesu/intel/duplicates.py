@@ -138,7 +138,14 @@ def _codes(norm: str) -> np.ndarray:
     return np.unique(points[:-1] * 0x110000 + points[1:])
 
 
-@lru_cache(maxsize=65536)
+# The texts kept: a few intakes' worth of recent candidates (up to 1,000 each). Each entry
+# holds its bigram sets: ~7 KB for the demo's 60-character texts, ~30 KB for a 400-character
+# call note. At 65,536 an app worker grew from 230 to 500 MB under load and would have gone on
+# to gigabytes with real texts; 4,096 bounds it to ~30 MB (demo) – ~120 MB (long texts).
+TEXT_CACHE_SIZE = 4_096
+
+
+@lru_cache(maxsize=TEXT_CACHE_SIZE)
 def _text(text: str) -> _Text:
     """Everything compared about one text, computed once per distinct text (intake compares a
     new ticket with the same recent tickets over and over)."""
