@@ -48,7 +48,8 @@ class Proc:
     started_at: float = 0.0  # time.monotonic() of the last start
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
-    exits: list[tuple[str, int | None]] = field(default_factory=list)  # (signal, exit status)
+    # (signal, exit status, pid) of each incarnation stopped
+    exits: list[tuple[str, int | None, int]] = field(default_factory=list)
 
     @property
     def log(self) -> Path:
@@ -100,7 +101,7 @@ class Proc:
                 self.proc.kill()
                 self.proc.wait()
         status = self.proc.returncode
-        self.exits.append((signal.Signals(sig).name, status))
+        self.exits.append((signal.Signals(sig).name, status, self.proc.pid))
         return status
 
     def restart(self, sig: int) -> None:

@@ -20,7 +20,9 @@ again and the due work drained:
 - every acknowledged action has exactly one event, nothing refused or unknown left two, each
   order's events are numbered 1..n and its status is its last event's;
 - every outbox row was fanned out (deliveries are at-least-once; the delivery table's unique
-  (outbox, channel, key) keeps a redone fan-out from doubling them).
+  (outbox, channel, key) keeps a redone fan-out from doubling them);
+- every process stopped with SIGTERM stopped cleanly, and each such worker marked its
+  heartbeat `stopped` (a SIGKILLed one's stays `running` until its beat goes stale).
 """
 
 from __future__ import annotations
@@ -169,6 +171,10 @@ def _race(
                     json={"note": note},
                     headers=headers,
                 )
+            except httpx.ConnectError:  # refused: the server is down, nothing was sent
+                server += 1
+                time.sleep(0.2)
+                continue
             except httpx.TransportError:
                 r = None
             if r is None or r.status_code >= 500:
@@ -341,6 +347,13 @@ def test_two_servers_and_two_workers_killed_under_load_lose_and_double_nothing(
         # (uvicorn raises the signal again once it has finished: systemd counts that as clean).
         clean = {p.name: (0,) if p.port is None else (0, -signal.SIGTERM) for p in procs}
         assert all(statuses[n][1] in clean[n] for n in statuses), statuses
+        # Each worker stopped with SIGTERM (cycles, and the end) marked its heartbeat stopped.
+        termed = [pid for p in workers for sig, _, pid in p.exits if sig == "SIGTERM"]
+        with db.read() as s:
+            beats = dict(
+                s.execute(text("SELECT pid, state FROM heartbeat WHERE kind = 'worker'")).all()
+            )
+        assert {pid: beats.get(pid) for pid in termed} == dict.fromkeys(termed, "stopped")
 
         with db.read() as s:
             # -- no acknowledged ticket lost, none doubled -----------------------------------
