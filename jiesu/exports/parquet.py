@@ -205,7 +205,7 @@ def _columns(schema: pa.Schema) -> dict[str, list[Any]]:
     return {f.name: [] for f in schema}
 
 
-def _bounds_utc(period: str) -> tuple[datetime, datetime]:
+def month_bounds_utc(period: str) -> tuple[datetime, datetime]:
     """The month's first and next month's first instant, city time, in UTC."""
     start, end = A.month_bounds(period)
     tz = city_tz()
@@ -344,7 +344,7 @@ def _orders(
     out: Path, city: str, period: str, with_text: bool, db_session: Session, as_of: datetime,
     batch_size: int,
 ) -> int:  # fmt: skip
-    start, end = _bounds_utc(period)
+    start, end = month_bounds_utc(period)
     contacts = _first_contacts(start, end)
     unit_codes = dict(db_session.execute(select(Unit.id, Unit.code)).all())
     cats = {
