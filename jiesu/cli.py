@@ -177,7 +177,8 @@ def db_restore(
             typer.echo(str(e), err=True)
             raise typer.Exit(1) from e
         out.print(f"[green]校验通过 / verified[/] {file}: {manifest['backend']}, jiesu "
-                  f"{manifest['jiesu']}, {manifest['created_at']}")  # fmt: skip
+                  f"{manifest['jiesu']} (commit {manifest.get('commit') or '?'}), "
+                  f"{manifest['created_at']}")  # fmt: skip
         labels = {table: label for label, table in COUNTED}
         for table, n in manifest["counts"].items():
             out.print(f"  {labels.get(table, table)}: {n:,}")

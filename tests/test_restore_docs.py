@@ -46,7 +46,7 @@ BLOCK = re.compile(r"^(?P<indent> *)```sh \{#(?P<name>[a-z0-9-]+)\}\n(?P<body>.*
                    re.M | re.S)  # fmt: skip
 # The placeholders the doc tells the newcomer to replace, and nothing else.
 CHECKOUT, VAR_DIR, ARCHIVE, BACKUPS = (
-    "/srv/jiesu",
+    "/opt/jiesu",
     "/var/lib/jiesu",
     "/backups/jiesu.backup",
     "/backups",
@@ -110,7 +110,7 @@ def free_port(offset: int) -> str:
 def test_the_doc_has_every_block_the_procedure_needs_and_names_what_to_replace() -> None:
     found = blocks()
     expected = {"backup", "restore-install", "restore-pg-create", "restore-env-sqlite",
-                "restore-env-postgresql", "restore", "restore-check"}  # fmt: skip
+                "restore-env-postgresql", "restore", "restore-check", "restore-start"}  # fmt: skip
     assert expected <= set(found), f"missing blocks: {expected - set(found)}"
     install = found["restore-install"]
     assert "apt-get install" in install and "python3-venv" in install

@@ -53,6 +53,7 @@ from sqlalchemy.engine import URL, make_url
 from jiesu import __version__
 from jiesu.db.engine import make_engine
 from jiesu.db.migrate import alembic_config, upgrade
+from jiesu.settings import REPO_ROOT
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_MAGIC = b"PGDMP"
@@ -220,6 +221,19 @@ def _pg_dump(url: str, out: Path) -> Snapshot:
     return Snapshot("postgresql", revision, found)
 
 
+def code_commit() -> str | None:
+    """The git commit of the code taking the backup, when it runs from a checkout: what a
+    newcomer checks out to restore it (the version number alone does not say)."""
+    if not (REPO_ROOT / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
 def var_files(var_dir: Path) -> list[Path]:
     """The var dir's files a deployment cannot lose, relative to it, in a stable order."""
     found: list[Path] = []
@@ -257,6 +271,7 @@ def backup(url: str, out: Path, *, var_dir: Path | None = None) -> dict[str, Any
                 staged = staged.with_suffix(".gz")
             manifest: dict[str, Any] = {
                 "format": ARCHIVE_FORMAT, "version": ARCHIVE_VERSION, "jiesu": __version__,
+                "commit": code_commit(),
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "backend": snap.backend, "alembic": snap.revision, "counts": snap.counts,
                 "secret_key": "none", "files": [],
