@@ -68,7 +68,9 @@ def readiness(db: Any) -> tuple[bool, dict[str, Any]]:
 
 
 @router.get("/livez")
-def livez() -> dict[str, str]:
+async def livez() -> dict[str, str]:
+    """On the event loop, not the thread pool: it answers while every thread waits on the
+    database (that is readiness's business, and a restart would not cure it)."""
     return {"status": "alive"}
 
 
