@@ -285,7 +285,7 @@ def exposition(db: Database | None) -> tuple[bytes, str]:
     path = multiprocess_dir()
     if path is not None:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=path)
+        multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
         body = generate_latest(registry)
     else:
         body = generate_latest(REGISTRY)

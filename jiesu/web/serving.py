@@ -154,7 +154,7 @@ def _mark_dead(pid: int | None) -> None:
     from prometheus_client import multiprocess
 
     with suppress(OSError):
-        multiprocess.mark_process_dead(pid, path)
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
 def _log_forwarding(trusted_proxies: tuple[str, ...]) -> None:
