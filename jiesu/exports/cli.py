@@ -178,7 +178,7 @@ def parquet(
     with_text: Annotated[
         bool, typer.Option("--with-text", help="附带标题和内容（电话、姓名已遮盖）")
     ] = False,
-    batch_size: Annotated[int, typer.Option(help="每批行数")] = 50_000,
+    batch_size: Annotated[int, typer.Option(help="每批行数")] = 10_000,
 ) -> None:
     """省级分析用 Parquet：考评事实与脱敏工单（docs/province.md）。"""
     from jiesu.db.engine import Database

@@ -52,7 +52,7 @@ from jiesu.taxonomy.service import pack_settings
 from jiesu.tickets.models import Assignment, Ticket
 
 SCHEMA_VERSION = "1"
-BATCH = 50_000  # rows per record batch (and per Parquet row group)
+BATCH = 10_000  # rows per record batch (and per Parquet row group): ~200 MB peak, measured
 RULE_KEYS = A.RULE_KEYS  # satisfaction_scores, weights, small_sample, task_force
 
 _UTC_TS = pa.timestamp("us", tz="UTC")
