@@ -8,7 +8,9 @@ What runs, all on loopback against one PostgreSQL:
   the demo knowledge base, --history-days × --per-day tickets of history through the demo
   generator's bulk path, the intake models trained on it. The set-up is timed and reported apart.
 - a closed-loop client: asyncio + one `httpx.AsyncClient`, --concurrency connections, each task
-  sending one request after the other; the first --warmup seconds are not counted.
+  sending one request after the other; the first --warmup seconds are not counted. httpx costs
+  ~2 ms of client CPU a request here (a core at 500/s): `--client lean` sends the same requests
+  on bare asyncio streams (`LeanClient`) for a fraction of it.
 
 Each run (--runs, medians reported) measures these phases, --duration seconds each:
 
@@ -556,19 +558,99 @@ class Mix:
         return op
 
 
-async def _send(
-    client: httpx.AsyncClient, method: str, path: str, **kw: Any
-) -> tuple[int, str, httpx.Response | None]:
+class LeanResponse:
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    async def aread(self) -> bytes:
+        return self.content
+
+
+class LeanClient:
+    """One keep-alive HTTP/1.1 connection on asyncio streams (`--client lean`).
+
+    httpx costs the client ~2 ms of CPU a request on this machine: at the goal's 500 creates/s
+    the client alone would take one of the two cores the servers need. This client writes the
+    request and reads the status, the headers and a Content-Length or chunked body, nothing
+    more (no redirects, no cookies jar, no pool: one per connection, closed loop), for a small
+    fraction of that. Same requests, same headers, same measurement."""
+
+    def __init__(self, base: str) -> None:
+        u = httpx.URL(base)
+        self.host, self.port = u.host, u.port or 80
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None
+    ) -> LeanResponse:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        body = b"" if json is None else _json_bytes(json)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                 f"Content-Length: {len(body)}"]  # fmt: skip
+        if json is not None:
+            lines.append("Content-Type: application/json")
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status_line, *header_lines = head.decode("latin-1").split("\r\n")
+            status = int(status_line.split(" ", 2)[1])
+            fields = {
+                k.strip().lower(): v.strip()
+                for k, v in (h.split(":", 1) for h in header_lines if ":" in h)
+            }
+            if "content-length" in fields:
+                content = await self.reader.readexactly(int(fields["content-length"]))
+            elif fields.get("transfer-encoding", "").lower() == "chunked":
+                parts = []
+                while size := int((await self.reader.readline()).split(b";")[0], 16):
+                    parts.append(await self.reader.readexactly(size))
+                    await self.reader.readline()
+                await self.reader.readline()
+                content = b"".join(parts)
+            else:
+                content = await self.reader.read()
+                fields["connection"] = "close"
+        except BaseException:
+            await self.aclose()  # the stream is out of step: a new connection next time
+            raise
+        if fields.get("connection", "").lower() == "close":
+            await self.aclose()
+        return LeanResponse(status, content)
+
+    async def aclose(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def _send(client: Any, method: str, path: str, **kw: Any) -> tuple[int, str, Any]:
+    """(status, the body when it is an error, the response); status 0: no answer."""
     try:
         r = await client.request(method, path, **kw)
         await r.aread()
         return r.status_code, "" if r.status_code < 400 else r.text, r
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
         return 0, f"{type(exc).__name__}: {exc}", None
 
 
 async def jiesu_request(
-    client: httpx.AsyncClient, j: Jiesu, op: str, rng: random.Random, agent: dict[str, str]
+    client: Any, j: Jiesu, op: str, rng: random.Random, agent: dict[str, str]
 ) -> tuple[str, int, str, float]:
     """One request of the mix: (the operation's name, status, error body, ms)."""
     m = j.material
@@ -614,7 +696,7 @@ async def jiesu_request(
 
 
 async def jiesu_task(
-    client: httpx.AsyncClient, j: Jiesu, mix: Mix, rec: Recorder, rng: random.Random, index: int
+    client: Any, j: Jiesu, mix: Mix, rec: Recorder, rng: random.Random, index: int
 ) -> None:
     agent = j.agents[index % len(j.agents)]
     while (now := time.perf_counter()) < rec.t1:
@@ -623,14 +705,24 @@ async def jiesu_task(
 
 
 async def minimal_task(
-    client: httpx.AsyncClient, bodies: list[dict[str, Any]], rec: Recorder, rng: random.Random
+    client: Any, bodies: list[dict[str, Any]], rec: Recorder, rng: random.Random
 ) -> None:
     while (now := time.perf_counter()) < rec.t1:
         status, body, _ = await _send(client, "POST", "/tickets", json=rng.choice(bodies))
         rec.add("create", now, (time.perf_counter() - now) * 1000, status, body)
 
 
-async def _run_tasks(base: str, concurrency: int, make: Any) -> None:
+async def _run_tasks(base: str, concurrency: int, make: Any, lean: bool = False) -> None:
+    """`concurrency` tasks: on one httpx.AsyncClient pooling as many connections, or each on
+    its own LeanClient connection."""
+    if lean:
+        clients = [LeanClient(base) for _ in range(concurrency)]
+        try:
+            await asyncio.gather(*(make(c, i) for i, c in enumerate(clients)))
+        finally:
+            for c in clients:
+                await c.aclose()
+        return
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
         await asyncio.gather(*(make(client, i) for i in range(concurrency)))
@@ -646,7 +738,7 @@ def prime(base: str, j: Jiesu, rounds: int = 3) -> tuple[float, int]:
     left = [rounds * sum(WEIGHTS.values()) // min(WEIGHTS.values())]
     rec = Recorder("prime", 0.0, 0.0)  # errors are shown, nothing is measured
 
-    async def task(client: httpx.AsyncClient, i: int) -> None:
+    async def task(client: Any, i: int) -> None:
         rng = random.Random(i)
         while left[0] > 0:
             left[0] -= 1
@@ -666,7 +758,8 @@ def http_phase(
     t0 = time.perf_counter() + args.warmup
     rec = Recorder(phase, t0, t0 + args.duration)
     watch = WindowWatch(groups, dbname, t0, t0 + args.duration)
-    asyncio.run(_run_tasks(base, args.concurrency, lambda c, i: make(c, i, rec)))
+    lean = args.client == "lean"
+    asyncio.run(_run_tasks(base, args.concurrency, lambda c, i: make(c, i, rec), lean))
     ops = summarise(rec.stats, args.duration)
     return ops, watch.per_request(ops)
 
@@ -778,7 +871,7 @@ def jiesu_phase(
     log(f"run {n + 1}/{args.runs}: {phase} …")
     mix = Mix(weights)  # one for all connections: the whole client keeps the weights
 
-    def task(c: httpx.AsyncClient, i: int, rec: Recorder) -> Any:
+    def task(c: Any, i: int, rec: Recorder) -> Any:
         rng = random.Random(args.seed * 1000 + n * 100 + i)
         return jiesu_task(c, t.jiesu, mix, rec, rng, i)
 
@@ -797,7 +890,7 @@ def one_run(t: Target, n: int) -> dict[str, Any]:
     log(f"run {n + 1}/{args.runs}: minimal_endpoint …")
     bodies = t.jiesu.material.bodies
 
-    def task(c: httpx.AsyncClient, i: int, rec: Recorder) -> Any:
+    def task(c: Any, i: int, rec: Recorder) -> Any:
         return minimal_task(c, bodies, rec, random.Random(args.seed * 1000 + n * 100 + i))
 
     groups = {"app_workers": t.minimal_workers}
@@ -826,6 +919,12 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per measured phase")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds before each phase counts")
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument(
+        "--client",
+        choices=("httpx", "lean"),
+        default="httpx",
+        help="httpx.AsyncClient, or LeanClient (a fraction of httpx's client CPU)",
+    )
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--only", choices=("create",), help="intake alone (no mix)")
     ap.add_argument("--skip-baselines", action="store_true")
