@@ -961,8 +961,10 @@ def main() -> int:
             create_tables(url)
             mat = material(url, rng)
             setup.update({"database": dbname, "tickets": mat.tickets})
-            with create_engine(url).connect() as c:
+            engine = create_engine(url)
+            with engine.connect() as c:
                 machine["postgres"] = c.execute(text("SHOW server_version")).scalar()
+            engine.dispose()
             started = time.perf_counter()
             port = free_port()
             serve = Proc("serve", [jiesu_cli(), "serve", "--workers", str(args.workers),
@@ -971,15 +973,17 @@ def main() -> int:
             worker = Proc("worker", [jiesu_cli(), "worker"], env, logs)
             procs.append(worker)
             base = f"http://127.0.0.1:{port}"
-            wait_http(serve, base + "/healthz")
             minimal, mbase = None, ""
-            if not args.skip_baselines:
-                mport = free_port()
+            if not args.skip_baselines:  # started alongside: both import for seconds
+                while (mport := free_port()) == port:
+                    pass
                 minimal = Proc("minimal", [sys.executable, str(ROOT / "bench/load_baseline.py"),
                                            "--port", str(mport), "--workers", str(args.workers)],
                                {**env, URL_ENV: url}, logs)  # fmt: skip
                 procs.append(minimal)
                 mbase = f"http://127.0.0.1:{mport}"
+            wait_http(serve, base + "/healthz")
+            if minimal is not None:
                 wait_http(minimal, mbase + "/healthz")
             setup["servers_start_s"] = round(time.perf_counter() - started, 1)
             setup["worker_settle_s"] = wait_idle(worker, timeout=240)
