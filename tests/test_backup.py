@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
 from typer.testing import CliRunner
 
 from jiesu.assessment import service as A
@@ -44,7 +44,7 @@ from jiesu.db.migrate import upgrade
 from jiesu.demo.generate import generate
 from jiesu.settings import city_tz, get_settings
 from jiesu.tickets.models import Event, Ticket
-from tests.conftest import IN_CI, TINY_PACK, PgDatabases
+from tests.conftest import IN_CI, TINY_PACK, PgDatabases, require_backend
 
 HISTORY_END = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # a pinned clock: any hour, any date
 MONTH = f"{HISTORY_END.astimezone(city_tz()):%Y-%m}"
@@ -377,6 +377,66 @@ def test_a_sqlite_backup_taken_while_another_connection_writes_is_consistent(
         assert a == b == top + 1  # whole transactions only, none half-copied, none missing
         seen.append(a)
     assert seen == sorted(seen) and seen[0] >= 50 and seen[-1] <= written[0]
+
+
+def test_a_postgresql_backup_taken_under_writes_counts_exactly_what_it_dumped(
+    pg: PgDatabases | None, templates: Any, tmp_path: Path
+) -> None:
+    """The manifest's counts are read in the snapshot pg_dump dumps (pg_export_snapshot), so
+    they equal what comes back even while the app writes; the restore compares them."""
+    require_backend("postgresql")
+    require_pg_tools("postgresql")
+    assert pg is not None
+    source = pg.create(templates.get("postgresql", True))
+    db = Database(pg.url(source))
+    generate(db, days=2, per_day=20, now=HISTORY_END, pack_dir=TINY_PACK, seed=5)
+    with db.read() as s:
+        ticket = s.execute(select(Ticket.id).order_by(Ticket.id)).scalars().first()
+        seq = s.execute(
+            text("SELECT max(seq) FROM event WHERE ticket_id = :t"), {"t": ticket}
+        ).scalar_one()
+    stop, written = threading.Event(), [0]
+
+    def write() -> None:  # one note event per transaction, as fast as it goes
+        n = seq
+        engine = create_engine(pg.url(source))  # type: ignore[union-attr]
+        with engine.connect() as c:
+            while not stop.is_set():
+                n += 1
+                c.execute(text("INSERT INTO event (ticket_id, seq, action, at, state_after, data) "
+                               "VALUES (:t, :n, 'note', now(), 'x', '{}')"), {"t": ticket, "n": n})  # fmt: skip
+                c.commit()
+                written[0] += 1
+        engine.dispose()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    name = f"test_restore_writes_{os.getpid()}"
+    try:
+        while written[0] < 20:
+            stop.wait(0.01)
+        out = tmp_path / "busy.backup"
+        backup(db.url, out)
+        during = written[0]
+        while written[0] < during + 20:  # the writes go on after the dump
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        writer.join()
+    manifest = verify(out)
+    with db.read() as s:
+        live = s.execute(text("SELECT count(*) FROM event")).scalar_one()
+    assert manifest["counts"]["event"] < live
+    pg.drop(name)
+    with pg.admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        done = restore(out, pg.url(name))  # raises when the counts differ from the manifest's
+        assert done.counts["事件 events"] == manifest["counts"]["event"]
+    finally:
+        db.dispose()
+        pg.drop(name)
+        pg.drop(source)
 
 
 def test_libpq_form_keeps_the_password_off_the_command_line() -> None:
