@@ -7,11 +7,14 @@ and jiesu answers every request of the mix (no error), not how fast: the machine
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +22,69 @@ import pytest
 from conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from load import WEIGHTS, LeanClient, Mix, free_port  # noqa: E402
+
 SERVER = os.environ.get("JIESU_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 OP_FIELDS = {"count", "per_s", "p50_ms", "p95_ms", "p99_ms", "errors"}
 # The mix's operations every smoke run reaches (the mix spreads them evenly: bench/load.py Mix);
 # actions are reported per action (`action:dispatch` …), at least one of them.
 MIX_OPS = {"create", "read", "list_street", "list_centre", "console_inbox"}
 
-pytestmark = pytest.mark.slow
+
+def test_the_mix_keeps_its_shares_in_every_hundred_and_spreads_each_operation() -> None:
+    mix = Mix(WEIGHTS)
+    picks = [mix.next() for _ in range(300)]
+    for start in (0, 100, 200):
+        assert Counter(picks[start : start + 100]) == Counter(WEIGHTS)
+    # the rarest operation (8 in 100) comes back within every 16 requests
+    assert all(len(set(picks[i : i + 16])) == len(WEIGHTS) for i in range(284))
+
+
+def test_the_lean_client_reads_sized_and_chunked_answers_on_one_connection() -> None:
+    async def scenario() -> None:
+        connections = 0
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    break
+                size = re.search(rb"Content-Length: (\d+)", head)
+                body = await reader.readexactly(int(size.group(1))) if size else b""
+                if head.startswith(b"POST"):
+                    auth = b"Bearer t" in head
+                    out = b'{"auth": %s, "echo": %s}' % (b"true" if auth else b"false", body)
+                    writer.write(b"HTTP/1.1 201 Created\r\ncontent-length: %d\r\n\r\n" % len(out))
+                    writer.write(out)
+                else:
+                    writer.write(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")  # fmt: skip
+                await writer.drain()
+            writer.close()
+
+        port = free_port()
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        client = LeanClient(f"http://127.0.0.1:{port}")
+        try:
+            r = await client.request(
+                "POST", "/t", json={"content": "楼道灯坏了"}, headers={"Authorization": "Bearer t"}
+            )
+            assert r.status_code == 201
+            assert r.json() == {"auth": True, "echo": {"content": "楼道灯坏了"}}
+            r = await client.request("GET", "/console/inbox")
+            assert (r.status_code, r.text) == (404, "abcde")
+            assert connections == 1  # kept alive
+        finally:
+            await client.aclose()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
 
 
 def _pg_answers() -> bool:
@@ -53,6 +112,7 @@ def report() -> dict[str, Any]:
     return dict(json.loads(lines[-1]))
 
 
+@pytest.mark.slow
 def test_the_last_line_is_the_contract_json(report: dict[str, Any]) -> None:
     assert {"operations", "baselines", "ratios", "machine"} <= set(report)
     assert set(report["baselines"]) == {"minimal_endpoint", "raw_postgres"}
@@ -67,6 +127,7 @@ def test_the_last_line_is_the_contract_json(report: dict[str, Any]) -> None:
     assert report["machine"]["cores"] == os.cpu_count()
 
 
+@pytest.mark.slow
 def test_every_operation_of_the_mix_ran_without_an_error(report: dict[str, Any]) -> None:
     ops = report["operations"]
     assert set(ops) >= MIX_OPS, sorted(ops)
@@ -79,6 +140,7 @@ def test_every_operation_of_the_mix_ran_without_an_error(report: dict[str, Any])
     assert alone["count"] > 0 and alone["errors"] == 0
 
 
+@pytest.mark.slow
 def test_the_baselines_ran_in_the_same_run(report: dict[str, Any]) -> None:
     for name, op in report["baselines"].items():
         assert op["count"] > 0 and op["errors"] == 0, name
@@ -86,6 +148,7 @@ def test_the_baselines_ran_in_the_same_run(report: dict[str, Any]) -> None:
     assert report["runs"][0]["ratios"] and len(report["runs"]) == 1
 
 
+@pytest.mark.slow
 def test_the_server_side_was_watched(report: dict[str, Any]) -> None:
     server = report["server"]
     assert server["mix"]["app_workers_cpu_pct"] > 0
