@@ -340,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--master", default=None, help="e.g. local[4]; spark-submit sets it")
     args = parser.parse_args(argv)
     spark = session(args.master)
+    spark.sparkContext.setLogLevel("WARN")
     try:
         results = run(spark, args.input, args.month, args.out)
         for r in results["cities"].orderBy("city").collect():
