@@ -19,6 +19,7 @@ so the database rolls it back and its jobs stay pending for the next worker, nev
 Each worker keeps its heartbeat row (`ops/heartbeat.py`): at start, at each step's start and
 end (at most once a second), every ten seconds while idle, `stopping` then `stopped` on a
 graceful exit. /metrics turns the rows into the workers' liveness.
+
 The ticket package does not know this module: it writes jobs and outbox rows in the change's
 transaction; what runs them is composed here (docs/architecture.md, import rules).
 """
