@@ -474,7 +474,7 @@ def _categories(out: Path, city: str, db_session: Session, as_of: datetime) -> i
                                       Category.parent_id, Category.level, Category.full_name,
                                       Category.active).order_by(Category.code)).all()  # fmt: skip
     for i, code, name, parent, level, full, active in found:
-        rows.append({"code": code, "name": name, "parent_code": codes.get(parent),
+        rows.append({"code": code, "name": name, "parent_code": codes.get(parent) if parent else None,
                      "top_code": index[i].top if i in index else None, "level": level,
                      "full_name": full, "active": active})  # fmt: skip
     return _single(out, "categories", city, CATEGORY_SCHEMA, rows, as_of)
