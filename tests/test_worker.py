@@ -27,6 +27,9 @@ from jiesu.tickets.service import create_ticket
 from jiesu.tickets.shapes import TicketCreate
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=40)
+# For the tests whose worker is a subprocess: it reads the machine's clock, not the test's pinned
+# one (test_any_hour pins it up to weeks ahead), so every deadline must be past on both.
+BEFORE_EITHER_CLOCK = datetime.now(UTC) - timedelta(days=400)
 
 
 def dispatched(db: Database, n: int = 1, at: datetime = LONG_AGO) -> list[int]:
@@ -109,7 +112,7 @@ def _finish(url: str) -> None:
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_loses_and_repeats_nothing(db: Database, db_url: str) -> None:
-    dispatched(db, 120)
+    dispatched(db, 120, at=BEFORE_EITHER_CLOCK)
     with db.read() as s:
         due = s.scalar(select(func.count()).select_from(Job).where(Job.status == "pending"))
     assert due == 720
@@ -469,7 +472,7 @@ def test_sigterm_lets_the_worker_finish_its_step_and_mark_itself_stopped(
 ) -> None:
     from jiesu.ops.models import Heartbeat
 
-    dispatched(db, 30)
+    dispatched(db, 30, at=BEFORE_EITHER_CLOCK)
     proc = _logged_worker(db_url)
     _wait_until_under_way(db, 20)
     proc.send_signal(signal.SIGTERM)
@@ -490,7 +493,7 @@ def test_sigterm_lets_the_worker_finish_its_step_and_mark_itself_stopped(
 def test_a_second_sigterm_ends_the_worker_at_once_and_its_step_rolls_back(
     db: Database, db_url: str
 ) -> None:
-    dispatched(db, 30)
+    dispatched(db, 30, at=BEFORE_EITHER_CLOCK)
     proc = _logged_worker(db_url)
     _wait_until_under_way(db, 20)
     proc.send_signal(signal.SIGTERM)
