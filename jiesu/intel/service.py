@@ -66,12 +66,18 @@ MERGE_INTO_NOT = ("merged", "closed", "rejected")  # a candidate must be able to
 
 
 def intel_settings(*, db_session: Session) -> dict[str, Any]:
-    own = db_session.get(CitySetting, ADMIN_KEY)
-    return {
-        **DEFAULTS,
-        **(pack_settings(db_session=db_session).get("intel") or {}),
-        **(own.value if own else {}),
-    }
+    """Read at every intake: kept with the reference data (`cached`; a city setting's change
+    moves the fingerprint), not asked for each time."""
+
+    def build() -> dict[str, Any]:
+        own = db_session.get(CitySetting, ADMIN_KEY)
+        return {
+            **DEFAULTS,
+            **(pack_settings(db_session=db_session).get("intel") or {}),
+            **(own.value if own else {}),
+        }
+
+    return dict(cached("intel_settings", build, db_session=db_session))
 
 
 def set_intel_settings(
@@ -105,6 +111,7 @@ def set_intel_settings(
         row.value = {**row.value, **clean}
     audit("intel_settings", db_session=db_session, user=db_session.get(User, actor.user_id), ip=ip,
           **clean)  # fmt: skip
+    bump_reference(db_session=db_session)  # every process's `intel_settings` sees them
     return intel_settings(db_session=db_session)
 
 
@@ -419,7 +426,8 @@ def _lead_confidence(advice: IntakeAdvice, route: Any, category_sure: bool) -> f
 def units_code(unit_id: int | None, db_session: Session) -> str | None:
     if unit_id is None:
         return None
-    return db_session.scalar(select(Unit.code).where(Unit.id == unit_id))
+    row = assessment.unit_index(db_session=db_session).by_id.get(unit_id)  # cached, no query
+    return row.code if row is not None else None
 
 
 def _place(
