@@ -183,7 +183,11 @@ class HookReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # quiet: the test reads `received`
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # not 5: the workers' delivery threads connect in bursts
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
