@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -17,7 +17,7 @@ import pytest
 import time_machine
 from conftest import BACKENDS, TINY_PACK, Templates, auth, tiny_city
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from jiesu.assessment import service as A
@@ -187,3 +187,34 @@ def test_the_command_exports_chosen_months_under_another_city_code(
         assert bad.exit_code == 2
     finally:
         get_settings.cache_clear()
+
+
+def test_a_frozen_month_is_exported_as_published(db: Database, tmp_path: Path) -> None:
+    """October frozen at its cut-off: its facts come from the published copy (with the pending
+    and open-past-due counts of that moment), whatever the live facts say later."""
+    generate(db, days=40, per_day=10, now=NOW, pack_dir=TINY_PACK, seed=4)
+    with db.write() as session:
+        A.freeze("2026-10", db_session=session, now=datetime(2026, 11, 5, 16, 0, tzinfo=UTC))
+    with db.write() as session:  # a later change of the live facts: not what was published
+        session.execute(update(MetricFact).where(MetricFact.day < date(2026, 11, 1))
+                        .values(solved=0))  # fmt: skip
+    _export(db, tmp_path)
+    october = pq.read_table(tmp_path / "facts/city=tiny/month=2026-10/part-00000.parquet")
+    assert set(october.column("basis").to_pylist()) == {"frozen"}
+    summed: dict[str, int] = {}
+    for r in october.to_pylist():
+        for c in (*COUNTERS, "contact_pending", "overdue_open"):
+            summed[c] = summed.get(c, 0) + r[c]
+    with db.read() as session:
+        published = A.frozen_totals("2026-10", db_session=session)
+    expected: dict[str, int] = {}
+    for t in published.values():
+        for c in summed:
+            expected[c] = expected.get(c, 0) + t.get(c, 0)
+    assert summed == expected and summed["solved"] > 0
+    november = pq.read_table(tmp_path / "facts/city=tiny/month=2026-11/part-00000.parquet")
+    assert set(november.column("basis").to_pylist()) == {"live"}
+    rules = {r["month"]: r for r in pq.read_table(tmp_path / "rules/city=tiny/rules.parquet")
+             .to_pylist()}  # fmt: skip
+    assert rules["2026-10"]["basis"] == "frozen" and rules["2026-10"]["frozen_at"] is not None
+    assert rules["2026-11"]["basis"] == "live"
