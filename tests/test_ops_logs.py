@@ -14,7 +14,14 @@ from conftest import auth
 from fastapi.testclient import TestClient
 
 from jiesu.db.engine import Database
-from jiesu.ops.logs import REQUEST_ID, JsonFormatter, RequestIdFilter, TextFormatter, log_format
+from jiesu.ops.logs import (
+    REQUEST_ID,
+    JsonFormatter,
+    RequestIdFilter,
+    TextFormatter,
+    log_format,
+    logging_config,
+)
 from jiesu.web.app import create_app
 
 PHONE, NAME = "13912345678", "欧阳明月"
@@ -81,10 +88,13 @@ def test_the_text_format_is_one_readable_line_with_the_same_fields() -> None:
     assert re.search(r"INFO \[\d+\] jiesu\.test: hello 工单 request_id=req-2 route=/livez$", text)
 
 
-def test_the_log_format_setting() -> None:
+def test_the_log_format_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert log_format("") == "json" and log_format("TEXT") == "text"
     with pytest.raises(ValueError, match="JIESU_LOG_FORMAT"):
         log_format("xml")
+    assert logging_config("json")["loggers"]["jiesu.access"]["level"] == "INFO"
+    monkeypatch.setenv("JIESU_ACCESS_LOG", "off")
+    assert logging_config("json")["loggers"]["jiesu.access"]["level"] == "WARNING"
 
 
 def test_the_request_id_is_taken_when_well_formed_else_made(client: TestClient) -> None:

@@ -49,6 +49,12 @@ def log_format(value: str | None = None) -> str:
     return raw
 
 
+def access_log() -> bool:
+    """JIESU_ACCESS_LOG: the middleware's access line, on unless `off` (or 0, false, no)."""
+    raw = os.environ.get("JIESU_ACCESS_LOG", "").strip().lower()
+    return raw not in ("off", "0", "false", "no")
+
+
 class RequestIdFilter(logging.Filter):
     """Stamps each record with the request id of the request under way (None off a request).
     On the handler, so that records propagated from any logger get it."""
@@ -138,6 +144,9 @@ def logging_config(fmt: str | None = None, level: str = "INFO") -> dict[str, Any
             "sqlalchemy": {"level": "WARNING"},
             "httpx": {"level": "WARNING"},
             "httpx2": {"level": "WARNING"},
+            # JIESU_ACCESS_LOG=off: no access line (nginx writes its own; ~0.3 ms a request
+            # on the 2-core bench machine), everything else as before.
+            "jiesu.access": {"level": level if access_log() else "WARNING"},
         },
     }
 
