@@ -1043,8 +1043,8 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
           f"{m['loadavg_after']}")  # fmt: skip
     print(f"database: {s['database']}, {s['tickets']:,} tickets; set-up "
           + ", ".join(f"{k} {v}" for k, v in s.items() if k.endswith("_s")))  # fmt: skip
-    print(f"{args.concurrency} connections ({args.client} client), {args.duration:.0f} s per phase after "
-          f"{args.warmup:.0f} s warm-up, {args.runs} run(s): medians")  # fmt: skip
+    print(f"{args.concurrency} connections ({args.client} client), {args.duration:.0f} s per "
+          f"phase after {args.warmup:.0f} s warm-up, {args.runs} run(s): medians")  # fmt: skip
     print_ops("intake alone (POST /api/v1/tickets)", r["intake_alone"])
     if "mix" in r["runs"][0]:
         print_ops("mix (" + ", ".join(f"{k} {v}" for k, v in WEIGHTS.items()) + ")",
