@@ -26,8 +26,9 @@ Each run (--runs, medians reported) measures these phases, --duration seconds ea
                           street's handler (donghuamen.handler, 东华门街道)
        list_centre    10  GET /api/v1/tickets?status=received&page=1..5 as supervisor1
        action         12  the next step of a ticket the history or the run left received
-                          (受理, not yet dispatched): dispatch to 东华门街道 (dispatcher1), accept, contact,
-                          reply (donghuamen.handler); reported per action (`action:accept` …)
+                          (受理, not yet dispatched): dispatch to 东华门街道 (dispatcher1),
+                          accept, contact, reply (donghuamen.handler); reported per action
+                          (`action:accept` …), the furthest along first
        console_inbox   8  GET /console/inbox with the handler's console session cookie
 
 3. `minimal_endpoint` (`bench/load_baseline.py`): a FastAPI app inserting one row of a ticket's
