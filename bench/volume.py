@@ -14,6 +14,7 @@ foreign-key triggers do not run — every index (the text search's GIN included)
 
 At each size, serially after a warm-up (in-process TestClient, one client):
 
+    healthz           GET /healthz (the baseline of the same run: routing + one SELECT)
     create            POST /api/v1/tickets (agent1; bodies from the history, new phones)
     centre list p1    GET /console/tickets            (dispatcher1: every ticket)
     centre list deep  GET /console/tickets?page=200
@@ -460,6 +461,7 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"create answered {r.status_code}: {r.text[:300]}")
         out["create"] = summary(creates)
         pages = [
+            ("healthz", api, ["/healthz"], {}),  # the baseline: routing + one SELECT
             ("centre list p1", centre, ["/console/tickets"], {}),
             ("centre list deep", centre, [f"/console/tickets?page={args.deep}"], {}),
             ("street inbox", street, ["/console/inbox"], {}),
