@@ -11,8 +11,14 @@ One loop of steps, each in its own transactions:
 - every ten minutes (and at start): knowledge-base entries past their last day expire, and
   their owners are warned 30 days ahead (`knowledge.service.run_knowledge_jobs`).
 
+Several workers may run against one PostgreSQL (docs/operations.md): the due jobs, the
+deliveries and the knowledge expiry claim their rows with `FOR UPDATE SKIP LOCKED`, so each
+row is done by one worker; the periodic steps (reports owed, month freeze, warnings scan,
+knowledge suggestions) are whole-city scans, so each is run by one worker at a time — whoever
+takes its advisory lock — and the others skip that round instead of doing it again.
+
 A step that fails is logged and the others go on (a broken SMS gateway never stops the
-timers). SIGTERM or SIGINT stops the loop after the step under way, so no step is cut short;
+timers). SIGTERM, SIGINT or SIGHUP stops the loop after the step under way, so no step is cut short;
 a second one (or SIGKILL) ends the process at once: the step's transaction is not committed,
 so the database rolls it back and its jobs stay pending for the next worker, never half done.
 
@@ -30,9 +36,13 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
+
+from sqlalchemy import text
 
 from jiesu.db.engine import Database
 from jiesu.ops.heartbeat import IDLE_BEAT_S, Heartbeats
@@ -74,11 +84,40 @@ def periodic(db: Database) -> int:
     return 0  # nothing left waiting: the next round need not come at once
 
 
+def lock_key(name: str) -> int:
+    """The step's PostgreSQL advisory lock key: stable across processes and releases."""
+    return zlib.crc32(f"jiesu.worker:{name}".encode())
+
+
+@contextmanager
+def only_one(db: Database, name: str) -> Iterator[bool]:
+    """Whether this worker may run the step now: on PostgreSQL, whether it took the step's
+    session advisory lock (held on a connection of its own until the step ends, released by
+    the server if the process dies); on SQLite there is one worker, always yes."""
+    if db.dialect != "postgresql":
+        yield True
+        return
+    with db.engine.connect() as conn:
+        key = lock_key(name)
+        got = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
+        conn.commit()  # a session lock outlives the transaction: nothing is held open
+        try:
+            yield got
+        finally:
+            if got:
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+                except Exception:  # the connection broke: its session (and lock) is gone
+                    conn.invalidate()
+
+
 @dataclass
 class Step:
     name: str
     run: Callable[[Database], int]  # how much it did (0: nothing was due)
     every_s: float = 0.0  # 0: every round
+    single: bool = False  # a whole-city scan: one worker at a time (`only_one`)
     last: float = field(default=float("-inf"))
     failing: bool = False  # its traceback is logged once, not every round until it recovers
 
@@ -89,10 +128,11 @@ class Step:
 def default_steps() -> list[Step]:
     # Jobs before deliveries: a warning written this round is delivered this round.
     return [
-        Step("reports and warnings", periodic, every_s=PERIODIC_EVERY_S),
+        Step("reports and warnings", periodic, every_s=PERIODIC_EVERY_S, single=True),
         Step("due jobs", due_jobs),
         Step("knowledge expiry", knowledge_jobs, every_s=PERIODIC_EVERY_S),
-        Step("knowledge suggestions", knowledge_suggestions, every_s=SUGGESTIONS_EVERY_S),
+        Step("knowledge suggestions", knowledge_suggestions, every_s=SUGGESTIONS_EVERY_S,
+             single=True),  # fmt: skip
         Step("deliveries", deliveries),
     ]
 
@@ -121,7 +161,7 @@ class Worker:
             step.last = clock
             self._beat(step.name)
             try:
-                n = step.run(self.db)
+                n = self._run(step)
             except Exception as exc:  # one step's failure must not stop the others
                 self._beat(None)
                 if step.failing:
@@ -140,6 +180,15 @@ class Worker:
                          extra={"step": step.name, "done": n, "duration_ms": took})  # fmt: skip
             done += n
         return done
+
+    def _run(self, step: Step) -> int:
+        if not step.single:
+            return step.run(self.db)
+        with only_one(self.db, step.name) as mine:
+            if not mine:
+                log.info("%s: another worker runs it", step.name)
+                return 0
+            return step.run(self.db)
 
     def _beat(self, step: str | None, every_s: float | None = None) -> None:
         if self.heartbeat is not None:
@@ -162,16 +211,20 @@ class Worker:
                 time.sleep(min(left, 0.1))
 
     def stop_on_signals(self) -> None:
-        """SIGTERM and SIGINT end the loop after the step under way; a second one ends the
-        process at once (the default actions come back), its step rolled back."""
+        """SIGTERM, SIGINT and SIGHUP end the loop after the step under way (SIGHUP too: a
+        worker has no configuration to reload, and its supervisor starts it again with the new
+        code); a second one ends the process at once (the default actions come back), its step
+        rolled back."""
 
         def handler(signum: int, _frame: FrameType | None) -> None:
             self.signalled = True
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGHUP, handler)
 
 
 def work(db: Database, *, interval: float = 5.0, once: bool = False) -> None:

@@ -53,6 +53,18 @@ def test_readyz_refuses_a_schema_behind_the_code(local: TestClient, db: Database
     assert local.get("/livez").status_code == 200  # alive, only not ready
 
 
+def test_readyz_stays_ready_when_a_newer_release_migrated_first(
+    local: TestClient, db: Database
+) -> None:
+    # A rolling upgrade: `jiesu db upgrade` of the new release ran, this (old) server still
+    # serves until it is replaced. Its readiness must not take it out of the pool.
+    with db.write() as s:
+        s.execute(text("UPDATE alembic_version SET version_num = '9999_from_a_newer_release'"))
+    r = local.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["database_ahead"] == ["9999_from_a_newer_release"]
+
+
 def test_readyz_refuses_a_database_never_migrated(empty_db: Database) -> None:
     with empty_db.write() as s:
         s.execute(text("DELETE FROM alembic_version"))

@@ -233,6 +233,9 @@ PUBLIC: set[tuple[str, str]] = {
     ("POST", "/logout"),
     ("GET", "/"),
     ("GET", "/healthz"),
+    ("GET", "/livez"),  # the process answers (jiesu/ops/health.py)
+    ("GET", "/readyz"),  # the database answers at the code's schema
+    ("GET", "/metrics"),  # Prometheus: by peer address (JIESU_METRICS_ALLOW), not by sign-in
     ("GET", "/api/docs"),  # Swagger UI from the app's own files (web/app.py)
     ("GET", "/favicon.ico"),  # the tab icon (web/static/favicon.ico)
     ("GET", "/r/{token}"),  # the rating link of the 回访邀请 SMS: on to /portal/link/{token}

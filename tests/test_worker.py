@@ -311,9 +311,37 @@ def test_the_default_steps_do_jobs_then_deliveries_and_the_reports_every_ten_min
         PERIODIC_EVERY_S, 0.0, PERIODIC_EVERY_S, SUGGESTIONS_EVERY_S, 0.0
     ]  # fmt: skip
     assert SUGGESTIONS_EVERY_S == 24 * 3600  # the suggestions: once a day
+    # The whole-city scans run on one worker at a time; the row claims on any number.
+    assert [s.single for s in steps] == [True, False, False, True, False]
 
 
-def test_sigterm_stops_the_worker_after_the_step_under_way() -> None:
+def test_a_single_step_is_skipped_while_another_worker_runs_it(db: Database) -> None:
+    from jiesu.worker import Step, Worker, lock_key
+
+    calls: list[str] = []
+
+    def scan(_db: Database) -> int:
+        calls.append("scan")
+        return 1
+
+    worker = Worker(db, steps=[Step("scan", scan, single=True)])
+    if db.dialect != "postgresql":  # one worker on SQLite: no lock to take
+        assert worker.round() == 1 and calls == ["scan"]
+        return
+    with db.engine.connect() as other:  # another worker holds the step's lock
+        other.execute(select(func.pg_advisory_lock(lock_key("scan"))))
+        other.commit()
+        assert worker.round() == 0 and calls == []
+        other.execute(select(func.pg_advisory_unlock(lock_key("scan"))))
+        other.commit()
+    assert worker.round() == 1 and calls == ["scan"]
+    # Released after the step: a second worker takes it in turn.
+    assert Worker(db, steps=[Step("scan", scan, single=True)]).round() == 1
+    assert calls == ["scan", "scan"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_stops_the_worker_after_the_step_under_way(signum: int) -> None:
     from jiesu.worker import Step, Worker
 
     ran: list[str] = []
@@ -323,7 +351,7 @@ def test_sigterm_stops_the_worker_after_the_step_under_way() -> None:
             worker.stop.set()  # a second SIGTERM would now end the test process itself)
             ran.append("again")
             return 1
-        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or systemd would, mid-step
+        os.kill(os.getpid(), signum)  # as `kill` or systemd would, mid-step
         time.sleep(0.05)  # the handler has run by now; the step still finishes
         ran.append("interrupted")
         return 1
@@ -333,7 +361,7 @@ def test_sigterm_stops_the_worker_after_the_step_under_way() -> None:
         return 1
 
     worker = Worker(None, steps=[Step("jobs", interrupted), Step("deliveries", after)])  # type: ignore[arg-type]
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         worker.stop_on_signals()
         started = time.monotonic()

@@ -1,9 +1,12 @@
 """What the load balancer, systemd and Prometheus ask a jiesu process (docs/operations.md).
 
 - `GET /livez`: the process answers (no database): restart it when this fails.
-- `GET /readyz`: the database answers and its schema is at the code's Alembic head; otherwise
-  503 with the reason (Chinese and English): send it no traffic (an upgrade's migrations have
-  not run yet, or the database is down). The head is read from the migration scripts once.
+- `GET /readyz`: the database answers and its schema is at the code's Alembic head, or ahead of
+  it (a revision this code does not know: a rolling upgrade ran `jiesu db upgrade` first and the
+  old servers keep serving until they are replaced — migrations expand before they contract,
+  docs/operations.md); otherwise 503 with the reason (Chinese and English): send it no traffic
+  (the database is down, never migrated, or behind the code). The heads are read from the
+  migration scripts once.
 - `GET /metrics`: Prometheus text (`metrics.exposition`), only to peers in
   `JIESU_METRICS_ALLOW`; anyone else gets the same 404 as a path that does not exist.
 
@@ -29,13 +32,24 @@ router = APIRouter(include_in_schema=False)
 
 
 @lru_cache(maxsize=1)
-def code_heads() -> frozenset[str]:
-    """The Alembic head(s) of the migrations shipped with this code."""
+def _scripts() -> Any:
     from alembic.script import ScriptDirectory
 
     from jiesu.db.migrate import alembic_config
 
-    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+@lru_cache(maxsize=1)
+def code_heads() -> frozenset[str]:
+    """The Alembic head(s) of the migrations shipped with this code."""
+    return frozenset(_scripts().get_heads())
+
+
+@lru_cache(maxsize=1)
+def code_revisions() -> frozenset[str]:
+    """Every revision this code's migrations know."""
+    return frozenset(script.revision for script in _scripts().walk_revisions())
 
 
 def readiness(db: Any) -> tuple[bool, dict[str, Any]]:
@@ -55,6 +69,10 @@ def readiness(db: Any) -> tuple[bool, dict[str, Any]]:
             "message": "数据库无法连接 / the database does not answer",
             "detail": type(exc).__name__,
         }
+    if found and not found & code_revisions():
+        # Ahead of the code: a newer release migrated the database (expand first) while this
+        # server still runs; it stays in service until the rolling restart replaces it.
+        return True, {"status": "ready", "revision": sorted(heads), "database_ahead": sorted(found)}
     if found != heads:
         return False, {
             "status": "unavailable",
