@@ -131,8 +131,9 @@ def default_steps() -> list[Step]:
         Step("reports and warnings", periodic, every_s=PERIODIC_EVERY_S, single=True),
         Step("due jobs", due_jobs),
         Step("knowledge expiry", knowledge_jobs, every_s=PERIODIC_EVERY_S),
-        Step("knowledge suggestions", knowledge_suggestions, every_s=SUGGESTIONS_EVERY_S,
-             single=True),  # fmt: skip
+        Step(
+            "knowledge suggestions", knowledge_suggestions, every_s=SUGGESTIONS_EVERY_S, single=True
+        ),
         Step("deliveries", deliveries),
     ]
 
