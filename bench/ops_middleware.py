@@ -82,7 +82,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     from jiesu.ops.logs import configure
-
     from jiesu.ops.middleware import Observability
 
     apps = {"without": build(False), "with": build(True),
@@ -91,7 +90,11 @@ def main() -> None:
     for app in apps.values():  # warm: imports, the middleware stack, the first requests
         loop.run_until_complete(run(app, 200))
     results: dict[str, list[float]] = {
-        "bare": [], "bare+middleware": [], "without": [], "with": [], "with+json log": []
+        "bare": [],
+        "bare+middleware": [],
+        "without": [],
+        "with": [],
+        "with+json log": [],
     }
     devnull = open(os.devnull, "w")  # noqa: SIM115
     for _ in range(args.runs):  # interleaved: the machine's noise falls on each alike
@@ -111,7 +114,9 @@ def main() -> None:
     medians = {k: statistics.median(v) for k, v in results.items()}
     for name, value in medians.items():
         base = medians["bare" if name.startswith("bare") else "without"]
-        print(f"{name:>16}: {value:8.1f} µs/request  (+{value - base:6.1f} µs, ×{value / base:.2f})")
+        print(
+            f"{name:>16}: {value:8.1f} µs/request  (+{value - base:6.1f} µs, ×{value / base:.2f})"
+        )
     print(json.dumps({"requests": args.requests, "runs": args.runs, "median_us": medians,
                       "all_us": results}))  # fmt: skip
 
