@@ -27,7 +27,8 @@ run: $(STAMP)
 	@echo "jiesu 接诉即办 is at http://$(HOST):$(PORT)/   (API docs: http://$(HOST):$(PORT)/api/docs)"
 	@echo ""
 	@# The worker (timers, deliveries, reports and scans) runs beside the server; SIGTERM stops it
-	@# after the step under way.
+	@# after the step under way. Logs for a person at a terminal (production: JSON lines).
+	export JIESU_LOG_FORMAT=$${JIESU_LOG_FORMAT:-text}; \
 	$(BIN)/jiesu worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/jiesu serve --host $(HOST) --port $(PORT)
 
