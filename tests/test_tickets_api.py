@@ -638,6 +638,33 @@ def test_list_is_paginated_newest_first_with_the_total(
         pages.append([t["id"] for t in body["items"]])
     assert [len(p) for p in pages] == [2, 2, 1]
     assert [i for p in pages for i in p] == list(reversed(made))
+    assert body["total_capped"] is False
+
+
+def test_a_list_past_the_counting_limit_says_its_total_is_a_floor(
+    client: TestClient, agent: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Counting every match reads the whole history (docs/benchmarks.md "Volume"): the count
+    # stops at the limit, and the API and the page say there may be more.
+    from jiesu.tickets import service
+
+    made = [create(client, agent)["id"] for _ in range(4)]
+    monkeypatch.setattr(service, "COUNT_LIMIT", 3)
+    body = client.get(TICKETS, params={"page_size": 2}, headers=agent).json()
+    assert (body["total"], body["total_capped"]) == (3, True)
+    assert [t["id"] for t in body["items"]] == list(reversed(made))[:2]  # the page is right
+    from test_console_pages import console_login
+
+    console_login(client, "agent1")
+    page = client.get("/console/tickets")
+    assert page.status_code == 200 and "共 3+ 件" in page.text, page.text[-2000:]
+    client.cookies.clear()
+    monkeypatch.setattr(service, "COUNT_LIMIT", 4)
+    body = client.get(TICKETS, headers=agent).json()
+    assert (body["total"], body["total_capped"]) == (4, True)
+    monkeypatch.setattr(service, "COUNT_LIMIT", 5)
+    body = client.get(TICKETS, headers=agent).json()
+    assert (body["total"], body["total_capped"]) == (4, False)
 
 
 @pytest.mark.parametrize("params", [{"page_size": 201}, {"page_size": 0}, {"page": 0}])

@@ -76,6 +76,7 @@ from jiesu.tickets.service import (
     reveal_requester,
     ticket_deadlines,
     title_from,
+    total_capped,
 )
 from jiesu.tickets.shapes import MAX_CONTENT, TicketCreate, normalise_phone
 from jiesu.timelimits.deadlines import Deadline
@@ -340,6 +341,7 @@ def _list_page(
             request, actor, session, title=title, nav_known=nav_known, tabs=tabs,
             rows=rows_with_deadlines(
                 tickets, actor, session, suggest=suggest), total=total, suggest=suggest,
+            total_capped=total_capped(total),
             page=page_no, pages=pages, args=args,
             query=lambda **more: "?" + "&".join(
                 f"{k}={quote(str(v))}" for k, v in {**keep, **more}.items() if v),

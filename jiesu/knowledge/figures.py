@@ -108,10 +108,13 @@ def figures(
     received, consultations = db_session.execute(
         select(func.count(), func.count().filter(consult)).select_from(Ticket).where(*in_period)
     ).one()
+    # `Event.at >= lo` changes no answer (an order is answered after it is received) but lets
+    # the (action, at) index find the period's answers: without it PostgreSQL read every
+    # 'answer' event of every year (4.1–5.9 s at 2 M orders, 1.0–1.6 s with it; issue 17 §3).
     answered_ids = (
         select(Event.ticket_id)
         .join(Ticket, Ticket.id == Event.ticket_id)
-        .where(Event.action == "answer", *in_period)
+        .where(Event.action == "answer", Event.at >= lo, *in_period)
     )
     answered, consultations_answered = db_session.execute(
         select(func.count(), func.count().filter(consult))

@@ -25,6 +25,7 @@ from jiesu.tickets.service import (
     reveal_requester,
     ticket_deadlines,
     ticket_out,
+    total_capped,
 )
 from jiesu.tickets.shapes import (
     RequesterOut,
@@ -122,7 +123,11 @@ def index(
         f, actor=principal, db_session=session, page=page, page_size=page_size
     )
     return TicketPage(
-        items=[ticket_out(t, principal) for t in rows], total=total, page=page, page_size=page_size
+        items=[ticket_out(t, principal) for t in rows],
+        total=total,
+        total_capped=total_capped(total),
+        page=page,
+        page_size=page_size,
     )
 
 
