@@ -522,7 +522,8 @@ def list_tickets(
         select(func.count()).select_from(stmt.order_by(None).limit(COUNT_LIMIT).subquery())
     )
     order = ticket_order(f.sort)
-    if (total or 0) <= SMALL_LIST and (indexed_text or not f.text):
+    total = total or 0
+    if total <= SMALL_LIST and not total_capped(total) and (indexed_text or not f.text):
         query = stmt.where(Ticket.id.in_(_page_of_few(stmt, f.sort, page, page_size)))
     elif f.status and f.sort in ("created", "-created"):
         query = stmt.where(Ticket.id.in_(_page_by_status(stmt, f, page, page_size)))
@@ -536,13 +537,14 @@ def list_tickets(
             selectinload(Ticket.lead_unit),
         )
     ).all()
-    return list(rows), total or 0
+    return list(rows), total
 
 
 # A list this short is sorted whole rather than read in index order (see `_page_of_few`).
 SMALL_LIST = 20_000
-# Lists are counted up to this many rows (above SMALL_LIST: the paging choice stays exact).
-COUNT_LIMIT = 100_000
+# Lists are counted up to this many rows: a total that reaches it is a floor ("20,000+"), and
+# such a list is paged in index order (the paging choice below needs no more than this).
+COUNT_LIMIT = SMALL_LIST
 
 
 def total_capped(total: int) -> bool:

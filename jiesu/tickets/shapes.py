@@ -207,11 +207,11 @@ class TicketOut(BaseModel):
 class TicketPage(BaseModel):
     items: list[TicketOut]
     total: int = Field(
-        description="符合条件的工单数；超过 100,000 件时为 100,000（见 total_capped）"
+        description="符合条件的工单数；达到计数上限 20,000 件时为 20,000（见 total_capped）"
     )
     total_capped: bool = Field(
         False,
-        description="true：总数达到计数上限 100,000，实际可能更多 / the count stopped at the limit",
+        description="true：总数达到计数上限 20,000，实际可能更多 / the count stopped at the limit",
     )
     page: int
     page_size: int
