@@ -160,3 +160,51 @@ def test_a_rolled_back_create_leaves_no_rollup_increment_behind(db: Database) ->
     after = snapshot(db)
     assert after != before
     assert after == rebuilt(db)
+
+
+def _numbered_cleanly(db: Database, number: str) -> None:
+    """A real number, stored, and in every notice and event of its ticket (no placeholder)."""
+    assert number.isdigit() and not is_placeholder(number), number
+    with db.read() as s:
+        ticket = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        stored = [
+            str(p) for p in s.scalars(select(Outbox.payload).where(Outbox.ticket_id == ticket.id))
+        ]
+        stored += [
+            str(d) for d in s.scalars(select(Event.data).where(Event.ticket_id == ticket.id))
+        ]
+        assert stored and not any(_has_placeholder(x) for x in stored)
+
+
+def test_the_portal_open311_and_console_intakes_number_last_and_cleanly(
+    db: Database, client: TestClient
+) -> None:
+    from test_console_pages import console_login
+    from test_open311 import issue
+    from test_open311 import post as open311_post
+    from test_portal import submitted
+
+    number, _ = submitted(client, phone="13800138000")
+    _numbered_cleanly(db, number)
+
+    r = open311_post(client, issue(db), phone="13800138001")
+    assert r.status_code == 201, r.text
+    [answer] = r.json()
+    _numbered_cleanly(db, answer["service_request_id"])
+    assert answer["service_request_id"] in answer["service_notice"]
+
+    csrf = console_login(client, "agent1")
+    form = {"csrf_token": csrf, "phone": "13800138002", "channel": "phone",
+            "content": "小区暖气不热，室温只有十四度", "street": "S11",
+            "then": "dispatch", "dispatch.lead": "S11"}  # fmt: skip
+    r = client.post("/console/intake", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text[:1000]
+    with db.read() as s:
+        made = s.get(Ticket, int(r.headers["location"].split("/")[-1].split("?")[0]))
+        assert made is not None and made.status == "dispatched"
+        number = made.number
+    _numbered_cleanly(db, number)
+    with db.read() as s:
+        numbers = sorted(s.scalars(select(Ticket.number)))
+    assert len(set(numbers)) == len(numbers) == 3

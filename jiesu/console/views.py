@@ -73,6 +73,7 @@ from jiesu.tickets.service import (
     get_ticket,
     list_tickets,
     masked_requester,
+    number_ticket,
     reveal_requester,
     ticket_deadlines,
     title_from,
@@ -602,11 +603,12 @@ async def intake(request: Request, actor: AgentPage, db: DB) -> Response:
         if data.channel == Channel.phone and not data.requester.phone:
             raise Invalid("热线电话受理须填写来电号码", field="requester.phone")
         with db.write() as session:
-            ticket = create_ticket(data, actor=actor, db_session=session)
+            ticket = create_ticket(data, actor=actor, db_session=session, number_later=True)
             if data.call_id:  # the order keeps the call it was taken from
                 link_call(data.call_id, ticket, actor=actor, db_session=session)
             # The agent's own choice of what happens next wins over automatic dispatch.
             advise(ticket, actor=actor, db_session=session, automatic=then == "keep")
+            number_ticket(ticket, db_session=session)  # before its next step names it
             if then != "keep":
                 fields = form_to_fields(BY_NAME[then], FormValues(
                     [(k.removeprefix(f"{then}."), v) for k, v in form.items_list()

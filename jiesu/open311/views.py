@@ -40,7 +40,7 @@ from jiesu.open311.shapes import (
     window,
 )
 from jiesu.settings import city_tz
-from jiesu.tickets.service import create_ticket
+from jiesu.tickets.service import create_ticket, number_ticket
 from jiesu.web.deps import DB, get_db, require_page
 from jiesu.web.params import SmallId
 from jiesu.web.templating import render, zh
@@ -178,9 +178,11 @@ async def create_request(fmt: str, request: Request) -> Response:
         with db.write() as session:
             key_row = session.get(Open311Key, key.id)
             assert key_row is not None
-            ticket = create_ticket(data, actor=principal, db_session=session, now=now)
+            ticket = create_ticket(data, actor=principal, db_session=session, now=now,
+                                   number_later=True)  # fmt: skip
             advise(ticket, actor=principal, db_session=session, now=now)
             kept = service.keep_request(ticket, posted, key_row, db_session=session, now=now)
+            number_ticket(ticket, db_session=session)  # last: the day's counter row is hot
             content = service.created(ticket, kept)
         return answer(fmt, "service_requests", content, 201)
 

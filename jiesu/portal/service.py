@@ -50,7 +50,7 @@ from jiesu.settings import get_settings
 from jiesu.taxonomy.models import RequestType
 from jiesu.tickets.lifecycle import REJECT_REASONS, REPLY_RESULTS, SATISFACTION, TRANSFER_TO
 from jiesu.tickets.models import Attachment, Event, Ticket
-from jiesu.tickets.service import create_ticket
+from jiesu.tickets.service import create_ticket, number_ticket
 from jiesu.tickets.shapes import MAX_CONTENT, TicketCreate, normalise_phone
 from jiesu.tickets.tracking import CODE_ALPHABET as CODE_ALPHABET
 from jiesu.tickets.tracking import code_hash, new_tracking_code
@@ -334,7 +334,7 @@ def submit(
     now = now or utcnow()
     actor = portal_principal(db_session=db_session)
     code = new_tracking_code()  # one code per order: intake stores its hash, the 受理回执 tells it
-    ticket = create_ticket(data, actor=actor, db_session=db_session, now=now,
+    ticket = create_ticket(data, actor=actor, db_session=db_session, now=now, number_later=True,
                            idempotency_key=idempotency_key, tracking_code=code)  # fmt: skip
     advise(ticket, actor=actor, db_session=db_session, now=now)
     for photo in photos:
@@ -346,6 +346,7 @@ def submit(
             )
         )  # fmt: skip
     db_session.flush()
+    number_ticket(ticket, db_session=db_session)  # last: the day's counter row is hot
     return ticket, code
 
 
