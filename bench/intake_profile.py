@@ -42,11 +42,12 @@ os.environ.setdefault("JIESU_ARGON2_PROFILE", "cheapest")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from fastapi.testclient import TestClient  # noqa: E402
+from intake_bodies import intake_body  # noqa: E402
 from sqlalchemy import create_engine, event, text  # noqa: E402
 
-NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄强"]
 AGENTS = ("agent1", "agent2", "agent3")
 PASSWORD = "demo12345"
 
@@ -63,24 +64,7 @@ def bodies(url: str, n: int, rng: random.Random) -> list[dict[str, Any]]:
             {"n": n},
         ).all()
     engine.dispose()
-    out = []
-    for title, content, address, request_type, category in rows:
-        body: dict[str, Any] = {
-            "channel": "phone",
-            "title": title[:200],
-            "content": content[:5_000],
-            "requester": {
-                "name": rng.choice(NAMES),
-                "phone": f"1{rng.choice('3578')}{rng.randrange(10**9):09d}",
-            },
-        }
-        if address:
-            body["address"] = address[:300]
-        if category and rng.random() < 0.5:
-            body["category_code"] = category
-            if request_type:
-                body["request_type"] = request_type
-        out.append(body)
+    out = [intake_body(rng, *row) for row in rows]
     if not out:
         raise SystemExit("the database has no tickets: run `jiesu demo init` on it first")
     return out

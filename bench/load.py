@@ -81,6 +81,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
+from intake_bodies import intake_body  # noqa: E402
 from load_baseline import URL_ENV, Body, create_tables, raw_insert_sql, row_of  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -107,7 +108,6 @@ STEPS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("contact", HANDLER, {"note": "已电话联系诉求人，约定上门查看"}),
     ("reply", HANDLER, {"result": "solved", "content": "已安排人员现场处理完毕，并电话回访确认"}),
 )
-NAMES = ("王先生", "李女士", "张先生", "刘女士", "陈先生", "杨女士", "赵先生", "黄女士")
 ERRORS_SHOWN = 3  # bodies printed per operation and phase
 QUEUE_MAX = 5_000  # tickets waiting for their next action
 
@@ -423,24 +423,7 @@ def material(url: str, rng: random.Random, sample: int = 1_000) -> Material:
     engine.dispose()
     if not rows:
         raise SystemExit("the database has no tickets to take bodies from")
-    bodies = []
-    for title, content, address, request_type, category in rows:
-        body: dict[str, Any] = {
-            "channel": "phone",
-            "title": title[:200],
-            "content": content[:5_000],
-            "requester": {
-                "name": rng.choice(NAMES),
-                "phone": f"1{rng.choice('3578')}{rng.randrange(10**9):09d}",
-            },
-        }
-        if address:
-            body["address"] = address[:300]
-        if category and rng.random() < 0.5:  # an agent who picked the category, or did not
-            body["category_code"] = category
-            if request_type:
-                body["request_type"] = request_type
-        bodies.append(body)
+    bodies = [intake_body(rng, *row) for row in rows]
     steps = [deque(pending)] + [deque() for _ in STEPS[1:]]
     return Material(bodies, read_ids, steps, tickets)
 

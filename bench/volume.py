@@ -55,7 +55,9 @@ os.environ.setdefault("JIESU_ARGON2_PROFILE", "cheapest")  # before anything imp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from intake_bodies import intake_body  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import Connection, Engine  # noqa: E402
 
@@ -392,24 +394,10 @@ def material(engine: Engine, n: int, rng: random.Random) -> dict[str, Any]:
             )
         ).all()
     rng.shuffle(rows)
-    bodies = []
-    for _id, title, content, address, _phone, category, request_type in rows[:n]:
-        body: dict[str, Any] = {
-            "channel": "phone",
-            "title": title[:200],
-            "content": content[:5000],
-            "requester": {
-                "name": "张伟",
-                "phone": f"1{rng.choice('3578')}{rng.randrange(10**9):09d}",
-            },
-        }
-        if address:
-            body["address"] = address[:300]
-        if category and rng.random() < 0.5:
-            body["category_code"] = category
-            if request_type:
-                body["request_type"] = request_type
-        bodies.append(body)
+    bodies = [
+        intake_body(rng, title, content, address, request_type, category)
+        for _id, title, content, address, _phone, category, request_type in rows[:n]
+    ]
     words = []
     for r in rows:
         for w in re.findall(r"[\u4e00-\u9fff]{2,4}", r[1] or ""):

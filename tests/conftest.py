@@ -217,6 +217,19 @@ def db(db_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
+def pg_db(templates: Templates, tmp_path: Path) -> Iterator[Database]:
+    """A fresh PostgreSQL database with the test pack (mandatory in CI, like every PG test)."""
+    require_backend("postgresql")
+    urls = cast(Generator[str, None, None], templates.fresh_url("postgresql", True, tmp_path))
+    db = Database(next(urls))
+    try:
+        yield db
+    finally:
+        db.dispose()
+        urls.close()
+
+
+@pytest.fixture
 def empty_db(empty_url: str) -> Iterator[Database]:
     """A fresh database with the schema and nothing in it."""
     database = Database(empty_url)

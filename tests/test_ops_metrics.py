@@ -4,13 +4,12 @@ template, the database's figures at a pinned instant, the cache, who may scrape,
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from conftest import Templates, auth, require_backend
+from conftest import auth
 from conftest import principal as person
 from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
@@ -236,19 +235,6 @@ def test_a_database_that_does_not_answer_is_reported_not_raised() -> None:
     finally:
         nowhere.dispose()
     assert [(f.name, f.samples[0].value) for f in families] == [("jiesu_database_up", 0)]
-
-
-@pytest.fixture
-def pg_db(templates: Templates, tmp_path: Path) -> Iterator[Database]:
-    """A fresh PostgreSQL database with the test pack (mandatory in CI, like every PG test)."""
-    require_backend("postgresql")
-    urls = cast(Generator[str, None, None], templates.fresh_url("postgresql", True, tmp_path))
-    db = Database(next(urls))
-    try:
-        yield db
-    finally:
-        db.dispose()
-        urls.close()
 
 
 def test_the_scrape_queries_are_served_by_indexes_on_postgresql(pg_db: Database) -> None:

@@ -1127,19 +1127,6 @@ def test_text_search_finds_exactly_the_tickets_containing_the_phrase(
         assert [t.id for t in found] == [some]
 
 
-@pytest.fixture
-def pg_db(templates: Templates, tmp_path: Path) -> Iterator[Database]:
-    """A fresh PostgreSQL database with the test pack (mandatory in CI, like every PG test)."""
-    require_backend("postgresql")
-    urls = cast(Generator[str, None, None], templates.fresh_url("postgresql", True, tmp_path))
-    db = Database(next(urls))
-    try:
-        yield db
-    finally:
-        db.dispose()
-        urls.close()
-
-
 def test_text_search_on_postgresql_reads_the_bigram_index(pg_db: Database) -> None:
     """The query's expression must be the index's, or PostgreSQL scans: with sequential scans
     off, the plan of a two-character search names the index."""
