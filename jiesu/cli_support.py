@@ -20,7 +20,6 @@ err = Console(stderr=True)
 def database() -> Database:
     """The deployment's database (JIESU_DATABASE_URL); the engine is imported when asked for,
     so `jiesu --help` stays quick."""
-    from jiesu.db.engine import Database
-    from jiesu.settings import get_settings
+    from jiesu.db.engine import from_settings
 
-    return Database(get_settings().database_url)
+    return from_settings()

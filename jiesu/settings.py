@@ -38,6 +38,11 @@ class Settings:
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     # The logs' format (JIESU_LOG_FORMAT): JSON lines for a collector, or text for people.
     log_format: str = "json"
+    # A streaming read replica for the analysis reads (JIESU_ANALYSIS_DATABASE_URL: dashboards,
+    # rankings, reports, exports; `jiesu.db.replica`) and how far behind it may be, in seconds,
+    # before those reads go back to the primary (JIESU_ANALYSIS_MAX_LAG). None: the primary.
+    analysis_url: str | None = None
+    analysis_max_lag_s: float = 60.0
 
 
 def parse_trusted_proxies(value: str) -> tuple[str, ...]:
@@ -94,6 +99,8 @@ def get_settings() -> Settings:
             os.environ.get("JIESU_METRICS_ALLOW", "127.0.0.1,::1"), "JIESU_METRICS_ALLOW"
         ),
         log_format=_log_format(),
+        analysis_url=os.environ.get("JIESU_ANALYSIS_DATABASE_URL", "").strip() or None,
+        analysis_max_lag_s=float(_positive("JIESU_ANALYSIS_MAX_LAG", 60)),
     )
 
 

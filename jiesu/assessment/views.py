@@ -16,7 +16,7 @@ from jiesu.assessment.rates import BY_KEY, Rate
 from jiesu.db.base import utcnow
 from jiesu.errors import Invalid, NotFound
 from jiesu.settings import city_tz
-from jiesu.web.deps import ReadSession, require
+from jiesu.web.deps import AnalysisSession, ReadSession, require
 from jiesu.web.params import Month, Offset
 
 router = APIRouter(prefix="/api/v1", tags=["assessment"])
@@ -96,7 +96,7 @@ def _month(period: str | None) -> str:
 
 @router.get("/metrics/units", response_model=MetricsOut, summary="单位三率与排名（月）")
 def metrics_units(
-    session: ReadSession,
+    session: AnalysisSession,
     principal: Annotated[Principal, Depends(require("assessment.view"))],
     period: Period = None,
     kind: Annotated[str, Query(description="district | street | department | company")] = "street",
@@ -125,7 +125,7 @@ def metrics_units(
             summary="指标背后的工单（下钻）")  # fmt: skip
 def metrics_orders(
     code: str,
-    session: ReadSession,
+    session: AnalysisSession,
     principal: Annotated[Principal, Depends(require("assessment.view"))],
     what: Annotated[str, Query(description=" / ".join(A.DRILL))] = "counted",
     period: Period = None,

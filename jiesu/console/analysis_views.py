@@ -37,7 +37,7 @@ from jiesu.db.base import utcnow
 from jiesu.errors import DomainError, Forbidden, Invalid, NotFound
 from jiesu.reports import build as reports
 from jiesu.settings import city_tz
-from jiesu.web.deps import DB, ReadSession
+from jiesu.web.deps import DB, AnalysisSession, ReadSession
 from jiesu.web.headers import REPORT_CSP
 from jiesu.web.params import BigId, form_month
 from jiesu.web.templating import period_text, render, zh
@@ -99,7 +99,7 @@ def _own_scope(actor: Principal, session: Any) -> A.UnitRow | None:
 
 @router.get("/console/assessment", response_class=HTMLResponse)
 def assessment_page(
-    request: Request, actor: Assessor, session: ReadSession,
+    request: Request, actor: Assessor, session: AnalysisSession,
     period: Annotated[str | None, Query(max_length=7)] = None,
     group: Annotated[str | None, Query(max_length=12)] = None,
     view: Annotated[str | None, Query(max_length=12)] = None,
@@ -155,7 +155,7 @@ def _knowledge(actor: Principal, own: A.UnitRow | None, start: date, end: date,
 
 @router.get("/console/assessment/drill", response_class=HTMLResponse)
 def drill_page(
-    request: Request, actor: Assessor, session: ReadSession,
+    request: Request, actor: Assessor, session: AnalysisSession,
     unit: Annotated[str, Query(max_length=40)], what: Annotated[str, Query(max_length=30)],
     period: Annotated[str | None, Query(max_length=7)] = None,
     page_no: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
@@ -343,10 +343,8 @@ async def reports_build(request: Request, actor: ReportBuilder, db: DB) -> Respo
             raise Forbidden("报告由服务中心生成 / only the service centre builds reports")
         if kind not in reports.KIND_NAMES:
             raise Invalid("请选择报告类型 / choose daily, weekly or monthly", field="kind")
-        with db.write() as session:
-            report = reports.build(kind, reports.canonical_period(kind, period),
-                                   db_session=session, user_id=actor.user_id)  # fmt: skip
-            report_id = report.id
+        report_id = reports.build_on(db, kind, reports.canonical_period(kind, period),
+                                     user_id=actor.user_id)  # fmt: skip
     except DomainError as exc:
         with db.read() as session:
             ctx = _reports_context(request, actor, session, "", None)

@@ -20,7 +20,7 @@ from jiesu.dashboard.words import hot_words
 from jiesu.db.base import utcnow
 from jiesu.errors import Invalid
 from jiesu.settings import city_tz
-from jiesu.web.deps import ReadSession, require_page
+from jiesu.web.deps import AnalysisSession, require_page
 from jiesu.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -38,7 +38,7 @@ def _period(days: int) -> int:
 
 @router.get("/console/dashboard", response_class=HTMLResponse)
 def dashboard_page(
-    request: Request, actor: Viewer, session: ReadSession,
+    request: Request, actor: Viewer, session: AnalysisSession,
     days: Annotated[int, Query()] = 1,
 ) -> Response:  # fmt: skip
     district = district_of(actor, session)
@@ -74,7 +74,7 @@ def district_of(actor: Principal, session: Any) -> str | None:
 
 @router.get("/console/dashboard/data")
 def dashboard_data(
-    actor: Viewer, session: ReadSession, days: Annotated[int, Query()] = 1
+    actor: Viewer, session: AnalysisSession, days: Annotated[int, Query()] = 1
 ) -> JSONResponse:
     data: dict[str, Any] = dashboard(_period(days), db_session=session,
                                      district=district_of(actor, session))  # fmt: skip
@@ -91,7 +91,7 @@ def _words(data: dict[str, Any], session: Any) -> list[dict[str, Any]]:
 
 
 @router.get("/console/dashboard/boundaries.json")
-def dashboard_boundaries(actor: Viewer, session: ReadSession) -> JSONResponse:
+def dashboard_boundaries(actor: Viewer, session: AnalysisSession) -> JSONResponse:
     """The districts' polygons for the map (an empty collection when the deployment has none)."""
     return JSONResponse(
         district_boundaries(db_session=session), headers={"Cache-Control": "private, max-age=3600"}

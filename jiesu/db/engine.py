@@ -20,7 +20,11 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from jiesu.db.replica import DEFAULT_MAX_LAG_S, Replica
+from jiesu.ops.metrics import ANALYSIS_READS
+
 WRITE = {"jiesu_write": True}
+READ_ONLY = {"postgresql_readonly": True}
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -60,12 +64,23 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 class Database:
-    """One engine and its session factory; the app, the CLI and the tests each hold one."""
+    """One engine and its session factory; the app, the CLI and the tests each hold one.
+    `analysis_url`: a read replica for `analysis()` sessions (`jiesu.db.replica`)."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        analysis_url: str | None = None,
+        max_lag_s: float = DEFAULT_MAX_LAG_S,
+        **engine_kwargs: Any,
+    ) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.replica: Replica | None = None
+        if analysis_url:
+            self.replica = Replica(make_engine(analysis_url, **engine_kwargs), max_lag_s=max_lag_s)
 
     @property
     def dialect(self) -> str:
@@ -88,5 +103,34 @@ class Database:
         with self.sessions() as session:
             yield session
 
+    @contextmanager
+    def analysis(self, *, fresh: bool = False) -> Iterator[Session]:
+        """A read-only session for what may lag a few seconds (dashboards, rankings, reports,
+        exports): on the read replica where one is set, current and answering, else on the
+        primary. `fresh`: the replica must first have replayed all the primary has committed
+        (a reader right after its own writes)."""
+        on_replica = self.replica is not None and self.replica.serves(
+            self.engine if fresh else None
+        )
+        engine = self.replica.engine if on_replica and self.replica else self.engine
+        ANALYSIS_READS.labels("replica" if on_replica else "primary").inc()
+        with Session(engine, expire_on_commit=False) as session:
+            # A standby is read-only by itself, and refuses to be told (psycopg would reset the
+            # pooled connection with BEGIN READ WRITE): only the primary is told.
+            if not on_replica and engine.dialect.name == "postgresql":
+                session.connection(execution_options=READ_ONLY)
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.replica is not None:
+            self.replica.engine.dispose()
+
+
+def from_settings() -> Database:
+    """The database the settings name (JIESU_DATABASE_URL, and JIESU_ANALYSIS_DATABASE_URL with
+    JIESU_ANALYSIS_MAX_LAG for analysis reads)."""
+    from jiesu.settings import get_settings
+
+    s = get_settings()
+    return Database(s.database_url, analysis_url=s.analysis_url, max_lag_s=s.analysis_max_lag_s)

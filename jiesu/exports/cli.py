@@ -37,16 +37,15 @@ def run(list_name: str, fmt: str, username: str, output: Path | None, **options:
 
     from jiesu.access.permissions import allows
     from jiesu.auth.service import audit, principal_of
-    from jiesu.db.engine import Database
+    from jiesu.db.engine import from_settings
     from jiesu.errors import DomainError
     from jiesu.exports import service as S
     from jiesu.exports.writers import csv_chunks, xlsx_file
     from jiesu.org.models import Unit, User
-    from jiesu.settings import get_settings
 
     if fmt not in ("csv", "xlsx"):
         _fail("--format 须为 csv 或 xlsx / format must be csv or xlsx")
-    db = Database(get_settings().database_url)
+    db = from_settings()
     try:
         with db.read() as session:
             found = session.execute(
@@ -181,18 +180,17 @@ def parquet(
     batch_size: Annotated[int, typer.Option(help="每批行数")] = 10_000,
 ) -> None:
     """省级分析用 Parquet：考评事实与脱敏工单（docs/province.md）。"""
-    from jiesu.db.engine import Database
+    from jiesu.db.engine import from_settings
     from jiesu.exports.parquet import export, month_arg
-    from jiesu.settings import get_settings
 
     started = time.perf_counter()
     try:
         first, last = month_arg(first), month_arg(last)
     except ValueError:
         _fail("月份须为 YYYY-MM / months are YYYY-MM")
-    db = Database(get_settings().database_url)
+    db = from_settings()
     try:
-        with db.read() as session:
+        with db.analysis() as session:  # the read replica where one is set
             stats = export(out, db_session=session, first=first, last=last, city=city,
                            with_text=with_text, batch_size=batch_size)  # fmt: skip
     except ValueError as exc:

@@ -30,7 +30,7 @@ from jiesu.exports import service as S
 from jiesu.exports.writers import Column, csv_chunks, file_chunks, xlsx_file
 from jiesu.org.models import User
 from jiesu.tickets.service import TicketFilter
-from jiesu.web.deps import DB, ReadSession, client_ip, require, require_page
+from jiesu.web.deps import DB, AnalysisSession, ReadSession, client_ip, require, require_page
 from jiesu.web.params import QueryDay
 
 FORMATS = {
@@ -136,7 +136,7 @@ def _console_routes(fmt: str) -> None:
         return _send(fmt, export, db=db, actor=actor, request=request)
 
     def rankings_page(
-        request: Request, actor: RankingsPage, session: ReadSession, db: DB,
+        request: Request, actor: RankingsPage, session: AnalysisSession, db: DB,
         period: Annotated[str | None, Query(max_length=7)] = None,
         group: Annotated[str | None, Query(max_length=12)] = None,
         view: Annotated[str | None, Query(max_length=12)] = None,
@@ -194,7 +194,7 @@ def _api_routes(fmt: str) -> None:
         return _send(fmt, export, db=db, actor=principal, request=request)
 
     def rankings_api(
-        request: Request, session: ReadSession, db: DB, principal: Assessor,
+        request: Request, session: AnalysisSession, db: DB, principal: Assessor,
         period: Annotated[str | None, Query(max_length=7, description="月份 YYYY-MM")] = None,
         kind: Annotated[str, Query(description="district | street | department | company")] = "street",
         live: Annotated[bool, Query(description="已冻结月份也看实时数据")] = False,

@@ -40,10 +40,9 @@ def import_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from jiesu.db.engine import Database
+    from jiesu.db.engine import from_settings
     from jiesu.imports import service
     from jiesu.imports.mapping import MappingError, load_mapping
-    from jiesu.settings import get_settings
 
     out, err = Console(), Console(stderr=True)
     try:
@@ -52,7 +51,7 @@ def import_command(
         err.print(f"[red]映射错误[/]：{exc}")
         raise typer.Exit(2) from None
     source = source or spec.source
-    db = Database(get_settings().database_url)
+    db = from_settings()
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    console=err, disable=quiet)  # fmt: skip
     started = time.perf_counter()

@@ -69,6 +69,17 @@ HTTP_DURATION = Histogram(
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+ANALYSIS_READS = Counter(
+    "jiesu_analysis_reads",
+    "Analysis sessions (dashboards, rankings, reports, exports) by the database that answered "
+    "them: replica, or primary (no replica set, or it lagged or failed).",
+    ["on"],
+)
+REPLICA_LAG = Gauge(
+    "jiesu_analysis_replica_lag_seconds",
+    "How far the read replica was behind the primary at its last check (-1: it did not answer).",
+    multiprocess_mode="livemostrecent",
+)
 HTTP_IN_FLIGHT = Gauge(
     "jiesu_http_requests_in_flight",
     "Requests being answered now (all processes of the server).",

@@ -433,24 +433,64 @@ def rendered_with_current_font(page: str) -> bool:
     return font_marker() in page
 
 
-def build(kind: str, period: str, *, db_session: Session, user_id: int | None = None,
-          now: datetime | None = None) -> Report:  # fmt: skip
-    """Build one report in all three formats and store it (replacing an earlier build).
-    Invalid, with nothing stored, when some character of it has no glyph in the report font."""
+@dataclass(frozen=True)
+class Composed:
+    """A report in its three formats, not stored yet (`compose`, then `store`)."""
+
+    kind: str
+    period: str
+    title: str
+    html: str
+    pdf: bytes
+    xlsx: bytes
+    seconds: float
+
+
+def compose(kind: str, period: str, *, db_session: Session,
+            now: datetime | None = None) -> Composed:  # fmt: skip
+    """Read the figures and render one report in all three formats; nothing is written, so the
+    session may be an analysis one (the read replica, `Database.analysis`). Invalid when some
+    character of it has no glyph in the report font."""
     started = time.perf_counter()
     data = report_data(kind, period, db_session=db_session, now=now)
     html = render.html(data)
     check_glyphs(html)
     pdf, xlsx = render.pdf(data, html), render.xlsx(data)
-    seconds = time.perf_counter() - started
+    return Composed(kind, period, data.title, html, pdf, xlsx, time.perf_counter() - started)
+
+
+def store(composed: Composed, *, db_session: Session, user_id: int | None = None) -> Report:
+    """Keep a composed report (replacing an earlier build of the same kind and period)."""
+    kind, period = composed.kind, composed.period
     report = db_session.scalar(select(Report).where(Report.kind == kind, Report.period == period))
     if report is None:
         report = Report(kind=kind, period=period)
         db_session.add(report)
-    report.title, report.html, report.pdf, report.xlsx = data.title, html, pdf, xlsx
-    report.seconds, report.created_at, report.created_by_id = seconds, utcnow(), user_id
+    report.title, report.html, report.pdf = composed.title, composed.html, composed.pdf
+    report.xlsx, report.seconds = composed.xlsx, composed.seconds
+    report.created_at, report.created_by_id = utcnow(), user_id
     db_session.flush()
     return report
+
+
+def build(kind: str, period: str, *, db_session: Session, user_id: int | None = None,
+          now: datetime | None = None) -> Report:  # fmt: skip
+    """Build one report in all three formats and store it, in one session (replacing an earlier
+    build). Invalid, with nothing stored, when some character of it has no glyph in the font."""
+    composed = compose(kind, period, db_session=db_session, now=now)
+    return store(composed, db_session=db_session, user_id=user_id)
+
+
+def build_on(db: Any, kind: str, period: str, *, user_id: int | None = None,
+             now: datetime | None = None) -> int:  # fmt: skip
+    """Build and store one report with `db`: the figures read in an analysis session (the read
+    replica where one is set, once it has replayed what this process wrote before, such as the
+    warnings scan the report lists), the report stored on the primary in a short transaction
+    of its own. The report's id."""
+    with db.analysis(fresh=True) as reading:
+        composed = compose(kind, period, db_session=reading, now=now)
+    with db.write() as session:
+        return int(store(composed, db_session=session, user_id=user_id).id)
 
 
 def stale(*, db_session: Session, limit: int = 10) -> list[tuple[str, str]]:
@@ -575,8 +615,7 @@ def run_schedule(db: Any, *, now: datetime | None = None) -> dict[str, Any]:
     with db.read() as session:
         todo = owed(now, db_session=session)
     for kind, period in todo:  # warnings first: the reports list them
-        with db.write() as session:
-            build(kind, period, db_session=session, now=now)
+        build_on(db, kind, period, now=now)
         done["reports"].append((kind, period))
     redo: list[tuple[str, str]] = []
     if key not in _fonts_checked:  # stored under another font (or with boxes): rebuilt, a few a
@@ -587,8 +626,7 @@ def run_schedule(db: Any, *, now: datetime | None = None) -> dict[str, Any]:
             _fonts_checked.add(key)
     for kind, period in redo:
         try:
-            with db.write() as session:
-                build(kind, period, db_session=session, now=now)
+            build_on(db, kind, period, now=now)
         except Invalid as exc:  # logged by check_glyphs; the old report stays as it was
             _unbuildable.add((key, kind, period))
             LOG.warning("stale report %s %s not rebuilt: %s", kind, period, exc.message)

@@ -82,7 +82,7 @@ def metrics_show(
     from jiesu.assessment.service import rankings
 
     period = period or f"{_today().replace(day=1) - timedelta(days=1):%Y-%m}"
-    with database().read() as session:
+    with database().analysis() as session:
         r = rankings(period, group, db_session=session)
     rows = [
         {"rank": x.rank, "code": x.code, "name": x.name, "orders": x.orders,
@@ -108,7 +108,7 @@ def metrics_show(
 
 
 def _report(kind: str, period: str, out_dir: Path | None, district: str = "") -> None:
-    from jiesu.reports.build import build, period_of
+    from jiesu.reports.build import compose, period_of, store
 
     if not period:
         day = _today() - timedelta(days=1)
@@ -122,11 +122,14 @@ def _report(kind: str, period: str, out_dir: Path | None, district: str = "") ->
         return
     from jiesu.errors import DomainError
 
+    db = database()
     try:
-        with database().write() as session:
-            report = build(kind, period, db_session=session)
-            title, seconds = report.title, report.seconds
-            files = {"html": report.html.encode(), "pdf": report.pdf, "xlsx": report.xlsx}
+        with db.analysis(fresh=True) as reading:  # the read replica where one is set
+            composed = compose(kind, period, db_session=reading)
+        with db.write() as session:
+            store(composed, db_session=session)
+        title, seconds = composed.title, composed.seconds
+        files = {"html": composed.html.encode(), "pdf": composed.pdf, "xlsx": composed.xlsx}
     except DomainError as exc:  # a bad period, or a character the report font cannot draw
         out.print(f"[red]{exc.message}[/]")
         raise typer.Exit(1) from exc
@@ -150,7 +153,7 @@ def _district_report(kind: str, period: str, district: str, out_dir: Path | None
             "a district's report is not stored: give --out", param_hint="--out"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    with database().read() as session:
+    with database().analysis() as session:
         unit = unit_index(db_session=session).by_code.get(district)
         if unit is None or unit.kind != "district":
             raise typer.BadParameter(f"no such district: {district}", param_hint="--district")

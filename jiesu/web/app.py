@@ -39,7 +39,7 @@ from jiesu.console.lookup import router as lookup_router
 from jiesu.console.views import login_redirect
 from jiesu.console.views import router as console_router
 from jiesu.dashboard.views import router as dashboard_router
-from jiesu.db.engine import Database
+from jiesu.db.engine import Database, from_settings
 from jiesu.delivery.views import console_router as delivery_console
 from jiesu.delivery.views import router as delivery_api
 from jiesu.errors import DomainError
@@ -57,7 +57,7 @@ from jiesu.ops.middleware import Observability
 from jiesu.org.views import router as org_router
 from jiesu.portal.service import SUBMIT_BODY_LIMIT
 from jiesu.portal.views import router as portal_router
-from jiesu.settings import city_tz, get_settings
+from jiesu.settings import city_tz
 from jiesu.taxonomy.service import calendar_warnings
 from jiesu.taxonomy.views import router as taxonomy_router
 from jiesu.tickets.views import router as tickets_router
@@ -350,7 +350,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         docs_url=None,  # served below from the vendored Swagger UI, not a CDN
         redoc_url=None,
     )
-    app.state.db = db or Database(get_settings().database_url)
+    app.state.db = db or from_settings()
     app.add_exception_handler(RequestValidationError, _validation_answer)
     app.add_exception_handler(DomainError, _domain_answer)
     app.add_exception_handler(StarletteHTTPException, _http_answer)

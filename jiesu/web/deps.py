@@ -44,6 +44,13 @@ def read_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
         yield session
 
 
+def analysis_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
+    """A read-only session on the read replica where one is set (`Database.analysis`): for the
+    pages that read much and may lag a few seconds."""
+    with db.analysis() as session:
+        yield session
+
+
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
@@ -149,4 +156,5 @@ def require_page(permission: str) -> Callable[..., Principal]:
 
 DB = Annotated[Database, Depends(get_db)]
 ReadSession = Annotated[Session, Depends(read_session)]
+AnalysisSession = Annotated[Session, Depends(analysis_session)]
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
