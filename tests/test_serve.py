@@ -56,9 +56,18 @@ class Served:
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if not self.wait_for(lambda: self.count("Application startup complete") >= workers):
+        # Ready when every worker has started and the port takes connections: one process binds
+        # only after its startup, so "startup complete" alone may come before the listening socket.
+        if not self.wait_for(
+            lambda: self.count("Application startup complete") >= workers and self._accepts()
+        ):
             self.stop(signal.SIGKILL)
             raise AssertionError("server did not start:\n" + "\n".join(self.lines))
+
+    def _accepts(self) -> bool:
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
     def _read(self) -> None:
         assert self.proc.stdout is not None

@@ -1,6 +1,3 @@
-"""Storage: the declarative base, engines and sessions for SQLite and PostgreSQL, migrations."""
-
-from jiesu.db.base import Base, UTCDateTime, utcnow
-from jiesu.db.engine import Database, make_engine
-
-__all__ = ["Base", "Database", "UTCDateTime", "make_engine", "utcnow"]
+"""Storage: the declarative base (`db.base`), engines and sessions for SQLite and PostgreSQL
+(`db.engine`), the read replica for analysis (`db.replica`), migrations. Import from the
+modules themselves: the package runs nothing, so that its modules may import one another."""
