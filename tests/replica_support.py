@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cluster_support import free_ports
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -47,18 +47,6 @@ def _unavailable(why: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true makes the replica tests mandatory)", pytrace=False)
     pytest.skip(message)
-
-
-def _free_port(start: int) -> int:
-    """A port below 32768 (the kernel's temporary range starts there) that nobody holds."""
-    for port in range(start, start + 400):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def _as_postgres(*cmd: str | Path) -> list[str]:
@@ -95,8 +83,7 @@ def streaming_cluster() -> Iterator[Cluster]:
     os.chmod(base, 0o755)
     if os.getuid() == 0:
         shutil.chown(base, "postgres")
-    p_port = _free_port(24000)
-    s_port = _free_port(p_port + 1)
+    p_port, s_port = free_ports(2)
     started: list[Path] = []
     try:
         try:
