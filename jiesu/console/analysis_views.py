@@ -343,7 +343,7 @@ async def reports_build(request: Request, actor: ReportBuilder, db: DB) -> Respo
             raise Forbidden("报告由服务中心生成 / only the service centre builds reports")
         if kind not in reports.KIND_NAMES:
             raise Invalid("请选择报告类型 / choose daily, weekly or monthly", field="kind")
-        report_id = reports.build_on(db, kind, reports.canonical_period(kind, period),
+        report_id, _ = reports.build_on(db, kind, reports.canonical_period(kind, period),
                                      user_id=actor.user_id)  # fmt: skip
     except DomainError as exc:
         with db.read() as session:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from jiesu.db.replica import DEFAULT_MAX_LAG_S, Replica
+from jiesu.db.replica import DEFAULT_MAX_LAG_S, REPLICA_CONNECT_TIMEOUT_S, Replica
 from jiesu.ops.metrics import ANALYSIS_READS
 
 WRITE = {"jiesu_write": True}
@@ -80,7 +80,11 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.replica: Replica | None = None
         if analysis_url:
-            self.replica = Replica(make_engine(analysis_url, **engine_kwargs), max_lag_s=max_lag_s)
+            parsed, kwargs = make_url(analysis_url), dict(engine_kwargs)
+            if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+                # A replica host that does not answer fails fast, and its reads go to the primary.
+                kwargs.setdefault("connect_args", {"connect_timeout": REPLICA_CONNECT_TIMEOUT_S})
+            self.replica = Replica(make_engine(analysis_url, **kwargs), max_lag_s=max_lag_s)
 
     @property
     def dialect(self) -> str:

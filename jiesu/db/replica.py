@@ -21,9 +21,9 @@ lists, sign-in, the worker's claims) stays on the primary, which is the only one
   reads go to the primary meanwhile. Each change of state is logged once, not per request.
 
 Checks are cached for `CHECK_EVERY_S` per process, so a busy dashboard costs one small query
-every few seconds, not one per page. Every analysis session is read-only (PostgreSQL's
-`SET TRANSACTION READ ONLY`), on the replica and on the primary alike, so that a page that
-would write fails in the tests, not on the standby.
+every few seconds, not one per page. An analysis session on the primary is read-only
+(`postgresql_readonly`: the transaction is READ ONLY), as a standby is by itself, so that a page
+that would write fails in the tests, not on the standby.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ CHECK_EVERY_S = 5.0  # how long a lag check (or a failure) holds, per process
 FRESH_WAIT_S = 10.0  # how long a fresh read waits for the replica to catch up
 FRESH_POLL_S = 0.05
 DEFAULT_MAX_LAG_S = 60.0
+REPLICA_CONNECT_TIMEOUT_S = 5  # seconds (libpq's connect_timeout), unless the URL names one
 
 # Seconds behind the primary: 0 for a standby that has replayed all it received while its
 # stream is up, or for a database that is no standby at all.
@@ -94,8 +95,16 @@ class Replica:
             return float(conn.execute(LAG_SQL).scalar_one())
 
     def check(self) -> Check:
-        """The cached state, refreshed past CHECK_EVERY_S."""
-        with self._lock:
+        """The cached state, refreshed past CHECK_EVERY_S. One thread probes at a time; the
+        others meanwhile go by the last state (a replica that hangs holds up one session, not
+        every analysis page of the process)."""
+        last = self._last
+        if last is not None and self.clock() - last.at < CHECK_EVERY_S:
+            return last
+        if not self._lock.acquire(blocking=last is None):
+            assert last is not None
+            return last
+        try:
             last = self._last
             now = self.clock()
             if last is not None and now - last.at < CHECK_EVERY_S:
@@ -119,6 +128,8 @@ class Replica:
                 elif last is not None:
                     LOG.info("analysis reads go to the replica again (lag %.1f s)", lag or 0.0)
             return self._last
+        finally:
+            self._lock.release()
 
     def serves(self, primary: Engine | None = None) -> bool:
         """Whether an analysis session may read the replica now. `primary`: a fresh read, which

@@ -482,15 +482,15 @@ def build(kind: str, period: str, *, db_session: Session, user_id: int | None = 
 
 
 def build_on(db: Any, kind: str, period: str, *, user_id: int | None = None,
-             now: datetime | None = None) -> int:  # fmt: skip
+             now: datetime | None = None) -> tuple[int, Composed]:  # fmt: skip
     """Build and store one report with `db`: the figures read in an analysis session (the read
     replica where one is set, once it has replayed what this process wrote before, such as the
     warnings scan the report lists), the report stored on the primary in a short transaction
-    of its own. The report's id."""
+    of its own. The stored report's id, and the report."""
     with db.analysis(fresh=True) as reading:
         composed = compose(kind, period, db_session=reading, now=now)
     with db.write() as session:
-        return int(store(composed, db_session=session, user_id=user_id).id)
+        return int(store(composed, db_session=session, user_id=user_id).id), composed
 
 
 def stale(*, db_session: Session, limit: int = 10) -> list[tuple[str, str]]:

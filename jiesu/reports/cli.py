@@ -108,7 +108,7 @@ def metrics_show(
 
 
 def _report(kind: str, period: str, out_dir: Path | None, district: str = "") -> None:
-    from jiesu.reports.build import compose, period_of, store
+    from jiesu.reports.build import build_on, period_of
 
     if not period:
         day = _today() - timedelta(days=1)
@@ -122,12 +122,8 @@ def _report(kind: str, period: str, out_dir: Path | None, district: str = "") ->
         return
     from jiesu.errors import DomainError
 
-    db = database()
-    try:
-        with db.analysis(fresh=True) as reading:  # the read replica where one is set
-            composed = compose(kind, period, db_session=reading)
-        with db.write() as session:
-            store(composed, db_session=session)
+    try:  # the figures read on the read replica where one is set, stored on the primary
+        _, composed = build_on(database(), kind, period)
         title, seconds = composed.title, composed.seconds
         files = {"html": composed.html.encode(), "pdf": composed.pdf, "xlsx": composed.xlsx}
     except DomainError as exc:  # a bad period, or a character the report font cannot draw
